@@ -1,0 +1,113 @@
+namespace VitSharp.Kernels;
+
+/// <summary>GELU, exact erf form (PyTorch's default): y = x · Φ(x) = ½x(1 + erf(x/√2)). Elementwise over any length.</summary>
+public static class GeluKernel
+{
+    private const double InvSqrt2 = 0.70710678118654752440;
+    private const double InvSqrt2Pi = 0.39894228040143267794;
+
+    /// <summary>y = gelu(x).</summary>
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y)
+    {
+        for (int i = 0; i < x.Length; i++)
+        {
+            double v = x[i];
+            y[i] = (float)(0.5 * v * (1.0 + SpecialFunctions.Erf(v * InvSqrt2)));
+        }
+    }
+
+    /// <summary>dx += dy · (Φ(x) + x·φ(x)).</summary>
+    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
+    {
+        for (int i = 0; i < x.Length; i++)
+        {
+            double v = x[i];
+            double cdf = 0.5 * (1.0 + SpecialFunctions.Erf(v * InvSqrt2));
+            double pdf = InvSqrt2Pi * Math.Exp(-0.5 * v * v);
+            dx[i] += (float)(dy[i] * (cdf + v * pdf));
+        }
+    }
+}
+
+/// <summary>Special functions missing from System.Math.</summary>
+public static class SpecialFunctions
+{
+    /// <summary>
+    /// The error function to near double precision (W. J. Cody's rational Chebyshev approximations,
+    /// as in Cephes' erf/erfc).
+    /// </summary>
+    public static double Erf(double x)
+    {
+        double ax = Math.Abs(x);
+        if (ax <= 1.0)
+        {
+            double z = x * x;
+            // Cephes ndtr.c T/U coefficients: erf(x) = x·T(x²)/U(x²)
+            double t = ((((9.60497373987051638749E0 * z + 9.00260197203842689217E1) * z + 2.23200534594684319226E3) * z
+                         + 7.00332514112805075473E3) * z + 5.55923013010394962768E4);
+            double u = (((((z + 3.35617141647503099647E1) * z + 5.21357949780152679795E2) * z + 4.59432382970980127987E3) * z
+                         + 2.26290000613890934246E4) * z + 4.92673942608635921086E4);
+            return x * t / u;
+        }
+        double r = Erfc(ax);
+        return x < 0 ? r - 1.0 : 1.0 - r;
+    }
+
+    /// <summary>The complementary error function erfc(x) = 1 − erf(x), accurate in the tails.</summary>
+    public static double Erfc(double x)
+    {
+        double ax = Math.Abs(x);
+        if (ax < 1.0) return 1.0 - Erf(x);
+        if (ax > 27) return x < 0 ? 2.0 : 0.0;
+        double z = -ax * ax;
+        double e = Math.Exp(z);
+        double p, q;
+        if (ax < 8.0)
+        {
+            p = Poly(ax, P); q = Poly1(ax, Q);
+        }
+        else
+        {
+            p = Poly(ax, R); q = Poly1(ax, S);
+        }
+        double y = e * p / q;
+        return x < 0 ? 2.0 - y : y;
+    }
+
+    private static readonly double[] P =
+    {
+        2.46196981473530512524E-10, 5.64189564831068821977E-1, 7.46321056442269912687E0, 4.86371970985681366614E1,
+        1.96520832956077098242E2, 5.26445194995477358631E2, 9.34528527171957607540E2, 1.02755188689515710272E3,
+        5.57535335369399327526E2,
+    };
+    private static readonly double[] Q =
+    {
+        1.32281951154744992508E1, 8.67072140885989742329E1, 3.54937778887819891062E2, 9.75708501743205489753E2,
+        1.82390916687909736289E3, 2.24633760818710981792E3, 1.65666309194161350182E3, 5.57535340817727675546E2,
+    };
+    private static readonly double[] R =
+    {
+        5.64189583547755073984E-1, 1.27536670759978104416E0, 5.01905042251180477414E0, 6.16021097993053585195E0,
+        7.40974269950448939160E0, 2.97886665372100240670E0,
+    };
+    private static readonly double[] S =
+    {
+        2.26052863220117276590E0, 9.39603524938001434673E0, 1.20489539808096656605E1, 1.70814450747565897222E1,
+        9.60896809063285878198E0, 3.36907645100081516050E0,
+    };
+
+    private static double Poly(double x, double[] c)
+    {
+        double r = c[0];
+        for (int i = 1; i < c.Length; i++) r = r * x + c[i];
+        return r;
+    }
+
+    // Polynomial with an implicit leading coefficient of 1.
+    private static double Poly1(double x, double[] c)
+    {
+        double r = x + c[0];
+        for (int i = 1; i < c.Length; i++) r = r * x + c[i];
+        return r;
+    }
+}

@@ -1,0 +1,145 @@
+using VitSharp.NN;
+
+namespace VitSharp.Models;
+
+/// <summary>
+/// Multi-head self-attention as vit-pytorch's <c>vit.Attention</c>: LayerNorm (<c>norm</c>), fused
+/// <c>to_qkv</c> (no bias), softmax(q·kᵀ·D^-½)·v per head, <c>to_out.0</c> (absent when H = 1 and D = C).
+/// Shapes: x [B, N, C] → [B, N, C]; H heads of D dims.
+/// </summary>
+public sealed class Attention : Module
+{
+    private readonly int _heads, _dimHead;
+    private readonly Dropout _dropout;
+
+    /// <summary>Pre-attention LayerNorm (key <c>norm</c>).</summary>
+    public LayerNorm Norm { get; }
+    /// <summary>Fused q, k, v projection (key <c>to_qkv</c>).</summary>
+    public Linear ToQkv { get; }
+    /// <summary>Output projection (key <c>to_out</c>; Identity when there is none).</summary>
+    public Module ToOut { get; }
+
+    /// <summary>When set, receives the attention probabilities [B, H, N, N] of every forward pass.</summary>
+    public Action<Tensor>? AttentionObserver { get; set; }
+
+    /// <summary>Creates the block.</summary>
+    public Attention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f, bool outBias = true)
+    {
+        if (heads < 1 || dimHead < 1) throw new ArgumentOutOfRangeException(nameof(heads), $"attention needs heads ≥ 1 and dim_head ≥ 1 (got {heads}, {dimHead})");
+        _heads = heads; _dimHead = dimHead;
+        int inner = heads * dimHead;
+        bool projectOut = !(heads == 1 && dimHead == dim);
+        Norm = RegisterModule("norm", new LayerNorm(dim));
+        _dropout = RegisterModule("dropout", new Dropout(dropout));
+        ToQkv = RegisterModule("to_qkv", new Linear(dim, inner * 3, bias: false));
+        ToOut = RegisterModule<Module>("to_out", projectOut
+            ? new Sequential(new Linear(inner, dim, outBias), new Dropout(dropout))
+            : new Identity());
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor x)
+    {
+        int b = x.Dim(0), n = x.Dim(1);
+        x = Norm.Forward(x);
+        var qkv = ToQkv.Forward(x).Reshape(b, n, 3, _heads, _dimHead).Permute(2, 0, 3, 1, 4); // [3, B, H, N, D]
+        var q = qkv.Slice(0, 0, 1).Reshape(b, _heads, n, _dimHead);
+        var k = qkv.Slice(0, 1, 1).Reshape(b, _heads, n, _dimHead);
+        var v = qkv.Slice(0, 2, 1).Reshape(b, _heads, n, _dimHead);
+        Tensor o;
+        if (Training && _dropout.P > 0)
+        {
+            // Dropout on the attention probabilities needs the unfused path.
+            var scores = Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(_dimHead));
+            var attn = F.Softmax(scores, -1);
+            AttentionObserver?.Invoke(attn);
+            o = Tensor.MatMul(_dropout.Forward(attn), v);
+        }
+        else o = F.ScaledDotProductAttention(q, k, v, probs: AttentionObserver);
+        o = o.Permute(0, 2, 1, 3).Reshape(b, n, _heads * _dimHead);
+        return ToOut.Forward(o);
+    }
+}
+
+/// <summary>Pre-norm MLP as vit-pytorch's <c>vit.FeedForward</c>: <c>net.0</c> LayerNorm → <c>net.1</c> Linear → GELU → Dropout → <c>net.4</c> Linear → Dropout.</summary>
+public sealed class FeedForward : Module
+{
+    /// <summary>The layers (key <c>net</c>).</summary>
+    public Sequential Net { get; }
+
+    /// <summary>Creates the block.</summary>
+    public FeedForward(int dim, int hiddenDim, float dropout = 0f)
+    {
+        Net = RegisterModule("net", new Sequential(
+            new LayerNorm(dim), new Linear(dim, hiddenDim), new GELU(), new Dropout(dropout),
+            new Linear(hiddenDim, dim), new Dropout(dropout)));
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor x) => Net.Forward(x);
+}
+
+/// <summary>
+/// vit-pytorch's <c>vit.Transformer</c>: depth × (x = attn(x) + x; x = ff(x) + x) then a final LayerNorm
+/// (keys <c>layers.i.0.*</c>, <c>layers.i.1.*</c>, <c>norm.*</c>). x [B, N, C] → [B, N, C].
+/// </summary>
+public sealed class Transformer : Module
+{
+    /// <summary>Final LayerNorm (key <c>norm</c>), or null when the variant has none.</summary>
+    public LayerNorm? Norm { get; }
+    /// <summary>The [attention, feed-forward] pairs (key <c>layers</c>).</summary>
+    public ModuleList Layers { get; }
+
+    /// <summary>Creates the stack.</summary>
+    public Transformer(int dim, int depth, int heads, int dimHead, int mlpDim, float dropout = 0f, bool finalNorm = true)
+    {
+        if (depth < 0) throw new ArgumentOutOfRangeException(nameof(depth), $"depth must be ≥ 0, got {depth}");
+        if (finalNorm) Norm = RegisterModule("norm", new LayerNorm(dim));
+        Layers = RegisterModule("layers", new ModuleList());
+        for (int i = 0; i < depth; i++)
+            Layers.Add(new ModuleList(new Attention(dim, heads, dimHead, dropout), new FeedForward(dim, mlpDim, dropout)));
+    }
+
+    /// <summary>The attention blocks, in order.</summary>
+    public IEnumerable<Attention> AttentionBlocks()
+    {
+        for (int i = 0; i < Layers.Count; i++) yield return (Attention)((ModuleList)Layers[i])[0];
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor x)
+    {
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            var pair = (ModuleList)Layers[i];
+            x = pair[0].Forward(x) + x;
+            x = pair[1].Forward(x) + x;
+        }
+        return Norm is null ? x : Norm.Forward(x);
+    }
+}
+
+/// <summary>
+/// einops' <c>Rearrange('b c (h p1) (w p2) -> b (h w) (p1 p2 c)')</c>: image [B, c, h·p1, w·p2] → tokens
+/// [B, h·w, p1·p2·c], token index row-major over (h, w), channel fastest inside a token.
+/// </summary>
+public sealed class PatchRearrange : Module
+{
+    /// <summary>Patch height and width.</summary>
+    public int P1 { get; }
+    /// <summary>Patch width.</summary>
+    public int P2 { get; }
+
+    /// <summary>Creates the rearrangement.</summary>
+    public PatchRearrange(int p1, int p2) { P1 = p1; P2 = p2; }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor img)
+    {
+        int b = img.Dim(0), c = img.Dim(1), hh = img.Dim(2), ww = img.Dim(3);
+        if (hh % P1 != 0 || ww % P2 != 0)
+            throw new ArgumentException($"image {hh}×{ww} is not divisible by the patch size {P1}×{P2}");
+        int h = hh / P1, w = ww / P2;
+        return img.Reshape(b, c, h, P1, w, P2).Permute(0, 2, 4, 3, 5, 1).Reshape(b, h * w, P1 * P2 * c);
+    }
+}

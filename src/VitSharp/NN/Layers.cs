@@ -1,0 +1,161 @@
+namespace VitSharp.NN;
+
+/// <summary>Seeded random source for parameter initialisation (thread-static; deterministic by default).</summary>
+public static class Init
+{
+    [ThreadStatic] private static Random? _rng;
+
+    /// <summary>The generator used by layer constructors on this thread.</summary>
+    public static Random Rng => _rng ??= new Random(0);
+
+    /// <summary>Reseeds the initialisation generator of this thread.</summary>
+    public static void Seed(int seed) => _rng = new Random(seed);
+}
+
+/// <summary>y = x·Wᵀ + b. Weight [out, in] initialised U(−1/√in, 1/√in) as torch.nn.Linear; keys <c>weight</c>, <c>bias</c>.</summary>
+public sealed class Linear : Module
+{
+    /// <summary>Weight [out, in].</summary>
+    public Tensor Weight { get; }
+    /// <summary>Bias [out], or null.</summary>
+    public Tensor? Bias { get; }
+    /// <summary>Input features.</summary>
+    public int InFeatures { get; }
+    /// <summary>Output features.</summary>
+    public int OutFeatures { get; }
+
+    /// <summary>Creates the layer.</summary>
+    public Linear(int inFeatures, int outFeatures, bool bias = true)
+    {
+        if (inFeatures < 0 || outFeatures < 0) throw new ArgumentOutOfRangeException(nameof(inFeatures), $"Linear({inFeatures}, {outFeatures}): feature counts must be non-negative");
+        InFeatures = inFeatures; OutFeatures = outFeatures;
+        float bound = inFeatures > 0 ? 1f / MathF.Sqrt(inFeatures) : 0f;
+        Weight = RegisterParameter("weight", Tensor.RandU(Init.Rng, -bound, bound, outFeatures, inFeatures));
+        if (bias) Bias = RegisterParameter("bias", Tensor.RandU(Init.Rng, -bound, bound, outFeatures));
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input) => F.Linear(input, Weight, Bias);
+}
+
+/// <summary>LayerNorm over the last dimension; keys <c>weight</c> (ones) and <c>bias</c> (zeros).</summary>
+public sealed class LayerNorm : Module
+{
+    /// <summary>Scale [C].</summary>
+    public Tensor Weight { get; }
+    /// <summary>Shift [C].</summary>
+    public Tensor Bias { get; }
+    /// <summary>Added to the variance.</summary>
+    public float Eps { get; }
+
+    /// <summary>Creates the layer.</summary>
+    public LayerNorm(int dim, float eps = 1e-5f)
+    {
+        Eps = eps;
+        Weight = RegisterParameter("weight", Tensor.Ones(dim));
+        Bias = RegisterParameter("bias", Tensor.Zeros(dim));
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input) => F.LayerNorm(input, Weight, Bias, Eps);
+}
+
+/// <summary>Dropout with probability P in training mode; identity in evaluation mode.</summary>
+public sealed class Dropout : Module
+{
+    [ThreadStatic] private static Random? _rng;
+
+    /// <summary>Drop probability.</summary>
+    public float P { get; }
+
+    /// <summary>Creates the layer.</summary>
+    public Dropout(float p = 0.5f)
+    {
+        if (p < 0 || p > 1) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability {p} is outside [0, 1]");
+        P = p;
+    }
+
+    /// <summary>Reseeds the dropout generator of this thread.</summary>
+    public static void Seed(int seed) => _rng = new Random(seed);
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input) => F.Dropout(input, P, Training, _rng ??= new Random(0));
+}
+
+/// <summary>GELU activation (exact erf form).</summary>
+public sealed class GELU : Module
+{
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input) => input.Gelu();
+}
+
+/// <summary>ReLU activation.</summary>
+public sealed class ReLU : Module
+{
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input) => input.Relu();
+}
+
+/// <summary>Returns its input.</summary>
+public sealed class Identity : Module
+{
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input) => input;
+}
+
+/// <summary>Runs child modules in order; children are named "0", "1", … as in torch.nn.Sequential.</summary>
+public sealed class Sequential : Module
+{
+    private readonly List<Module> _modules = new();
+
+    /// <summary>Creates the container.</summary>
+    public Sequential(params Module[] modules)
+    {
+        foreach (var m in modules) Add(m);
+    }
+
+    /// <summary>Appends a module.</summary>
+    public void Add(Module module)
+    {
+        RegisterModule(_modules.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), module);
+        _modules.Add(module);
+    }
+
+    /// <summary>The i-th module.</summary>
+    public Module this[int index] => _modules[index];
+
+    /// <summary>Number of modules.</summary>
+    public int Count => _modules.Count;
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input)
+    {
+        foreach (var m in _modules) input = m.Forward(input);
+        return input;
+    }
+}
+
+/// <summary>A list of modules named "0", "1", … (as torch.nn.ModuleList); has no forward of its own.</summary>
+public sealed class ModuleList : Module
+{
+    private readonly List<Module> _modules = new();
+
+    /// <summary>Creates the list.</summary>
+    public ModuleList(params Module[] modules)
+    {
+        foreach (var m in modules) Add(m);
+    }
+
+    /// <summary>Appends a module.</summary>
+    public void Add(Module module)
+    {
+        RegisterModule(_modules.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), module);
+        _modules.Add(module);
+    }
+
+    /// <summary>The i-th module.</summary>
+    public Module this[int index] => _modules[index];
+
+    /// <summary>Number of modules.</summary>
+    public int Count => _modules.Count;
+}

@@ -1,0 +1,79 @@
+namespace VitSharp.Optim;
+
+/// <summary>
+/// AdamW exactly as torch.optim.AdamW: p ← p·(1 − lr·λ); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
+/// p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
+/// </summary>
+public sealed class AdamW : Optimizer
+{
+    private readonly float[][] _m, _v;
+
+    /// <summary>β₁.</summary>
+    public float Beta1 { get; }
+    /// <summary>β₂.</summary>
+    public float Beta2 { get; }
+    /// <summary>ε.</summary>
+    public float Eps { get; }
+    /// <summary>Decoupled weight decay λ.</summary>
+    public float WeightDecay { get; set; }
+
+    /// <summary>Creates the optimizer (PyTorch's defaults: lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.01).</summary>
+    public AdamW(IEnumerable<(string Name, Tensor Param)> parameters, float lr = 1e-3f, float beta1 = 0.9f,
+        float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 1e-2f) : base(parameters, lr)
+    {
+        Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
+        _m = Params.Select(p => new float[p.Param.Size]).ToArray();
+        _v = Params.Select(p => new float[p.Param.Size]).ToArray();
+    }
+
+    /// <inheritdoc/>
+    protected override void Update(int index, string name, Span<float> p, ReadOnlySpan<float> g)
+    {
+        var m = _m[index]; var v = _v[index];
+        float lr = LearningRate, b1 = Beta1, b2 = Beta2;
+        float bc1 = 1f - MathF.Pow(b1, StepCount);
+        float bc2 = 1f - MathF.Pow(b2, StepCount);
+        float stepSize = lr / bc1;
+        float bc2Sqrt = MathF.Sqrt(bc2);
+        float decay = 1f - lr * WeightDecay;
+        for (int i = 0; i < p.Length; i++)
+        {
+            float gi = g[i];
+            float mi = m[i] = b1 * m[i] + (1 - b1) * gi;
+            float vi = v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+            float denom = MathF.Sqrt(vi) / bc2Sqrt + Eps;
+            p[i] = p[i] * decay - stepSize * mi / denom;
+        }
+    }
+
+    /// <inheritdoc/>
+    public override Dictionary<string, Tensor> StateDict()
+    {
+        var sd = new Dictionary<string, Tensor>();
+        for (int i = 0; i < Params.Count; i++)
+        {
+            var shape = Params[i].Param.Shape;
+            sd["exp_avg." + Params[i].Name] = new Tensor(_m[i], shape);
+            sd["exp_avg_sq." + Params[i].Name] = new Tensor(_v[i], shape);
+        }
+        return sd;
+    }
+
+    /// <inheritdoc/>
+    public override void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, long stepCount)
+    {
+        for (int i = 0; i < Params.Count; i++)
+        {
+            Load(state, "exp_avg." + Params[i].Name, _m[i]);
+            Load(state, "exp_avg_sq." + Params[i].Name, _v[i]);
+        }
+        StepCount = stepCount;
+    }
+
+    internal static void Load(IReadOnlyDictionary<string, Tensor> state, string key, float[] dst)
+    {
+        if (!state.TryGetValue(key, out var t)) throw new KeyNotFoundException($"optimizer state lacks '{key}'");
+        if (t.Size != dst.Length) throw new ArgumentException($"optimizer state '{key}' has {t.Size} elements, expected {dst.Length}");
+        t.Data.AsSpan().CopyTo(dst);
+    }
+}

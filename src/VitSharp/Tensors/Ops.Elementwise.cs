@@ -1,0 +1,174 @@
+using System.Numerics.Tensors;
+
+namespace VitSharp;
+
+public sealed partial class Tensor
+{
+    private enum BinOp { Add, Sub, Mul, Div }
+
+    private struct BinaryForward : Broadcast.IRowBody
+    {
+        public float[] A, B, Out; public BinOp Op;
+        public void Row(int o, int a, int b, int n, int sa, int sb)
+        {
+            var dst = Out.AsSpan(o, n);
+            if (sa == 1 && sb == 1)
+            {
+                var x = A.AsSpan(a, n); var y = B.AsSpan(b, n);
+                switch (Op)
+                {
+                    case BinOp.Add: TensorPrimitives.Add(x, y, dst); break;
+                    case BinOp.Sub: TensorPrimitives.Subtract(x, y, dst); break;
+                    case BinOp.Mul: TensorPrimitives.Multiply(x, y, dst); break;
+                    default: TensorPrimitives.Divide(x, y, dst); break;
+                }
+                return;
+            }
+            for (int i = 0; i < n; i++)
+            {
+                float x = A[a + i * sa], y = B[b + i * sb];
+                dst[i] = Op switch { BinOp.Add => x + y, BinOp.Sub => x - y, BinOp.Mul => x * y, _ => x / y };
+            }
+        }
+    }
+
+    /// <summary>Gradient of a broadcast binary op for one input: dX[offX] += g · factor (factor from the other operands).</summary>
+    private struct BinaryBackward : Broadcast.IRowBody
+    {
+        // Dst is walked with the first stride set, B with the second, G and A contiguously (result layout).
+        // Mode 0: dst += sign·g; 1: dst += g·B; 2: dst += g/B; 3: dst += −g·A/B (A = the quotient a/b).
+        public float[] G, Dst; public float[]? A, B; public int Mode; public float Sign;
+        public void Row(int o, int x, int y, int n, int sx, int sy)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                float g = G[o + i];
+                float v = Mode switch
+                {
+                    0 => Sign * g,
+                    1 => g * B![y + i * sy],
+                    2 => g / B![y + i * sy],
+                    _ => -g * A![o + i] / B![y + i * sy],
+                };
+                Dst[x + i * sx] += v;
+            }
+        }
+    }
+
+    private static Tensor Binary(Tensor a, Tensor b, BinOp op, string name)
+    {
+        var bc = new Broadcast(a._shape, b._shape);
+        var result = new Tensor(bc.OutShape);
+        if (a.SameShape(b))
+        {
+            switch (op)
+            {
+                case BinOp.Add: TensorPrimitives.Add(a.Data, b.Data, result.Data); break;
+                case BinOp.Sub: TensorPrimitives.Subtract(a.Data, b.Data, result.Data); break;
+                case BinOp.Mul: TensorPrimitives.Multiply(a.Data, b.Data, result.Data); break;
+                default: TensorPrimitives.Divide(a.Data, b.Data, result.Data); break;
+            }
+        }
+        else
+        {
+            var body = new BinaryForward { A = a.Data, B = b.Data, Out = result.Data, Op = op };
+            Broadcast.ForEachRow(bc.OutShape, bc.StridesA, bc.StridesB, ref body);
+        }
+        return Autograd.Record(result, name, [a, b], r =>
+        {
+            var g = r.Grad!.Data;
+            if (a.RequiresGrad)
+            {
+                var body = op switch
+                {
+                    BinOp.Add or BinOp.Sub => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 0, Sign = 1 },
+                    BinOp.Mul => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 1, B = b.Data },
+                    _ => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 2, B = b.Data },
+                };
+                Broadcast.ForEachRow(bc.OutShape, bc.StridesA, bc.StridesB, ref body);
+            }
+            if (b.RequiresGrad)
+            {
+                var body = op switch
+                {
+                    BinOp.Add => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 0, Sign = 1 },
+                    BinOp.Sub => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 0, Sign = -1 },
+                    BinOp.Mul => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 1, B = a.Data },
+                    // d(a/b)/db = −a/b² = −(a/b)/b: use the result r = a/b as "A" (same layout as g).
+                    _ => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 3, A = r.Data, B = b.Data },
+                };
+                if (op == BinOp.Div)
+                {
+                    // Mode 3 reads A at the output offset and B at b's offset, so walk with b as the destination.
+                    Broadcast.ForEachRow(bc.OutShape, bc.StridesB, bc.StridesB, ref body);
+                }
+                else
+                    Broadcast.ForEachRow(bc.OutShape, bc.StridesB, bc.StridesA, ref body);
+            }
+        });
+    }
+
+    private float[] Grad0() { GradSpan(); return Grad!.Data; }
+
+    /// <summary>Elementwise sum with broadcasting.</summary>
+    public static Tensor operator +(Tensor a, Tensor b) => Binary(a, b, BinOp.Add, "add");
+    /// <summary>Elementwise difference with broadcasting.</summary>
+    public static Tensor operator -(Tensor a, Tensor b) => Binary(a, b, BinOp.Sub, "sub");
+    /// <summary>Elementwise product with broadcasting.</summary>
+    public static Tensor operator *(Tensor a, Tensor b) => Binary(a, b, BinOp.Mul, "mul");
+    /// <summary>Elementwise quotient with broadcasting.</summary>
+    public static Tensor operator /(Tensor a, Tensor b) => Binary(a, b, BinOp.Div, "div");
+
+    /// <summary>y = a·x + b for scalars a, b.</summary>
+    public Tensor Affine(float scale, float shift)
+    {
+        var x = this;
+        var result = new Tensor(_shape);
+        TensorPrimitives.Multiply(Data, scale, result.Data);
+        if (shift != 0) TensorPrimitives.Add(result.Data, shift, result.Data);
+        return Autograd.Record(result, "affine", [x], r =>
+        {
+            var dx = x.GradSpan();
+            TensorPrimitives.MultiplyAdd(r.Grad!.Data, scale, dx, dx);
+        });
+    }
+
+    /// <summary>Adds a scalar.</summary>
+    public static Tensor operator +(Tensor a, float s) => a.Affine(1f, s);
+    /// <summary>Adds a scalar.</summary>
+    public static Tensor operator +(float s, Tensor a) => a.Affine(1f, s);
+    /// <summary>Subtracts a scalar.</summary>
+    public static Tensor operator -(Tensor a, float s) => a.Affine(1f, -s);
+    /// <summary>Scalar minus tensor.</summary>
+    public static Tensor operator -(float s, Tensor a) => a.Affine(-1f, s);
+    /// <summary>Multiplies by a scalar.</summary>
+    public static Tensor operator *(Tensor a, float s) => a.Affine(s, 0f);
+    /// <summary>Multiplies by a scalar.</summary>
+    public static Tensor operator *(float s, Tensor a) => a.Affine(s, 0f);
+    /// <summary>Divides by a scalar.</summary>
+    public static Tensor operator /(Tensor a, float s) => a.Affine(1f / s, 0f);
+    /// <summary>Negation.</summary>
+    public static Tensor operator -(Tensor a) => a.Affine(-1f, 0f);
+
+    /// <summary>Rectified linear unit, max(x, 0).</summary>
+    public Tensor Relu()
+    {
+        var x = this;
+        var result = new Tensor(_shape);
+        TensorPrimitives.Max(Data, 0f, result.Data);
+        return Autograd.Record(result, "relu", [x], r =>
+        {
+            var dx = x.GradSpan(); var g = r.Grad!.Data; var xd = x.Data;
+            for (int i = 0; i < dx.Length; i++) if (xd[i] > 0) dx[i] += g[i];
+        });
+    }
+
+    /// <summary>GELU, exact erf form.</summary>
+    public Tensor Gelu()
+    {
+        var x = this;
+        var result = new Tensor(_shape);
+        Kernels.GeluKernel.Forward(Data, result.Data);
+        return Autograd.Record(result, "gelu", [x], r => Kernels.GeluKernel.Backward(r.Grad!.Data, x.Data, x.GradSpan()));
+    }
+}

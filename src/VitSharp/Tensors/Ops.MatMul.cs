@@ -1,0 +1,210 @@
+using System.Numerics.Tensors;
+using VitSharp.Kernels;
+
+namespace VitSharp;
+
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// Matrix product op(A)·op(B) over the last two dimensions, batched over the leading ones.
+    /// A is [..., M, K] ([..., K, M] when <paramref name="transA"/>), B is [..., K, N] ([..., N, K] when
+    /// <paramref name="transB"/>) with the same leading dimensions, or a 2-D B shared by every batch entry.
+    /// </summary>
+    public static Tensor MatMul(Tensor a, Tensor b, bool transA = false, bool transB = false)
+    {
+        if (a.Rank < 2 || b.Rank < 2) throw new ArgumentException($"matmul needs matrices, got {ShapeString(a._shape)} and {ShapeString(b._shape)}");
+        int m = transA ? a._shape[^1] : a._shape[^2];
+        int k = transA ? a._shape[^2] : a._shape[^1];
+        int kb = transB ? b._shape[^1] : b._shape[^2];
+        int n = transB ? b._shape[^2] : b._shape[^1];
+        if (k != kb) throw new ArgumentException($"matmul: inner dimensions differ ({ShapeString(a._shape)}{(transA ? "ᵀ" : "")} · {ShapeString(b._shape)}{(transB ? "ᵀ" : "")})");
+        bool shared = b.Rank == 2;
+        if (!shared && !a._shape.AsSpan(0, a.Rank - 2).SequenceEqual(b._shape.AsSpan(0, b.Rank - 2)))
+            throw new ArgumentException($"matmul: batch dimensions of {ShapeString(a._shape)} and {ShapeString(b._shape)} differ");
+        int batch = 1;
+        for (int i = 0; i < a.Rank - 2; i++) batch *= a._shape[i];
+        var outShape = a.Shape; outShape[^2] = m; outShape[^1] = n;
+        var result = new Tensor(outShape);
+        int lda = transA ? m : k, ldb = transB ? k : n;
+        long sA = (long)m * k, sB = shared ? 0 : (long)k * n, sC = (long)m * n;
+
+        Batched(transA, transB, m, n, k, a.Data, lda, sA, b.Data, ldb, sB, result.Data, n, sC, batch, 0f);
+
+        return Autograd.Record(result, "matmul", [a, b], r =>
+        {
+            var g = r.Grad!.Data;
+            if (a.RequiresGrad)
+            {
+                if (!transA) Batched(false, !transB, m, k, n, g, n, sC, b.Data, ldb, sB, a.Grad0(), k, sA, batch, 1f);
+                else Batched(transB, true, k, m, n, b.Data, ldb, sB, g, n, sC, a.Grad0(), m, sA, batch, 1f);
+            }
+            if (b.RequiresGrad)
+            {
+                // With a shared B the per-batch contributions accumulate into one gradient: run them in order.
+                if (!transB) Batched(!transA, false, k, n, m, a.Data, lda, sA, g, n, sC, b.Grad0(), n, sB, batch, 1f);
+                else Batched(true, transA, n, k, m, g, n, sC, a.Data, lda, sA, b.Grad0(), k, sB, batch, 1f);
+            }
+        });
+    }
+
+    private static void Batched(bool ta, bool tb, int m, int n, int k, float[] a, int lda, long sa,
+        float[] b, int ldb, long sb, float[] c, int ldc, long sc, int batch, float beta)
+    {
+        if (batch == 1) { Gemm.Sgemm(ta, tb, m, n, k, 1f, a, lda, b, ldb, beta, c, ldc); return; }
+        // A·B with B shared and A not transposed: one tall GEMM over all batch rows.
+        if (sb == 0 && !ta && sc != 0 && sa == (long)m * lda && sc == (long)m * ldc)
+        { Gemm.Sgemm(false, tb, m * batch, n, k, 1f, a, lda, b, ldb, beta, c, ldc); return; }
+        if (sc == 0 || sb == 0 || sa == 0)
+        {
+            // A shared operand or a shared destination: sequential so accumulation does not race.
+            for (int i = 0; i < batch; i++)
+                Gemm.Sgemm(ta, tb, m, n, k, 1f, a.AsSpan((int)(i * sa)), lda, b.AsSpan((int)(i * sb)), ldb, beta, c.AsSpan((int)(i * sc)), ldc);
+            return;
+        }
+        Gemm.SgemmStridedBatched(ta, tb, m, n, k, 1f, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+    }
+}
+
+/// <summary>Functional ops (as torch.nn.functional): fused, with hand-written backward passes.</summary>
+public static class F
+{
+    /// <summary>y = x·Wᵀ + b over the last dimension. x [..., in], weight [out, in], bias [out] or null.</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    {
+        int inF = weight.Dim(1), outF = weight.Dim(0);
+        if (x.Rank == 0 || x.Dim(-1) != inF)
+            throw new ArgumentException($"linear: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {inF} features (weight {Tensor.ShapeString(weight.ShapeSpan)})");
+        int rows = x.Size / Math.Max(inF, 1);
+        if (inF == 0) rows = x.Size == 0 ? 0 : rows;
+        var shape = x.Shape; shape[^1] = outF;
+        var y = new Tensor(shape);
+        float beta = 0f;
+        if (bias is not null)
+        {
+            for (int r = 0; r < rows; r++) bias.Data.CopyTo(y.Data, r * outF);
+            beta = 1f;
+        }
+        Gemm.Sgemm(false, true, rows, outF, inF, 1f, x.Data, inF, weight.Data, inF, beta, y.Data, outF);
+        Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
+        return Autograd.Record(y, "linear", inputs, r =>
+        {
+            var g = r.Grad!.Data;
+            if (x.RequiresGrad) Gemm.Sgemm(false, false, rows, inF, outF, 1f, g, outF, weight.Data, inF, 1f, x.GradSpan(), inF);
+            if (weight.RequiresGrad) Gemm.Sgemm(true, false, outF, inF, rows, 1f, g, outF, x.Data, inF, 1f, weight.GradSpan(), inF);
+            if (bias is not null && bias.RequiresGrad)
+            {
+                var db = bias.GradSpan();
+                for (int i = 0; i < rows; i++) TensorPrimitives.Add(db, g.AsSpan(i * outF, outF), db);
+            }
+        });
+    }
+
+    /// <summary>LayerNorm over the last dimension with affine weight and bias [C].</summary>
+    public static Tensor LayerNorm(Tensor x, Tensor weight, Tensor bias, float eps = 1e-5f)
+    {
+        int c = weight.Size;
+        if (x.Rank == 0 || x.Dim(-1) != c)
+            throw new ArgumentException($"layer_norm: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {c} features");
+        int rows = c == 0 ? 0 : x.Size / c;
+        var y = new Tensor(x.Shape);
+        var mean = new float[rows];
+        var rstd = new float[rows];
+        Kernels.LayerNormKernel.Forward(x.Data, weight.Data, bias.Data, rows, c, eps, mean, rstd, y.Data);
+        return Autograd.Record(y, "layer_norm", [x, weight, bias], r =>
+        {
+            Span<float> dx = x.RequiresGrad ? x.GradSpan() : default;
+            Span<float> dw = weight.RequiresGrad ? weight.GradSpan() : default;
+            Span<float> db = bias.RequiresGrad ? bias.GradSpan() : default;
+            var scratch = new float[c];
+            Kernels.LayerNormKernel.Backward(r.Grad!.Data, x.Data, weight.Data, mean, rstd, rows, c, dx, dw, db, scratch);
+        });
+    }
+
+    /// <summary>Softmax over a dimension.</summary>
+    public static Tensor Softmax(Tensor x, int dim = -1)
+    {
+        int d = x.NormDim(dim);
+        if (d != x.Rank - 1) return Softmax(x.Transpose(d, -1), -1).Transpose(d, -1);
+        int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
+        var y = new Tensor(x.Shape);
+        Kernels.SoftmaxKernel.Forward(x.Data, rows, cols, y.Data);
+        return Autograd.Record(y, "softmax", [x], r => Kernels.SoftmaxKernel.Backward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
+    }
+
+    /// <summary>Log-softmax over a dimension.</summary>
+    public static Tensor LogSoftmax(Tensor x, int dim = -1)
+    {
+        int d = x.NormDim(dim);
+        if (d != x.Rank - 1) return LogSoftmax(x.Transpose(d, -1), -1).Transpose(d, -1);
+        int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
+        var y = new Tensor(x.Shape);
+        Kernels.SoftmaxKernel.LogForward(x.Data, rows, cols, y.Data);
+        return Autograd.Record(y, "log_softmax", [x], r => Kernels.SoftmaxKernel.LogBackward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
+    }
+
+    /// <summary>Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1−p). Identity when not training or p = 0.</summary>
+    public static Tensor Dropout(Tensor x, float p, bool training, Random rng)
+    {
+        if (p < 0 || p > 1) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability {p} is outside [0, 1]");
+        if (!training || p == 0) return x;
+        var mask = new float[x.Size];
+        float keep = p >= 1 ? 0f : 1f / (1 - p);
+        for (int i = 0; i < mask.Length; i++) mask[i] = rng.NextSingle() >= p ? keep : 0f;
+        var y = new Tensor(x.Shape);
+        TensorPrimitives.Multiply(x.Data, mask, y.Data);
+        return Autograd.Record(y, "dropout", [x], r =>
+        {
+            var dx = x.GradSpan();
+            TensorPrimitives.FusedMultiplyAdd(r.Grad!.Data, mask, dx, dx);
+        });
+    }
+
+    /// <summary>Mean cross-entropy of logits [R, K] against class indices [R], with optional label smoothing.</summary>
+    public static Tensor CrossEntropy(Tensor logits, ReadOnlySpan<int> labels, float labelSmoothing = 0f)
+    {
+        if (logits.Rank != 2) throw new ArgumentException($"cross_entropy expects logits [batch, classes], got {Tensor.ShapeString(logits.ShapeSpan)}");
+        int rows = logits.Dim(0), k = logits.Dim(1);
+        if (labels.Length != rows) throw new ArgumentException($"cross_entropy: {labels.Length} labels for {rows} rows of logits");
+        if (labelSmoothing < 0 || labelSmoothing > 1) throw new ArgumentOutOfRangeException(nameof(labelSmoothing));
+        var logProbs = new float[logits.Size];
+        var lab = labels.ToArray();
+        float loss = Kernels.CrossEntropyKernel.Forward(logits.Data, lab, rows, k, labelSmoothing, logProbs);
+        var y = Tensor.Scalar(loss);
+        return Autograd.Record(y, "cross_entropy", [logits], r =>
+            Kernels.CrossEntropyKernel.Backward(r.Grad!.Data[0], logProbs, lab, rows, k, labelSmoothing, logits.GradSpan()));
+    }
+
+    /// <summary>
+    /// Fused scaled dot-product attention: softmax(scale·Q·Kᵀ)·V per (batch, head).
+    /// q [..., N, D], k and v [..., M, D] with equal leading dimensions; result [..., N, D].
+    /// Scale defaults to D^-½. When <paramref name="probs"/> is given, it receives the attention
+    /// probabilities [..., N, M].
+    /// </summary>
+    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, float? scale = null, Action<Tensor>? probs = null)
+    {
+        if (q.Rank < 2 || k.Rank != q.Rank || v.Rank != q.Rank)
+            throw new ArgumentException($"attention: q, k, v must have equal rank ≥ 2, got {Tensor.ShapeString(q.ShapeSpan)}, {Tensor.ShapeString(k.ShapeSpan)}, {Tensor.ShapeString(v.ShapeSpan)}");
+        int n = q.Dim(-2), d = q.Dim(-1), m = k.Dim(-2);
+        if (k.Dim(-1) != d || !k.SameShape(v) || !q.ShapeSpan[..^2].SequenceEqual(k.ShapeSpan[..^2]))
+            throw new ArgumentException($"attention: shapes q {Tensor.ShapeString(q.ShapeSpan)}, k {Tensor.ShapeString(k.ShapeSpan)}, v {Tensor.ShapeString(v.ShapeSpan)} do not fit");
+        int groups = 1;
+        for (int i = 0; i < q.Rank - 2; i++) groups *= q.Dim(i);
+        float s = scale ?? 1f / MathF.Sqrt(d);
+        var o = new Tensor(q.Shape);
+        var p = new float[(long)groups * n * m];
+        Kernels.AttentionKernel.Forward(q.Data, k.Data, v.Data, groups, n, m, d, s, p, o.Data);
+        if (probs is not null)
+        {
+            var pShape = q.Shape; pShape[^1] = m;
+            probs(new Tensor(p, pShape));
+        }
+        return Autograd.Record(o, "sdpa", [q, k, v], r =>
+        {
+            var dq = new float[q.Size]; var dk = new float[k.Size]; var dv = new float[v.Size];
+            Kernels.AttentionKernel.Backward(r.Grad!.Data, q.Data, k.Data, v.Data, p, groups, n, m, d, s, dq, dk, dv);
+            if (q.RequiresGrad) TensorPrimitives.Add(q.GradSpan(), dq, q.GradSpan());
+            if (k.RequiresGrad) TensorPrimitives.Add(k.GradSpan(), dk, k.GradSpan());
+            if (v.RequiresGrad) TensorPrimitives.Add(v.GradSpan(), dv, v.GradSpan());
+        });
+    }
+}
