@@ -233,6 +233,12 @@ public sealed class SafeTensorsFile : IDisposable
         var headerBytes = new byte[headerLength];
         ReadExactly(path, handle, headerBytes, 8, null);
 
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+        {
+            System.Text.Unicode.Utf8.ToUtf16(headerBytes, new char[headerBytes.Length], out int validBytes, out _, replaceInvalidSequences: false);
+            throw new SafeTensorsException(path, $"header is not valid UTF-8 (invalid byte sequence at header byte {validBytes})");
+        }
+
         JsonDocument doc;
         try
         {
@@ -246,35 +252,47 @@ public sealed class SafeTensorsFile : IDisposable
 
         using (doc)
         {
-            JsonElement root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new SafeTensorsException(path, $"header JSON must be an object, got {root.ValueKind}");
-
-            var tensors = new List<SafeTensorInfo>();
-            var byName = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            bool sawMetadata = false;
-
-            foreach (JsonProperty prop in root.EnumerateObject())
+            try
             {
-                if (prop.Name == "__metadata__")
-                {
-                    if (sawMetadata) throw new SafeTensorsException(path, "duplicate '__metadata__' entry in header");
-                    sawMetadata = true;
-                    ParseMetadata(path, prop.Value, metadata);
-                    continue;
-                }
+                return Build(path, handle, doc.RootElement, headerLength, dataLength);
+            }
+            catch (InvalidOperationException e)
+            {
+                // System.Text.Json throws this when a string cannot be transcoded (e.g. an escaped lone surrogate).
+                throw new SafeTensorsException(path, $"header contains an invalid string: {FirstLine(e.Message)}", inner: e);
+            }
+        }
+    }
 
-                if (byName.ContainsKey(prop.Name))
-                    throw new SafeTensorsException(path, $"duplicate tensor {SafeTensorsException.Quote(prop.Name)} in header", prop.Name);
-                SafeTensorInfo info = ParseEntry(path, prop.Name, prop.Value, dataLength);
-                tensors.Add(info);
-                byName.Add(info.Name, info);
+    private static SafeTensorsFile Build(string path, SafeFileHandle handle, JsonElement root, long headerLength, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new SafeTensorsException(path, $"header JSON must be an object, got {root.ValueKind}");
+
+        var tensors = new List<SafeTensorInfo>();
+        var byName = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+
+        foreach (JsonProperty prop in root.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                if (sawMetadata) throw new SafeTensorsException(path, "duplicate '__metadata__' entry in header");
+                sawMetadata = true;
+                ParseMetadata(path, prop.Value, metadata);
+                continue;
             }
 
-            CheckOverlap(path, tensors);
-            return new SafeTensorsFile(path, handle, headerLength, dataLength, tensors, byName, metadata);
+            if (byName.ContainsKey(prop.Name))
+                throw new SafeTensorsException(path, $"duplicate tensor {SafeTensorsException.Quote(prop.Name)} in header", prop.Name);
+            SafeTensorInfo info = ParseEntry(path, prop.Name, prop.Value, dataLength);
+            tensors.Add(info);
+            byName.Add(info.Name, info);
         }
+
+        CheckOverlap(path, tensors);
+        return new SafeTensorsFile(path, handle, headerLength, dataLength, tensors, byName, metadata);
     }
 
     private static void ParseMetadata(string path, JsonElement value, Dictionary<string, string> metadata)

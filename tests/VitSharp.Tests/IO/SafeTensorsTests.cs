@@ -419,6 +419,7 @@ public sealed class SafeTensorsTests : IDisposable
         { "entry_not_object", """{"a":5}""", 0, null, "must be an object" },
         { "metadata_not_strings", """{"__metadata__":{"k":1},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 8, null, "must be a string" },
         { "duplicate_key", """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""", 8, null, "duplicate tensor 'a'" },
+        { "lone_surrogate_key", """{"a\ud800":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}""", 4, null, "invalid string" },
         { "key_with_newline", """{"a\nb":{"dtype":"XX","shape":[],"data_offsets":[0,0]}}""", 0, null, "'a\\u000ab'" },
     };
 
@@ -460,6 +461,21 @@ public sealed class SafeTensorsTests : IDisposable
         var ex = Assert.Throws<SafeTensorsException>(() => SafeTensorsFile.Open(path));
         Assert.Contains("short.safetensors", ex.Message);
         Assert.Contains("too short", ex.Message);
+    }
+
+    [Fact]
+    public void Open_HeaderWithInvalidUtf8ThrowsSafeTensorsException()
+    {
+        byte[] header = [.. Encoding.UTF8.GetBytes("{\"a"), 0xFF, 0xFE, .. Encoding.UTF8.GetBytes("\":{}}")];
+        var bytes = new byte[8 + header.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)header.Length);
+        header.CopyTo(bytes, 8);
+        string path = TempPath("utf8.safetensors");
+        File.WriteAllBytes(path, bytes);
+        var ex = Assert.Throws<SafeTensorsException>(() => SafeTensorsFile.Open(path));
+        Assert.Contains("utf8.safetensors", ex.Message);
+        Assert.Contains("not valid UTF-8", ex.Message);
+        Assert.DoesNotContain('\n', ex.Message);
     }
 
     [Fact]
