@@ -1,0 +1,793 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.ObjectModel;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Win32.SafeHandles;
+
+namespace VitSharp.IO;
+
+/// <summary>Element types of the safetensors format supported by VitSharp (names match the header's <c>dtype</c> strings).</summary>
+public enum DType
+{
+    /// <summary>IEEE 754 binary64.</summary>
+    F64,
+    /// <summary>IEEE 754 binary32.</summary>
+    F32,
+    /// <summary>IEEE 754 binary16 (<see cref="System.Half"/>).</summary>
+    F16,
+    /// <summary>bfloat16: the upper 16 bits of a binary32.</summary>
+    BF16,
+    /// <summary>Signed 64-bit integer.</summary>
+    I64,
+    /// <summary>Signed 32-bit integer.</summary>
+    I32,
+    /// <summary>Signed 16-bit integer.</summary>
+    I16,
+    /// <summary>Signed 8-bit integer.</summary>
+    I8,
+    /// <summary>Unsigned 8-bit integer.</summary>
+    U8,
+    /// <summary>Boolean stored as one byte (0 = false, anything else = true).</summary>
+    BOOL,
+}
+
+/// <summary>Size and name helpers for <see cref="DType"/>.</summary>
+public static class DTypeExtensions
+{
+    /// <summary>Bytes per element of <paramref name="dtype"/>.</summary>
+    public static int ItemSize(this DType dtype) => dtype switch
+    {
+        DType.F64 or DType.I64 => 8,
+        DType.F32 or DType.I32 => 4,
+        DType.F16 or DType.BF16 or DType.I16 => 2,
+        DType.I8 or DType.U8 or DType.BOOL => 1,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
+    };
+
+    /// <summary>The header string of <paramref name="dtype"/> (e.g. "F32").</summary>
+    public static string ToHeaderString(this DType dtype) => dtype switch
+    {
+        DType.F64 => "F64", DType.F32 => "F32", DType.F16 => "F16", DType.BF16 => "BF16",
+        DType.I64 => "I64", DType.I32 => "I32", DType.I16 => "I16", DType.I8 => "I8",
+        DType.U8 => "U8", DType.BOOL => "BOOL",
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
+    };
+
+    /// <summary>Parses a header dtype string (case-sensitive, as the format requires).</summary>
+    public static bool TryParseHeaderString(string? s, out DType dtype)
+    {
+        switch (s)
+        {
+            case "F64": dtype = DType.F64; return true;
+            case "F32": dtype = DType.F32; return true;
+            case "F16": dtype = DType.F16; return true;
+            case "BF16": dtype = DType.BF16; return true;
+            case "I64": dtype = DType.I64; return true;
+            case "I32": dtype = DType.I32; return true;
+            case "I16": dtype = DType.I16; return true;
+            case "I8": dtype = DType.I8; return true;
+            case "U8": dtype = DType.U8; return true;
+            case "BOOL": dtype = DType.BOOL; return true;
+            default: dtype = default; return false;
+        }
+    }
+
+    /// <summary>True for F64/F32/F16/BF16.</summary>
+    public static bool IsFloatingPoint(this DType dtype) =>
+        dtype is DType.F64 or DType.F32 or DType.F16 or DType.BF16;
+}
+
+/// <summary>
+/// A malformed, truncated or misused safetensors file. The message is a single line that starts with the
+/// file path and names the tensor key and/or byte offset where relevant.
+/// </summary>
+public sealed class SafeTensorsException : Exception
+{
+    /// <summary>The file the error concerns.</summary>
+    public string FilePath { get; }
+
+    /// <summary>The tensor key concerned, if any.</summary>
+    public string? Key { get; }
+
+    /// <summary>Creates an exception whose message is "<paramref name="filePath"/>: <paramref name="problem"/>".</summary>
+    public SafeTensorsException(string filePath, string problem, string? key = null, Exception? inner = null)
+        : base(OneLine($"{filePath}: {problem}"), inner)
+    {
+        FilePath = filePath;
+        Key = key;
+    }
+
+    /// <summary>Quotes a key for a message: single quotes, control characters escaped so the message stays one line.</summary>
+    internal static string Quote(string key) => "'" + Escape(key) + "'";
+
+    private static string Escape(string s)
+    {
+        if (!s.Any(char.IsControl)) return s;
+        var sb = new StringBuilder(s.Length + 8);
+        foreach (char c in s)
+            sb.Append(char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString());
+        return sb.ToString();
+    }
+
+    private static string OneLine(string s) => s.Replace("\r", "\\r").Replace("\n", "\\n");
+}
+
+/// <summary>One tensor's header entry. <see cref="Begin"/> and <see cref="End"/> are byte offsets into the data
+/// buffer that follows the header (end exclusive).</summary>
+/// <param name="Name">Tensor key.</param>
+/// <param name="DType">Element type.</param>
+/// <param name="Shape">Dimensions; empty for a scalar.</param>
+/// <param name="Begin">First byte, relative to the data buffer.</param>
+/// <param name="End">One past the last byte, relative to the data buffer.</param>
+public sealed record SafeTensorInfo(string Name, DType DType, int[] Shape, long Begin, long End)
+{
+    /// <summary>Product of <see cref="Shape"/> (1 for a scalar, 0 if any dimension is 0).</summary>
+    public long ElementCount { get; } = Product(Shape);
+
+    /// <summary>Size of the tensor's data in bytes.</summary>
+    public long ByteLength => End - Begin;
+
+    /// <summary>Shape formatted as "[a, b, c]".</summary>
+    public string ShapeString => "[" + string.Join(", ", Shape) + "]";
+
+    internal static long Product(int[] shape)
+    {
+        long n = 1;
+        foreach (int d in shape) n = checked(n * d);
+        return n;
+    }
+}
+
+/// <summary>
+/// Read-only view of a safetensors file. <see cref="Open"/> reads and validates only the header; each read then
+/// fetches just the requested tensor's bytes with positional reads, so multi-GB files are never loaded whole.
+/// Reads are positional (<see cref="RandomAccess"/>), so concurrent reads from several threads are safe.
+/// </summary>
+public sealed class SafeTensorsFile : IDisposable
+{
+    /// <summary>Largest header accepted (the reference implementation uses the same 100 MB limit).</summary>
+    public const long MaxHeaderLength = 100_000_000;
+
+    private const int ChunkBytes = 1 << 16;
+
+    private readonly SafeFileHandle _handle;
+    private readonly Dictionary<string, SafeTensorInfo> _byName;
+    private bool _disposed;
+
+    /// <summary>Path the file was opened with (used in every error message).</summary>
+    public string Path { get; }
+
+    /// <summary>The header's <c>__metadata__</c> (empty if absent).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>All tensors, in header order.</summary>
+    public IReadOnlyList<SafeTensorInfo> Tensors { get; }
+
+    /// <summary>Length in bytes of the JSON header (including any padding).</summary>
+    public long HeaderLength { get; }
+
+    /// <summary>Absolute file offset of the data buffer (8 + <see cref="HeaderLength"/>).</summary>
+    public long DataStart => 8 + HeaderLength;
+
+    /// <summary>Length in bytes of the data buffer.</summary>
+    public long DataLength { get; }
+
+    private SafeTensorsFile(string path, SafeFileHandle handle, long headerLength, long dataLength,
+        List<SafeTensorInfo> tensors, Dictionary<string, SafeTensorInfo> byName, Dictionary<string, string> metadata)
+    {
+        Path = path;
+        _handle = handle;
+        HeaderLength = headerLength;
+        DataLength = dataLength;
+        Tensors = tensors.AsReadOnly();
+        _byName = byName;
+        Metadata = new ReadOnlyDictionary<string, string>(metadata);
+    }
+
+    /// <summary>Opens <paramref name="path"/> and validates its header.</summary>
+    /// <exception cref="SafeTensorsException">The file is missing, unreadable or malformed.</exception>
+    public static SafeTensorsFile Open(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        }
+        catch (FileNotFoundException e) { throw new SafeTensorsException(path, "file not found", inner: e); }
+        catch (DirectoryNotFoundException e) { throw new SafeTensorsException(path, "file not found", inner: e); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SafeTensorsException(path, "cannot open file: " + e.Message, inner: e);
+        }
+
+        try
+        {
+            return Parse(path, handle);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    private static SafeTensorsFile Parse(string path, SafeFileHandle handle)
+    {
+        long fileLength = RandomAccess.GetLength(handle);
+        if (fileLength < 8)
+            throw new SafeTensorsException(path, $"file is {fileLength} bytes, too short for the 8-byte header length");
+
+        Span<byte> lenBytes = stackalloc byte[8];
+        ReadExactly(path, handle, lenBytes, 0, null);
+        ulong n = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
+        if (n > MaxHeaderLength)
+            throw new SafeTensorsException(path, $"header length {n} exceeds the limit of {MaxHeaderLength} bytes", null);
+        if ((long)n > fileLength - 8)
+            throw new SafeTensorsException(path, $"header length {n} exceeds the file size of {fileLength} bytes (at most {fileLength - 8} available after the length prefix)");
+        long headerLength = (long)n;
+        long dataLength = fileLength - 8 - headerLength;
+
+        var headerBytes = new byte[headerLength];
+        ReadExactly(path, handle, headerBytes, 8, null);
+
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+        {
+            System.Text.Unicode.Utf8.ToUtf16(headerBytes, new char[headerBytes.Length], out int validBytes, out _, replaceInvalidSequences: false);
+            throw new SafeTensorsException(path, $"header is not valid UTF-8 (invalid byte sequence at header byte {validBytes})");
+        }
+
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(headerBytes, new JsonDocumentOptions { MaxDepth = 16 });
+        }
+        catch (JsonException e)
+        {
+            string where = e.BytePositionInLine is long b ? $" near header byte {b}" : "";
+            throw new SafeTensorsException(path, $"header is not valid JSON{where}: {FirstLine(e.Message)}", inner: e);
+        }
+
+        using (doc)
+        {
+            try
+            {
+                return Build(path, handle, doc.RootElement, headerLength, dataLength);
+            }
+            catch (InvalidOperationException e)
+            {
+                // System.Text.Json throws this when a string cannot be transcoded (e.g. an escaped lone surrogate).
+                throw new SafeTensorsException(path, $"header contains an invalid string: {FirstLine(e.Message)}", inner: e);
+            }
+        }
+    }
+
+    private static SafeTensorsFile Build(string path, SafeFileHandle handle, JsonElement root, long headerLength, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new SafeTensorsException(path, $"header JSON must be an object, got {root.ValueKind}");
+
+        var tensors = new List<SafeTensorInfo>();
+        var byName = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+
+        foreach (JsonProperty prop in root.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                if (sawMetadata) throw new SafeTensorsException(path, "duplicate '__metadata__' entry in header");
+                sawMetadata = true;
+                ParseMetadata(path, prop.Value, metadata);
+                continue;
+            }
+
+            if (byName.ContainsKey(prop.Name))
+                throw new SafeTensorsException(path, $"duplicate tensor {SafeTensorsException.Quote(prop.Name)} in header", prop.Name);
+            SafeTensorInfo info = ParseEntry(path, prop.Name, prop.Value, dataLength);
+            tensors.Add(info);
+            byName.Add(info.Name, info);
+        }
+
+        CheckOverlap(path, tensors);
+        return new SafeTensorsFile(path, handle, headerLength, dataLength, tensors, byName, metadata);
+    }
+
+    private static void ParseMetadata(string path, JsonElement value, Dictionary<string, string> metadata)
+    {
+        if (value.ValueKind != JsonValueKind.Object)
+            throw new SafeTensorsException(path, $"'__metadata__' must be an object of strings, got {value.ValueKind}");
+        foreach (JsonProperty m in value.EnumerateObject())
+        {
+            if (m.Value.ValueKind != JsonValueKind.String)
+                throw new SafeTensorsException(path, $"'__metadata__' value for key {SafeTensorsException.Quote(m.Name)} must be a string, got {m.Value.ValueKind}", m.Name);
+            if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
+                throw new SafeTensorsException(path, $"duplicate '__metadata__' key {SafeTensorsException.Quote(m.Name)}", m.Name);
+        }
+    }
+
+    private static SafeTensorInfo ParseEntry(string path, string name, JsonElement e, long dataLength)
+    {
+        string q = SafeTensorsException.Quote(name);
+        SafeTensorsException Bad(string problem) => new(path, $"tensor {q} {problem}", name);
+
+        if (e.ValueKind != JsonValueKind.Object)
+            throw Bad($"header entry must be an object, got {e.ValueKind}");
+
+        if (!e.TryGetProperty("dtype", out JsonElement dt)) throw Bad("has no 'dtype'");
+        if (!e.TryGetProperty("shape", out JsonElement sh)) throw Bad("has no 'shape'");
+        if (!e.TryGetProperty("data_offsets", out JsonElement off)) throw Bad("has no 'data_offsets'");
+
+        if (dt.ValueKind != JsonValueKind.String) throw Bad($"'dtype' must be a string, got {dt.ValueKind}");
+        string dtString = dt.GetString()!;
+        if (!DTypeExtensions.TryParseHeaderString(dtString, out DType dtype))
+            throw Bad($"has unknown dtype \"{dtString}\" (supported: {string.Join(", ", Enum.GetNames<DType>())})");
+
+        if (sh.ValueKind != JsonValueKind.Array) throw Bad($"'shape' must be an array, got {sh.ValueKind}");
+        var shape = new int[sh.GetArrayLength()];
+        int i = 0;
+        foreach (JsonElement d in sh.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long dim) || dim < 0 || dim > int.MaxValue)
+                throw Bad($"'shape' dimension {i} is not an integer in [0, {int.MaxValue}]: {d.GetRawText()}");
+            shape[i++] = (int)dim;
+        }
+
+        if (off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+            throw Bad($"'data_offsets' must be an array [begin, end], got {off.GetRawText()}");
+        JsonElement b = off[0], en = off[1];
+        if (b.ValueKind != JsonValueKind.Number || en.ValueKind != JsonValueKind.Number
+            || !b.TryGetInt64(out long begin) || !en.TryGetInt64(out long end))
+            throw Bad($"'data_offsets' must be two integers, got {off.GetRawText()}");
+        if (begin < 0 || end < 0)
+            throw Bad($"has negative data_offsets [{begin}, {end})");
+        if (end < begin)
+            throw Bad($"has data_offsets [{begin}, {end}) with end before begin");
+
+        long count;
+        long expectedBytes;
+        try
+        {
+            count = SafeTensorInfo.Product(shape);
+            expectedBytes = checked(count * dtype.ItemSize());
+        }
+        catch (OverflowException)
+        {
+            throw Bad($"shape {FormatShape(shape)} has too many elements");
+        }
+        if (end - begin != expectedBytes)
+            throw Bad($"data_offsets [{begin}, {end}) span {end - begin} bytes but {dtype} shape {FormatShape(shape)} needs {expectedBytes}");
+        if (end > dataLength)
+            throw Bad($"data_offsets [{begin}, {end}) exceed the data buffer of {dataLength} bytes (file truncated?)");
+
+        return new SafeTensorInfo(name, dtype, shape, begin, end);
+    }
+
+    private static void CheckOverlap(string path, List<SafeTensorInfo> tensors)
+    {
+        // Gaps between tensors are tolerated; overlapping byte ranges are not. Zero-size tensors occupy nothing.
+        var sorted = tensors.Where(t => t.End > t.Begin).OrderBy(t => t.Begin).ToList();
+        for (int i = 1; i < sorted.Count; i++)
+        {
+            SafeTensorInfo a = sorted[i - 1], b = sorted[i];
+            if (b.Begin < a.End)
+                throw new SafeTensorsException(path,
+                    $"tensor {SafeTensorsException.Quote(b.Name)} data_offsets [{b.Begin}, {b.End}) overlap tensor {SafeTensorsException.Quote(a.Name)} [{a.Begin}, {a.End})",
+                    b.Name);
+        }
+    }
+
+    private static string FormatShape(int[] shape) => "[" + string.Join(", ", shape) + "]";
+
+    private static string FirstLine(string s)
+    {
+        int nl = s.IndexOfAny(['\r', '\n']);
+        return nl < 0 ? s : s[..nl];
+    }
+
+    /// <summary>True if the file has a tensor named <paramref name="name"/>.</summary>
+    public bool Contains(string name) => _byName.ContainsKey(name);
+
+    /// <summary>Header entry of tensor <paramref name="name"/>.</summary>
+    /// <exception cref="SafeTensorsException">No such tensor.</exception>
+    public SafeTensorInfo Info(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (_byName.TryGetValue(name, out SafeTensorInfo? info)) return info;
+        throw new SafeTensorsException(Path, $"no tensor {SafeTensorsException.Quote(name)} (file has {_byName.Count} tensors)", name);
+    }
+
+    /// <summary>Header entry of tensor <paramref name="name"/>, or false if absent.</summary>
+    public bool TryGetInfo(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out SafeTensorInfo? info) =>
+        _byName.TryGetValue(name, out info);
+
+    /// <summary>Reads tensor <paramref name="name"/> converted to float (F32 is copied bit-exactly; F16/BF16 widen
+    /// exactly; F64 and 64/32-bit integers round to nearest; BOOL gives 0 or 1).</summary>
+    /// <exception cref="SafeTensorsException">Unknown name, tensor too large for an array, or read failure.</exception>
+    public float[] ReadFloat32(string name)
+    {
+        SafeTensorInfo info = Info(name);
+        var result = new float[CheckedArrayLength(info)];
+        ReadFloat32(info, result);
+        return result;
+    }
+
+    /// <summary>Reads tensor <paramref name="name"/> converted to float into <paramref name="destination"/>,
+    /// whose length must equal the tensor's element count. See <see cref="ReadFloat32(string)"/>.</summary>
+    /// <exception cref="ArgumentException">Destination length differs from the element count.</exception>
+    /// <exception cref="SafeTensorsException">Unknown name or read failure.</exception>
+    public void ReadFloat32(string name, Span<float> destination) => ReadFloat32(Info(name), destination);
+
+    private void ReadFloat32(SafeTensorInfo info, Span<float> destination)
+    {
+        CheckDestination(info, destination.Length);
+        long fileOffset = DataStart + info.Begin;
+
+        if (info.DType == DType.F32)
+        {
+            ReadInto(info, MemoryMarshal.AsBytes(destination), fileOffset);
+            if (!BitConverter.IsLittleEndian)
+            {
+                Span<int> bits = MemoryMarshal.Cast<float, int>(destination);
+                BinaryPrimitives.ReverseEndianness(bits, bits);
+            }
+            return;
+        }
+
+        ReadConverted(info, destination, fileOffset, ConvertToFloat);
+    }
+
+    /// <summary>Reads integer/bool tensor <paramref name="name"/> widened to long.</summary>
+    /// <exception cref="SafeTensorsException">Unknown name, floating-point dtype, or read failure.</exception>
+    public long[] ReadInt64(string name)
+    {
+        SafeTensorInfo info = Info(name);
+        if (info.DType.IsFloatingPoint())
+            throw new SafeTensorsException(Path, $"tensor {SafeTensorsException.Quote(name)} has dtype {info.DType}, expected an integer or BOOL dtype", name);
+        var result = new long[CheckedArrayLength(info)];
+        ReadConverted<long>(info, result, DataStart + info.Begin, ConvertToInt64);
+        return result;
+    }
+
+    /// <summary>Reads the raw little-endian bytes of tensor <paramref name="name"/>.</summary>
+    /// <exception cref="SafeTensorsException">Unknown name, tensor larger than 2 GB, or read failure.</exception>
+    public byte[] ReadRaw(string name)
+    {
+        SafeTensorInfo info = Info(name);
+        if (info.ByteLength > Array.MaxLength)
+            throw new SafeTensorsException(Path, $"tensor {SafeTensorsException.Quote(name)} is {info.ByteLength} bytes, too large for one array", name);
+        var result = new byte[info.ByteLength];
+        ReadInto(info, result, DataStart + info.Begin);
+        return result;
+    }
+
+    /// <summary>Reads the raw bytes of tensor <paramref name="name"/> into <paramref name="destination"/>, whose
+    /// length must equal the tensor's byte length.</summary>
+    public void ReadRaw(string name, Span<byte> destination)
+    {
+        SafeTensorInfo info = Info(name);
+        if (destination.Length != info.ByteLength)
+            throw new ArgumentException($"{Path}: tensor {SafeTensorsException.Quote(name)} is {info.ByteLength} bytes but the destination holds {destination.Length}", nameof(destination));
+        ReadInto(info, destination, DataStart + info.Begin);
+    }
+
+    /// <summary>Closes the file.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _handle.Dispose();
+    }
+
+    private int CheckedArrayLength(SafeTensorInfo info)
+    {
+        if (info.ElementCount > Array.MaxLength)
+            throw new SafeTensorsException(Path, $"tensor {SafeTensorsException.Quote(info.Name)} has {info.ElementCount} elements, too many for one array", info.Name);
+        return (int)info.ElementCount;
+    }
+
+    private void CheckDestination(SafeTensorInfo info, int length)
+    {
+        if (length != info.ElementCount)
+            throw new ArgumentException($"{Path}: tensor {SafeTensorsException.Quote(info.Name)} has {info.ElementCount} elements {info.ShapeString} but the destination holds {length}", "destination");
+    }
+
+    private delegate void Converter<T>(DType dtype, ReadOnlySpan<byte> src, Span<T> dst);
+
+    /// <summary>Streams the tensor's bytes through a pooled buffer in whole-element chunks, converting each chunk.</summary>
+    private void ReadConverted<T>(SafeTensorInfo info, Span<T> destination, long fileOffset, Converter<T> convert)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int itemSize = info.DType.ItemSize();
+        long remaining = info.ByteLength;
+        int chunk = (int)Math.Min(ChunkBytes / itemSize * itemSize, Math.Max(remaining, itemSize));
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(chunk);
+        try
+        {
+            int element = 0;
+            while (remaining > 0)
+            {
+                int n = (int)Math.Min(remaining, chunk);
+                Span<byte> span = buffer.AsSpan(0, n);
+                ReadExactly(Path, _handle, span, fileOffset, info.Name);
+                int count = n / itemSize;
+                convert(info.DType, span, destination.Slice(element, count));
+                fileOffset += n;
+                remaining -= n;
+                element += count;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void ReadInto(SafeTensorInfo info, Span<byte> destination, long fileOffset)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ReadExactly(Path, _handle, destination, fileOffset, info.Name);
+    }
+
+    private static void ReadExactly(string path, SafeFileHandle handle, Span<byte> destination, long fileOffset, string? key)
+    {
+        while (!destination.IsEmpty)
+        {
+            int n;
+            try
+            {
+                n = RandomAccess.Read(handle, destination, fileOffset);
+            }
+            catch (IOException e)
+            {
+                throw new SafeTensorsException(path, $"read error at file offset {fileOffset}{KeySuffix(key)}: {e.Message}", key, e);
+            }
+            if (n == 0)
+                throw new SafeTensorsException(path, $"unexpected end of file at offset {fileOffset}{KeySuffix(key)} (file truncated?)", key);
+            destination = destination[n..];
+            fileOffset += n;
+        }
+    }
+
+    private static string KeySuffix(string? key) => key is null ? "" : $" reading tensor {SafeTensorsException.Quote(key)}";
+
+    private static void ConvertToFloat(DType dtype, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        switch (dtype)
+        {
+            case DType.F64:
+                for (int i = 0; i < dst.Length; i++) dst[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(src[(i * 8)..]);
+                break;
+            case DType.F32:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadSingleLittleEndian(src[(i * 4)..]);
+                break;
+            case DType.F16:
+                for (int i = 0; i < dst.Length; i++) dst[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(src[(i * 2)..]);
+                break;
+            case DType.BF16:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BFloat16.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(src[(i * 2)..]));
+                break;
+            case DType.I64:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadInt64LittleEndian(src[(i * 8)..]);
+                break;
+            case DType.I32:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadInt32LittleEndian(src[(i * 4)..]);
+                break;
+            case DType.I16:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadInt16LittleEndian(src[(i * 2)..]);
+                break;
+            case DType.I8:
+                for (int i = 0; i < dst.Length; i++) dst[i] = (sbyte)src[i];
+                break;
+            case DType.U8:
+                for (int i = 0; i < dst.Length; i++) dst[i] = src[i];
+                break;
+            case DType.BOOL:
+                for (int i = 0; i < dst.Length; i++) dst[i] = src[i] != 0 ? 1f : 0f;
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null);
+        }
+    }
+
+    private static void ConvertToInt64(DType dtype, ReadOnlySpan<byte> src, Span<long> dst)
+    {
+        switch (dtype)
+        {
+            case DType.I64:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadInt64LittleEndian(src[(i * 8)..]);
+                break;
+            case DType.I32:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadInt32LittleEndian(src[(i * 4)..]);
+                break;
+            case DType.I16:
+                for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadInt16LittleEndian(src[(i * 2)..]);
+                break;
+            case DType.I8:
+                for (int i = 0; i < dst.Length; i++) dst[i] = (sbyte)src[i];
+                break;
+            case DType.U8:
+                for (int i = 0; i < dst.Length; i++) dst[i] = src[i];
+                break;
+            case DType.BOOL:
+                for (int i = 0; i < dst.Length; i++) dst[i] = src[i] != 0 ? 1 : 0;
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null);
+        }
+    }
+}
+
+/// <summary>bfloat16 &lt;-&gt; float conversions on raw 16-bit patterns.</summary>
+public static class BFloat16
+{
+    /// <summary>Exact widening: the bf16 bits become the top half of a binary32.</summary>
+    public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>Narrowing with round-to-nearest-even; NaN stays NaN (quiet), infinities and signed zero are kept,
+    /// values that round past the largest finite bf16 become infinity.</summary>
+    public static ushort FromSingle(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value))
+            return (ushort)((bits >> 16) | 0x0040); // keep sign and payload top bits, force quiet
+        uint lsb = (bits >> 16) & 1;
+        return (ushort)((bits + 0x7FFFu + lsb) >> 16);
+    }
+}
+
+/// <summary>Writes safetensors files.</summary>
+public static class SafeTensorsWriter
+{
+    /// <summary>One tensor to write: <paramref name="Data"/> holds the little-endian bytes, exactly
+    /// product(<paramref name="Shape"/>) × item size long.</summary>
+    /// <param name="Name">Tensor key (non-empty, not "__metadata__").</param>
+    /// <param name="DType">Element type.</param>
+    /// <param name="Shape">Dimensions (non-negative); empty for a scalar.</param>
+    /// <param name="Data">Raw little-endian element bytes.</param>
+    public sealed record Entry(string Name, DType DType, int[] Shape, ReadOnlyMemory<byte> Data);
+
+    /// <summary>
+    /// Writes <paramref name="entries"/> (in the given order; data laid out contiguously in that order) to
+    /// <paramref name="path"/>. The header is padded with spaces so the data buffer starts 8-byte aligned. The file is
+    /// written to <c>path + ".tmp"</c>, flushed, then moved over <paramref name="path"/>, so an interrupted save
+    /// never leaves a partial file under the final name.
+    /// </summary>
+    /// <exception cref="ArgumentException">Duplicate/empty/reserved name, negative dimension, or data length mismatch.</exception>
+    public static void Save(string path, IEnumerable<Entry> entries, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(entries);
+        List<Entry> list = entries.ToList();
+        Validate(path, list);
+
+        byte[] header = BuildHeader(list, metadata);
+        string tmp = path + ".tmp";
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                Span<byte> len = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+                fs.Write(len);
+                fs.Write(header);
+                foreach (Entry e in list) fs.Write(e.Data.Span);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+
+    private static void Validate(string path, List<Entry> list)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (Entry e in list)
+        {
+            ArgumentNullException.ThrowIfNull(e, nameof(list));
+            if (string.IsNullOrEmpty(e.Name))
+                throw new ArgumentException($"{path}: tensor name must be non-empty", "entries");
+            if (e.Name == "__metadata__")
+                throw new ArgumentException($"{path}: tensor name '__metadata__' is reserved", "entries");
+            if (!names.Add(e.Name))
+                throw new ArgumentException($"{path}: duplicate tensor {SafeTensorsException.Quote(e.Name)}", "entries");
+            ArgumentNullException.ThrowIfNull(e.Shape, nameof(e.Shape));
+            if (e.Shape.Any(d => d < 0))
+                throw new ArgumentException($"{path}: tensor {SafeTensorsException.Quote(e.Name)} has a negative dimension in shape [{string.Join(", ", e.Shape)}]", "entries");
+            long expected = checked(SafeTensorInfo.Product(e.Shape) * e.DType.ItemSize());
+            if (e.Data.Length != expected)
+                throw new ArgumentException($"{path}: tensor {SafeTensorsException.Quote(e.Name)} {e.DType} [{string.Join(", ", e.Shape)}] needs {expected} bytes but has {e.Data.Length}", "entries");
+        }
+    }
+
+    private static byte[] BuildHeader(List<Entry> list, IReadOnlyDictionary<string, string>? metadata)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false }))
+        {
+            w.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                w.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (Entry e in list)
+            {
+                w.WriteStartObject(e.Name);
+                w.WriteString("dtype", e.DType.ToHeaderString());
+                w.WriteStartArray("shape");
+                foreach (int d in e.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                offset += e.Data.Length;
+                w.WriteNumberValue(offset);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        int len = buffer.WrittenCount;
+        int padded = (len + 7) & ~7; // 8 + padded is a multiple of 8
+        var header = new byte[padded];
+        buffer.WrittenSpan.CopyTo(header);
+        header.AsSpan(len).Fill((byte)' ');
+        return header;
+    }
+
+    /// <summary>An F32 entry from <paramref name="data"/>.</summary>
+    public static Entry F32(string name, int[] shape, ReadOnlySpan<float> data)
+    {
+        var bytes = new byte[checked(data.Length * 4)];
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * 4), data[i]);
+        return new Entry(name, DType.F32, shape, bytes);
+    }
+
+    /// <summary>An F16 entry from <paramref name="data"/>, each value rounded to nearest-even half precision.</summary>
+    public static Entry F16(string name, int[] shape, ReadOnlySpan<float> data)
+    {
+        var bytes = new byte[checked(data.Length * 2)];
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(i * 2), (Half)data[i]);
+        return new Entry(name, DType.F16, shape, bytes);
+    }
+
+    /// <summary>A BF16 entry from <paramref name="data"/>, each value rounded to nearest-even bfloat16.</summary>
+    public static Entry BF16(string name, int[] shape, ReadOnlySpan<float> data)
+    {
+        var bytes = new byte[checked(data.Length * 2)];
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(i * 2), BFloat16.FromSingle(data[i]));
+        return new Entry(name, DType.BF16, shape, bytes);
+    }
+
+    /// <summary>An F64 entry from <paramref name="data"/>.</summary>
+    public static Entry F64(string name, int[] shape, ReadOnlySpan<double> data)
+    {
+        var bytes = new byte[checked(data.Length * 8)];
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteDoubleLittleEndian(bytes.AsSpan(i * 8), data[i]);
+        return new Entry(name, DType.F64, shape, bytes);
+    }
+
+    /// <summary>An I64 entry from <paramref name="data"/>.</summary>
+    public static Entry I64(string name, int[] shape, ReadOnlySpan<long> data)
+    {
+        var bytes = new byte[checked(data.Length * 8)];
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(i * 8), data[i]);
+        return new Entry(name, DType.I64, shape, bytes);
+    }
+
+    /// <summary>An I32 entry from <paramref name="data"/>.</summary>
+    public static Entry I32(string name, int[] shape, ReadOnlySpan<int> data)
+    {
+        var bytes = new byte[checked(data.Length * 4)];
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(i * 4), data[i]);
+        return new Entry(name, DType.I32, shape, bytes);
+    }
+}
