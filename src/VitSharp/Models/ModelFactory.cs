@@ -1,0 +1,112 @@
+using System.Text.Json.Nodes;
+using VitSharp.NN;
+
+namespace VitSharp.Models;
+
+/// <summary>An unknown constructor name or a bad keyword argument for one.</summary>
+public sealed class ModelConfigException(string message) : Exception(message);
+
+/// <summary>
+/// Builds models from the reference implementation's constructor name and keyword arguments (Python
+/// names, tuples as JSON lists), as the fixtures' JSON spells them.
+/// </summary>
+public static class ModelFactory
+{
+    private static readonly Dictionary<string, Func<Kwargs, Module>> Builders = new()
+    {
+        ["vit_pytorch.vit.ViT"] = k => new ViT(ViTConfigFrom(k)),
+    };
+
+    /// <summary>The constructor names this factory knows.</summary>
+    public static IReadOnlyCollection<string> KnownConstructors => Builders.Keys;
+
+    /// <summary>Builds a model; throws <see cref="ModelConfigException"/> for unknown constructors or arguments.</summary>
+    public static Module Create(string constructor, JsonObject? kwargs)
+    {
+        var key = Builders.Keys.FirstOrDefault(k => k == constructor || k.EndsWith("." + constructor, StringComparison.Ordinal));
+        if (key is null)
+            throw new ModelConfigException($"unknown constructor '{constructor}' (known: {string.Join(", ", Builders.Keys)})");
+        var args = new Kwargs(key, kwargs ?? new JsonObject());
+        Module model;
+        try { model = Builders[key](args); }
+        catch (ArgumentException e) { throw new ModelConfigException($"{key}: {e.Message}"); }
+        args.CheckAllUsed();
+        return model;
+    }
+
+    /// <summary>Reads vit_pytorch.vit.ViT's keyword arguments.</summary>
+    public static ViTConfig ViTConfigFrom(Kwargs k)
+    {
+        var (ih, iw) = k.Pair("image_size");
+        var (ph, pw) = k.Pair("patch_size");
+        return new ViTConfig
+        {
+            ImageHeight = ih, ImageWidth = iw, PatchHeight = ph, PatchWidth = pw,
+            NumClasses = k.Int("num_classes"), Dim = k.Int("dim"), Depth = k.Int("depth"), Heads = k.Int("heads"),
+            MlpDim = k.Int("mlp_dim"), Pool = k.String("pool", "cls"), Channels = k.Int("channels", 3),
+            DimHead = k.Int("dim_head", 64), Dropout = k.Float("dropout", 0f), EmbDropout = k.Float("emb_dropout", 0f),
+        };
+    }
+
+    /// <summary>Keyword arguments of one constructor call; tracks which were read so leftovers are reported.</summary>
+    public sealed class Kwargs(string constructor, JsonObject values)
+    {
+        private readonly HashSet<string> _used = new();
+
+        private JsonNode? Get(string name, bool required)
+        {
+            _used.Add(name);
+            if (values.TryGetPropertyValue(name, out var node) && node is not null) return node;
+            if (required) throw new ModelConfigException($"{constructor}: missing required argument '{name}'");
+            return null;
+        }
+
+        private T Convert<T>(string name, JsonNode node, Func<JsonNode, T> f, string expected)
+        {
+            try { return f(node); }
+            catch (Exception e) when (e is InvalidOperationException or FormatException)
+            { throw new ModelConfigException($"{constructor}: argument '{name}' should be {expected}, got {node.ToJsonString()}"); }
+        }
+
+        /// <summary>An integer argument (required unless a default is given).</summary>
+        public int Int(string name, int? fallback = null)
+        {
+            var n = Get(name, fallback is null);
+            return n is null ? fallback!.Value : Convert(name, n, x => x.GetValue<int>(), "an integer");
+        }
+
+        /// <summary>A float argument.</summary>
+        public float Float(string name, float fallback)
+        {
+            var n = Get(name, false);
+            return n is null ? fallback : Convert(name, n, x => (float)x.GetValue<double>(), "a number");
+        }
+
+        /// <summary>A string argument.</summary>
+        public string String(string name, string fallback)
+        {
+            var n = Get(name, false);
+            return n is null ? fallback : Convert(name, n, x => x.GetValue<string>(), "a string");
+        }
+
+        /// <summary>An int or an [a, b] pair (Python's <c>pair()</c>).</summary>
+        public (int, int) Pair(string name)
+        {
+            var n = Get(name, true)!;
+            if (n is JsonArray arr)
+            {
+                if (arr.Count != 2) throw new ModelConfigException($"{constructor}: argument '{name}' should be an int or a pair, got {n.ToJsonString()}");
+                return (Convert(name, arr[0]!, x => x.GetValue<int>(), "an int pair"), Convert(name, arr[1]!, x => x.GetValue<int>(), "an int pair"));
+            }
+            int v = Convert(name, n, x => x.GetValue<int>(), "an int or a pair");
+            return (v, v);
+        }
+
+        /// <summary>Throws when an argument was given that the constructor does not take.</summary>
+        public void CheckAllUsed()
+        {
+            var extra = values.Select(kv => kv.Key).Where(key => !_used.Contains(key)).ToList();
+            if (extra.Count > 0) throw new ModelConfigException($"{constructor}: unknown argument(s) {string.Join(", ", extra.Select(e => $"'{e}'"))}");
+        }
+    }
+}

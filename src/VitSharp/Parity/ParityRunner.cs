@@ -1,0 +1,121 @@
+using System.Text.Json.Nodes;
+using VitSharp.IO;
+using VitSharp.Models;
+using VitSharp.NN;
+
+namespace VitSharp.Parity;
+
+/// <summary>One compared quantity: its largest absolute error and that error relative to the reference's largest magnitude.</summary>
+public sealed record ParityRow(string Name, double MaxAbsError, double RelativeError, double Tolerance, bool Passed, string? Note = null);
+
+/// <summary>The outcome of a parity run.</summary>
+public sealed record ParityReport(string Prefix, string Constructor, IReadOnlyList<ParityRow> Rows)
+{
+    /// <summary>Whether every row is within tolerance.</summary>
+    public bool Passed => Rows.Count > 0 && Rows.All(r => r.Passed);
+}
+
+/// <summary>A fixture is missing, malformed or names something we cannot build.</summary>
+public sealed class ParityException(string message) : Exception(message);
+
+/// <summary>
+/// Checks a model against a PyTorch fixture (PREFIX.json, PREFIX.weights.safetensors, PREFIX.io.safetensors):
+/// builds it from the JSON's constructor and kwargs, loads the weights strictly, runs forward and backward in
+/// eval mode and compares logits, loss, every gradient and (where present) one AdamW step.
+/// </summary>
+public static class ParityRunner
+{
+    /// <summary>Logits and loss: max abs error ≤ tol, or ≤ tol relative to the reference's max magnitude.</summary>
+    public const double OutputTolerance = 1e-4;
+    /// <summary>Gradients: max abs error ≤ tol × the reference gradient's max magnitude.</summary>
+    public const double GradientTolerance = 1e-3;
+    /// <summary>Parameters after one AdamW step: max abs error.</summary>
+    public const double AdamWTolerance = 1e-5;
+
+    /// <summary>Runs the comparison.</summary>
+    public static ParityReport Run(string prefix)
+    {
+        string jsonPath = prefix + ".json", weightsPath = prefix + ".weights.safetensors", ioPath = prefix + ".io.safetensors";
+        foreach (var p in new[] { jsonPath, weightsPath, ioPath })
+            if (!File.Exists(p)) throw new ParityException($"{p}: file not found");
+        JsonObject spec;
+        try { spec = JsonNode.Parse(File.ReadAllText(jsonPath)) as JsonObject ?? throw new ParityException($"{jsonPath}: not a JSON object"); }
+        catch (System.Text.Json.JsonException e) { throw new ParityException($"{jsonPath}: malformed JSON ({e.Message.Split('\n')[0]})"); }
+        string constructor = spec["constructor"]?.GetValue<string>() ?? throw new ParityException($"{jsonPath}: no 'constructor'");
+        var model = ModelFactory.Create(constructor, spec["kwargs"] as JsonObject);
+        model.LoadStateDict(Weights.Load(weightsPath), strict: true);
+        model.Eval();
+
+        using var io = SafeTensorsFile.Open(ioPath);
+        var input = new Tensor(io.ReadFloat32("input"), io.Info("input").Shape);
+        var labels = io.ReadInt64("labels").Select(l => checked((int)l)).ToArray();
+
+        var rows = new List<ParityRow>();
+        model.ZeroGrad();
+        var logits = model.Forward(input);
+        rows.Add(Compare("logits", logits.Data, io.ReadFloat32("logits"), OutputTolerance, output: true));
+        var loss = F.CrossEntropy(logits, labels);
+        rows.Add(Compare("loss", loss.Data, io.ReadFloat32("loss"), OutputTolerance, output: true));
+        loss.Backward();
+
+        var parameters = model.NamedParameters().ToList();
+        foreach (var (name, p) in parameters)
+        {
+            string key = "grad." + name;
+            if (!io.Contains(key)) continue;
+            var reference = io.ReadFloat32(key);
+            if (p.Grad is null)
+                rows.Add(new ParityRow(key, double.NaN, double.NaN, GradientTolerance, false, "no gradient reached this parameter"));
+            else
+                rows.Add(Compare(key, p.Grad.Data, reference, GradientTolerance, output: false));
+        }
+        foreach (var info in io.Tensors.Where(t => t.Name.StartsWith("grad.", StringComparison.Ordinal)))
+            if (!parameters.Any(p => "grad." + p.Name == info.Name))
+                rows.Add(new ParityRow(info.Name, double.NaN, double.NaN, GradientTolerance, false, "the model has no such parameter"));
+
+        if (io.Tensors.Any(t => t.Name.StartsWith("adamw.", StringComparison.Ordinal)))
+        {
+            var opt = new Optim.AdamW(parameters, lr: 1e-3f, beta1: 0.9f, beta2: 0.999f, eps: 1e-8f, weightDecay: 0.05f);
+            opt.Step();
+            foreach (var (name, p) in parameters)
+            {
+                string key = "adamw." + name;
+                if (!io.Contains(key)) continue;
+                var reference = io.ReadFloat32(key);
+                double maxAbs = MaxAbsDiff(p.Data, reference);
+                rows.Add(new ParityRow(key, maxAbs, maxAbs / Math.Max(MaxAbs(reference), 1e-30), AdamWTolerance, maxAbs <= AdamWTolerance));
+            }
+        }
+        return new ParityReport(prefix, constructor, rows);
+    }
+
+    private static ParityRow Compare(string name, float[] actual, float[] expected, double tol, bool output)
+    {
+        if (actual.Length != expected.Length)
+            return new ParityRow(name, double.NaN, double.NaN, tol, false, $"{actual.Length} values, reference has {expected.Length}");
+        double maxAbs = MaxAbsDiff(actual, expected);
+        double scale = MaxAbs(expected);
+        double rel = maxAbs / Math.Max(scale, 1e-30);
+        bool ok = output ? (maxAbs <= tol || rel <= tol) : (maxAbs <= tol * scale || maxAbs == 0);
+        return new ParityRow(name, maxAbs, rel, tol, ok && !double.IsNaN(maxAbs));
+    }
+
+    private static double MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double m = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            double d = Math.Abs((double)a[i] - b[i]);
+            if (double.IsNaN(d)) return double.NaN;
+            m = Math.Max(m, d);
+        }
+        return m;
+    }
+
+    private static double MaxAbs(ReadOnlySpan<float> a)
+    {
+        double m = 0;
+        foreach (var v in a) m = Math.Max(m, Math.Abs(v));
+        return m;
+    }
+}
