@@ -5,57 +5,92 @@ namespace VitSharp.Kernels;
 
 /// <summary>
 /// Scaled dot-product attention per (batch, head), fused so that one head's scores stay in cache:
-/// P = softmax(scale · Q·Kᵀ), O = P·V. Shapes: q, o [G, N, D]; k, v [G, M, D]; probs [G, N, M]
-/// (G = B·H groups, N query tokens, M key tokens, D head dim). Parallel over groups.
+/// P = softmax(scale · Q·Kᵀ), O = P·V. Legend: B batch, H heads, N query tokens, M key tokens, D head dim,
+/// G = B·H groups. Parallel over groups.
 /// </summary>
 public static class AttentionKernel
 {
-    /// <summary>Forward pass; keeps the attention probabilities in <paramref name="probs"/> for the backward pass.</summary>
+    /// <summary>Forward pass over separate q [G, N, D], k, v [G, M, D]; keeps probs [G, N, M]; writes o [G, N, D].</summary>
     public static void Forward(float[] q, float[] k, float[] v, int groups, int n, int m, int d, float scale,
         float[] probs, float[] o)
     {
-        Run(groups, n * m * 2L * d, g =>
-        {
-            var qg = q.AsSpan(g * n * d, n * d);
-            var kg = k.AsSpan(g * m * d, m * d);
-            var vg = v.AsSpan(g * m * d, m * d);
-            var pg = probs.AsSpan(g * n * m, n * m);
-            Gemm.Sgemm(false, true, n, m, d, scale, qg, d, kg, d, 0f, pg, m, parallel: false);
-            SoftmaxKernel.Forward(pg, n, m, pg);
-            Gemm.Sgemm(false, false, n, d, m, 1f, pg, m, vg, d, 0f, o.AsSpan(g * n * d, n * d), d, parallel: false);
-        });
+        Run(groups, n * m * 2L * d, g => ForwardGroup(
+            q.AsSpan(g * n * d), d, k.AsSpan(g * m * d), d, v.AsSpan(g * m * d), d,
+            n, m, d, scale, probs.AsSpan(g * n * m, n * m), o.AsSpan(g * n * d), d));
     }
 
-    /// <summary>
-    /// Backward pass; accumulates into <paramref name="dq"/>, <paramref name="dk"/>, <paramref name="dv"/>:
-    /// dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
-    /// </summary>
+    /// <summary>Backward pass over separate q, k, v; accumulates into dq, dk, dv (same layouts as the inputs).</summary>
     public static void Backward(float[] dout, float[] q, float[] k, float[] v, float[] probs,
         int groups, int n, int m, int d, float scale, float[] dq, float[] dk, float[] dv)
     {
-        Run(groups, n * m * 4L * d, g =>
+        Run(groups, n * m * 4L * d, g => BackwardGroup(
+            dout.AsSpan(g * n * d), d, q.AsSpan(g * n * d), d, k.AsSpan(g * m * d), d, v.AsSpan(g * m * d), d,
+            probs.AsSpan(g * n * m, n * m), n, m, d, scale, dq.AsSpan(g * n * d), dk.AsSpan(g * m * d), dv.AsSpan(g * m * d)));
+    }
+
+    /// <summary>
+    /// Forward pass straight from the fused projection: qkv [B, N, 3, H, D] (q, k, v blocks of H·D each, as
+    /// vit-pytorch's to_qkv output) → o [B, N, H, D] (the "b n (h d)" layout to_out consumes); probs [B, H, N, N].
+    /// No permute copies: heads are read and written with leading dimension 3·H·D and H·D.
+    /// </summary>
+    public static void ForwardPacked(float[] qkv, int batch, int n, int heads, int d, float scale, float[] probs, float[] o)
+    {
+        int hd = heads * d, ld = 3 * hd;
+        Run(batch * heads, n * n * 2L * d, g =>
         {
-            var pg = probs.AsSpan(g * n * m, n * m);
-            var dog = dout.AsSpan(g * n * d, n * d);
-            float[] dsBuf = ArrayPool<float>.Shared.Rent(n * m);
-            try
-            {
-                var ds = dsBuf.AsSpan(0, n * m);
-                Gemm.Sgemm(true, false, m, d, n, 1f, pg, m, dog, d, 1f, dv.AsSpan(g * m * d, m * d), d, parallel: false);
-                Gemm.Sgemm(false, true, n, m, d, 1f, dog, d, v.AsSpan(g * m * d, m * d), d, 0f, ds, m, parallel: false);
-                for (int i = 0; i < n; i++)
-                {
-                    var pr = pg.Slice(i * m, m);
-                    var dr = ds.Slice(i * m, m);
-                    float dot = TensorPrimitives.Dot(pr, dr);
-                    TensorPrimitives.Subtract(dr, dot, dr);
-                    TensorPrimitives.Multiply(dr, pr, dr);
-                }
-                Gemm.Sgemm(false, false, n, d, m, scale, ds, m, k.AsSpan(g * m * d, m * d), d, 1f, dq.AsSpan(g * n * d, n * d), d, parallel: false);
-                Gemm.Sgemm(true, false, m, d, n, scale, ds, m, q.AsSpan(g * n * d, n * d), d, 1f, dk.AsSpan(g * m * d, m * d), d, parallel: false);
-            }
-            finally { ArrayPool<float>.Shared.Return(dsBuf); }
+            int b = g / heads, h = g % heads;
+            int qb = b * n * ld + h * d;
+            ForwardGroup(qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
+                n, n, d, scale, probs.AsSpan(g * n * n, n * n), o.AsSpan(b * n * hd + h * d), hd);
         });
+    }
+
+    /// <summary>Backward pass of <see cref="ForwardPacked"/>; accumulates into dqkv [B, N, 3, H, D].</summary>
+    public static void BackwardPacked(float[] dout, float[] qkv, float[] probs, int batch, int n, int heads, int d,
+        float scale, float[] dqkv)
+    {
+        int hd = heads * d, ld = 3 * hd;
+        Run(batch * heads, n * n * 4L * d, g =>
+        {
+            int b = g / heads, h = g % heads;
+            int qb = b * n * ld + h * d;
+            BackwardGroup(dout.AsSpan(b * n * hd + h * d), hd, qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
+                probs.AsSpan(g * n * n, n * n), n, n, d, scale, dqkv.AsSpan(qb), dqkv.AsSpan(qb + hd), dqkv.AsSpan(qb + 2 * hd), ld);
+        });
+    }
+
+    private static void ForwardGroup(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
+        int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
+    {
+        Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
+        SoftmaxKernel.Forward(p, n, m, p);
+        Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
+    }
+
+    // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
+    private static void BackwardGroup(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
+        ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p,
+        int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1)
+    {
+        int ldDq = ldg < 0 ? ldq : ldg, ldDk = ldg < 0 ? ldk : ldg, ldDv = ldg < 0 ? ldv : ldg;
+        float[] dsBuf = ArrayPool<float>.Shared.Rent(n * m);
+        try
+        {
+            var ds = dsBuf.AsSpan(0, n * m);
+            Gemm.Sgemm(true, false, m, d, n, 1f, p, m, dout, ldo, 1f, dv, ldDv, parallel: false);
+            Gemm.Sgemm(false, true, n, m, d, 1f, dout, ldo, v, ldv, 0f, ds, m, parallel: false);
+            for (int i = 0; i < n; i++)
+            {
+                var pr = p.Slice(i * m, m);
+                var dr = ds.Slice(i * m, m);
+                float dot = TensorPrimitives.Dot(pr, dr);
+                TensorPrimitives.Subtract(dr, dot, dr);
+                TensorPrimitives.Multiply(dr, pr, dr);
+            }
+            Gemm.Sgemm(false, false, n, d, m, scale, ds, m, k, ldk, 1f, dq, ldDq, parallel: false);
+            Gemm.Sgemm(true, false, m, d, n, scale, ds, m, q, ldq, 1f, dk, ldDk, parallel: false);
+        }
+        finally { ArrayPool<float>.Shared.Return(dsBuf); }
     }
 
     private static void Run(int groups, long flopsPerGroup, Action<int> body)

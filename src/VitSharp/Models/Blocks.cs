@@ -42,21 +42,20 @@ public sealed class Attention : Module
     {
         int b = x.Dim(0), n = x.Dim(1);
         x = Norm.Forward(x);
-        var qkv = ToQkv.Forward(x).Reshape(b, n, 3, _heads, _dimHead).Permute(2, 0, 3, 1, 4); // [3, B, H, N, D]
-        var q = qkv.Slice(0, 0, 1).Reshape(b, _heads, n, _dimHead);
-        var k = qkv.Slice(0, 1, 1).Reshape(b, _heads, n, _dimHead);
-        var v = qkv.Slice(0, 2, 1).Reshape(b, _heads, n, _dimHead);
+        var qkv = ToQkv.Forward(x);                                   // [B, N, 3·H·D]
         Tensor o;
         if (Training && _dropout.P > 0)
         {
             // Dropout on the attention probabilities needs the unfused path.
-            var scores = Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(_dimHead));
-            var attn = F.Softmax(scores, -1);
+            var heads = qkv.Reshape(b, n, 3, _heads, _dimHead).Permute(2, 0, 3, 1, 4); // [3, B, H, N, D]
+            var q = heads.Slice(0, 0, 1).Reshape(b, _heads, n, _dimHead);
+            var k = heads.Slice(0, 1, 1).Reshape(b, _heads, n, _dimHead);
+            var v = heads.Slice(0, 2, 1).Reshape(b, _heads, n, _dimHead);
+            var attn = F.Softmax(Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(_dimHead)), -1);
             AttentionObserver?.Invoke(attn);
-            o = Tensor.MatMul(_dropout.Forward(attn), v);
+            o = Tensor.MatMul(_dropout.Forward(attn), v).Permute(0, 2, 1, 3).Reshape(b, n, _heads * _dimHead);
         }
-        else o = F.ScaledDotProductAttention(q, k, v, probs: AttentionObserver);
-        o = o.Permute(0, 2, 1, 3).Reshape(b, n, _heads * _dimHead);
+        else o = F.MultiHeadAttention(qkv, _heads, probs: AttentionObserver);  // [B, N, H·D]
         return ToOut.Forward(o);
     }
 }

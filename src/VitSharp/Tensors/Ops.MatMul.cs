@@ -175,6 +175,29 @@ public static class F
     }
 
     /// <summary>
+    /// Multi-head self-attention core straight from a fused projection: qkv [B, N, 3·H·D] (q, k, v blocks, heads
+    /// contiguous inside each, as vit-pytorch's <c>to_qkv</c>) → [B, N, H·D] ("b n (h d)"), computing
+    /// softmax(scale·q·kᵀ)·v per head without permute copies. Scale defaults to D^-½; <paramref name="probs"/>
+    /// receives the attention probabilities [B, H, N, N].
+    /// </summary>
+    public static Tensor MultiHeadAttention(Tensor qkv, int heads, float? scale = null, Action<Tensor>? probs = null)
+    {
+        if (qkv.Rank != 3 || heads <= 0 || qkv.Dim(2) % (3 * heads) != 0)
+            throw new ArgumentException($"attention: expected qkv [B, N, 3·H·D] with H = {heads}, got {Tensor.ShapeString(qkv.ShapeSpan)}");
+        int b = qkv.Dim(0), n = qkv.Dim(1), d = qkv.Dim(2) / (3 * heads);
+        float s = scale ?? 1f / MathF.Sqrt(d);
+        var o = new Tensor(b, n, heads * d);
+        var p = new float[(long)b * heads * n * n];
+        Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, p, o.Data);
+        probs?.Invoke(new Tensor(p, b, heads, n, n));
+        return Autograd.Record(o, "mha", [qkv], r =>
+        {
+            qkv.GradSpan();
+            Kernels.AttentionKernel.BackwardPacked(r.Grad!.Data, qkv.Data, p, b, n, heads, d, s, qkv.Grad!.Data);
+        });
+    }
+
+    /// <summary>
     /// Fused scaled dot-product attention: softmax(scale·Q·Kᵀ)·V per (batch, head).
     /// q [..., N, D], k and v [..., M, D] with equal leading dimensions; result [..., N, D].
     /// Scale defaults to D^-½. When <paramref name="probs"/> is given, it receives the attention
