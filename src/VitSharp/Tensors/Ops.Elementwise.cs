@@ -58,7 +58,7 @@ public sealed partial class Tensor
     private static Tensor Binary(Tensor a, Tensor b, BinOp op, string name)
     {
         var bc = new Broadcast(a._shape, b._shape);
-        var result = new Tensor(bc.OutShape);
+        var result = Empty(bc.OutShape);
         if (a.SameShape(b))
         {
             switch (op)
@@ -108,7 +108,7 @@ public sealed partial class Tensor
         });
     }
 
-    private float[] Grad0() { GradSpan(); return Grad!.Data; }
+    internal float[] Grad0() { GradSpan(); return Grad!.Data; }
 
     /// <summary>Elementwise sum with broadcasting.</summary>
     public static Tensor operator +(Tensor a, Tensor b) => Binary(a, b, BinOp.Add, "add");
@@ -123,7 +123,7 @@ public sealed partial class Tensor
     public Tensor Affine(float scale, float shift)
     {
         var x = this;
-        var result = new Tensor(_shape);
+        var result = Empty(_shape);
         TensorPrimitives.Multiply(Data, scale, result.Data);
         if (shift != 0) TensorPrimitives.Add(result.Data, shift, result.Data);
         return Autograd.Record(result, "affine", [x], r =>
@@ -154,7 +154,7 @@ public sealed partial class Tensor
     public Tensor Relu()
     {
         var x = this;
-        var result = new Tensor(_shape);
+        var result = Empty(_shape);
         TensorPrimitives.Max(Data, 0f, result.Data);
         return Autograd.Record(result, "relu", [x], r =>
         {
@@ -167,7 +167,7 @@ public sealed partial class Tensor
     public Tensor Gelu()
     {
         var x = this;
-        var result = new Tensor(_shape);
+        var result = Empty(_shape);
         Kernels.GeluKernel.Forward(Data, result.Data);
         return Autograd.Record(result, "gelu", [x], r => Kernels.GeluKernel.Backward(r.Grad!.Data, x.Data, x.GradSpan()));
     }

@@ -24,7 +24,7 @@ public sealed partial class Tensor
         int batch = 1;
         for (int i = 0; i < a.Rank - 2; i++) batch *= a._shape[i];
         var outShape = a.Shape; outShape[^2] = m; outShape[^1] = n;
-        var result = new Tensor(outShape);
+        var result = Empty(outShape);
         int lda = transA ? m : k, ldb = transB ? k : n;
         long sA = (long)m * k, sB = shared ? 0 : (long)k * n, sC = (long)m * n;
 
@@ -77,7 +77,7 @@ public static class F
         int rows = x.Size / Math.Max(inF, 1);
         if (inF == 0) rows = x.Size == 0 ? 0 : rows;
         var shape = x.Shape; shape[^1] = outF;
-        var y = new Tensor(shape);
+        var y = Tensor.Empty(shape);
         float beta = 0f;
         if (bias is not null)
         {
@@ -106,16 +106,16 @@ public static class F
         if (x.Rank == 0 || x.Dim(-1) != c)
             throw new ArgumentException($"layer_norm: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {c} features");
         int rows = c == 0 ? 0 : x.Size / c;
-        var y = new Tensor(x.Shape);
-        var mean = new float[rows];
-        var rstd = new float[rows];
+        var y = Tensor.Empty(x.Shape);
+        var mean = TensorScope.Allocate(rows, clear: false);
+        var rstd = TensorScope.Allocate(rows, clear: false);
         Kernels.LayerNormKernel.Forward(x.Data, weight.Data, bias.Data, rows, c, eps, mean, rstd, y.Data);
         return Autograd.Record(y, "layer_norm", [x, weight, bias], r =>
         {
             Span<float> dx = x.RequiresGrad ? x.GradSpan() : default;
             Span<float> dw = weight.RequiresGrad ? weight.GradSpan() : default;
             Span<float> db = bias.RequiresGrad ? bias.GradSpan() : default;
-            var scratch = new float[c];
+            var scratch = TensorScope.Allocate(c, clear: false);
             Kernels.LayerNormKernel.Backward(r.Grad!.Data, x.Data, weight.Data, mean, rstd, rows, c, dx, dw, db, scratch);
         });
     }
@@ -126,7 +126,7 @@ public static class F
         int d = x.NormDim(dim);
         if (d != x.Rank - 1) return Softmax(x.Transpose(d, -1), -1).Transpose(d, -1);
         int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
-        var y = new Tensor(x.Shape);
+        var y = Tensor.Empty(x.Shape);
         Kernels.SoftmaxKernel.Forward(x.Data, rows, cols, y.Data);
         return Autograd.Record(y, "softmax", [x], r => Kernels.SoftmaxKernel.Backward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
     }
@@ -137,7 +137,7 @@ public static class F
         int d = x.NormDim(dim);
         if (d != x.Rank - 1) return LogSoftmax(x.Transpose(d, -1), -1).Transpose(d, -1);
         int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
-        var y = new Tensor(x.Shape);
+        var y = Tensor.Empty(x.Shape);
         Kernels.SoftmaxKernel.LogForward(x.Data, rows, cols, y.Data);
         return Autograd.Record(y, "log_softmax", [x], r => Kernels.SoftmaxKernel.LogBackward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
     }
@@ -147,10 +147,10 @@ public static class F
     {
         if (p < 0 || p > 1) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability {p} is outside [0, 1]");
         if (!training || p == 0) return x;
-        var mask = new float[x.Size];
+        var mask = TensorScope.Allocate(x.Size, clear: false);
         float keep = p >= 1 ? 0f : 1f / (1 - p);
         for (int i = 0; i < mask.Length; i++) mask[i] = rng.NextSingle() >= p ? keep : 0f;
-        var y = new Tensor(x.Shape);
+        var y = Tensor.Empty(x.Shape);
         TensorPrimitives.Multiply(x.Data, mask, y.Data);
         return Autograd.Record(y, "dropout", [x], r =>
         {
@@ -166,10 +166,10 @@ public static class F
         int rows = logits.Dim(0), k = logits.Dim(1);
         if (labels.Length != rows) throw new ArgumentException($"cross_entropy: {labels.Length} labels for {rows} rows of logits");
         if (labelSmoothing < 0 || labelSmoothing > 1) throw new ArgumentOutOfRangeException(nameof(labelSmoothing));
-        var logProbs = new float[logits.Size];
+        var logProbs = TensorScope.Allocate(logits.Size, clear: false);
         var lab = labels.ToArray();
         float loss = Kernels.CrossEntropyKernel.Forward(logits.Data, lab, rows, k, labelSmoothing, logProbs);
-        var y = Tensor.Scalar(loss);
+        var y = Tensor.Empty(); y.Data[0] = loss;
         return Autograd.Record(y, "cross_entropy", [logits], r =>
             Kernels.CrossEntropyKernel.Backward(r.Grad!.Data[0], logProbs, lab, rows, k, labelSmoothing, logits.GradSpan()));
     }
@@ -186,10 +186,10 @@ public static class F
             throw new ArgumentException($"attention: expected qkv [B, N, 3·H·D] with H = {heads}, got {Tensor.ShapeString(qkv.ShapeSpan)}");
         int b = qkv.Dim(0), n = qkv.Dim(1), d = qkv.Dim(2) / (3 * heads);
         float s = scale ?? 1f / MathF.Sqrt(d);
-        var o = new Tensor(b, n, heads * d);
-        var p = new float[(long)b * heads * n * n];
+        var o = Tensor.Empty(b, n, heads * d);
+        var p = TensorScope.Allocate(checked(b * heads * n * n), clear: false);
         Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, p, o.Data);
-        probs?.Invoke(new Tensor(p, b, heads, n, n));
+        probs?.Invoke(Tensor.Scoped(p, [b, heads, n, n]));
         return Autograd.Record(o, "mha", [qkv], r =>
         {
             qkv.GradSpan();
@@ -213,21 +213,21 @@ public static class F
         int groups = 1;
         for (int i = 0; i < q.Rank - 2; i++) groups *= q.Dim(i);
         float s = scale ?? 1f / MathF.Sqrt(d);
-        var o = new Tensor(q.Shape);
-        var p = new float[(long)groups * n * m];
+        var o = Tensor.Empty(q.Shape);
+        var p = TensorScope.Allocate(checked(groups * n * m), clear: false);
         Kernels.AttentionKernel.Forward(q.Data, k.Data, v.Data, groups, n, m, d, s, p, o.Data);
         if (probs is not null)
         {
             var pShape = q.Shape; pShape[^1] = m;
-            probs(new Tensor(p, pShape));
+            probs(Tensor.Scoped(p, pShape));
         }
         return Autograd.Record(o, "sdpa", [q, k, v], r =>
         {
-            var dq = new float[q.Size]; var dk = new float[k.Size]; var dv = new float[v.Size];
+            // The kernel accumulates into all three; inputs that need no gradient get a scratch buffer.
+            var dq = q.RequiresGrad ? q.Grad0() : TensorScope.Allocate(q.Size, clear: true);
+            var dk = k.RequiresGrad ? k.Grad0() : TensorScope.Allocate(k.Size, clear: true);
+            var dv = v.RequiresGrad ? v.Grad0() : TensorScope.Allocate(v.Size, clear: true);
             Kernels.AttentionKernel.Backward(r.Grad!.Data, q.Data, k.Data, v.Data, p, groups, n, m, d, s, dq, dk, dv);
-            if (q.RequiresGrad) TensorPrimitives.Add(q.GradSpan(), dq, q.GradSpan());
-            if (k.RequiresGrad) TensorPrimitives.Add(k.GradSpan(), dk, k.GradSpan());
-            if (v.RequiresGrad) TensorPrimitives.Add(v.GradSpan(), dv, v.GradSpan());
         });
     }
 }

@@ -25,7 +25,7 @@ public sealed partial class Tensor
         }
         if (CheckedSize(shape) != Size) throw new ArgumentException($"cannot reshape {ShapeString(_shape)} ({Size} elements) to {ShapeString(shape)}");
         var x = this;
-        var result = new Tensor(Data, shape);
+        var result = Scoped(Data, shape);
         return Autograd.Record(result, "reshape", [x], r => TensorPrimitives.Add(x.GradSpan(), r.Grad!.Data, x.GradSpan()));
     }
 
@@ -81,7 +81,7 @@ public sealed partial class Tensor
         }
         var zeros = new int[Rank];
         var x = this;
-        var result = new Tensor(outShape);
+        var result = Empty(outShape);
         var body = new Gather { Src = Data, Dst = result.Data };
         Broadcast.ForEachRow(outShape, strides, zeros, ref body);
         return Autograd.Record(result, "permute", [x], r =>
@@ -107,7 +107,7 @@ public sealed partial class Tensor
         var bc = new Broadcast(_shape, shape);
         if (!bc.OutShape.AsSpan().SequenceEqual(shape)) throw new ArgumentException($"cannot broadcast {ShapeString(_shape)} to {ShapeString(shape)}");
         var x = this;
-        var result = new Tensor(shape);
+        var result = Empty(shape);
         var zeros = new int[shape.Length];
         var body = new Gather { Src = Data, Dst = result.Data };
         Broadcast.ForEachRow(bc.OutShape, bc.StridesA, zeros, ref body);
@@ -144,7 +144,7 @@ public sealed partial class Tensor
             total += t._shape[d];
         }
         shape[d] = total;
-        var result = new Tensor(shape);
+        var result = Empty(shape);
         var (outer, _, inner) = result.Split(d);
         int offset = 0;
         var offsets = new int[tensors.Count];
@@ -181,7 +181,7 @@ public sealed partial class Tensor
             throw new ArgumentOutOfRangeException(nameof(start), $"slice [{start}, {start + length}) is outside dimension {d} of size {_shape[d]}");
         var shape = Shape; shape[d] = length;
         var (outer, extent, inner) = Split(d);
-        var result = new Tensor(shape);
+        var result = Empty(shape);
         int w = length * inner;
         for (int o = 0; o < outer; o++)
             Data.AsSpan(o * extent * inner + start * inner, w).CopyTo(result.Data.AsSpan(o * w, w));
@@ -205,7 +205,7 @@ public sealed partial class Tensor
         foreach (int i in indices)
             if ((uint)i >= (uint)extent) throw new ArgumentOutOfRangeException(nameof(indices), $"index {i} is outside dimension {d} of size {extent}");
         var shape = Shape; shape[d] = indices.Length;
-        var result = new Tensor(shape);
+        var result = Empty(shape);
         int n = indices.Length;
         for (int o = 0; o < outer; o++)
             for (int j = 0; j < n; j++)
@@ -248,7 +248,7 @@ public sealed partial class Tensor
         float scale = mean ? 1f / count : 1f;
         var strides = Broadcast.StridesFor(keptShape, _shape);
         var zeros = new int[Rank];
-        var result = new Tensor(outShape);
+        var result = ZerosScoped(outShape);
         // Walk the input; the result (in kept layout) is the strided destination.
         var body = new ReduceRows { Src = Data, Dst = result.Data, Scale = scale };
         Broadcast.ForEachRow(_shape, strides, zeros, ref body);

@@ -15,9 +15,12 @@ namespace VitSharp;
 public sealed partial class Tensor
 {
     private readonly int[] _shape;
+    private readonly float[] _data;
+    private bool _released;
 
     /// <summary>The elements, row-major. Its length equals <see cref="Size"/>.</summary>
-    public float[] Data { get; }
+    /// <exception cref="ObjectDisposedException">The tensor was created inside a <see cref="TensorScope"/> that has ended.</exception>
+    public float[] Data => _released ? throw Released() : _data;
 
     /// <summary>The gradient accumulated by <see cref="Backward"/>, same shape as this tensor; null until one arrives.</summary>
     public Tensor? Grad { get; set; }
@@ -37,9 +40,34 @@ public sealed partial class Tensor
         long size = CheckedSize(shape);
         if (data.Length != size)
             throw new ArgumentException($"data has {data.Length} elements but shape {ShapeString(shape)} needs {size}");
-        Data = data;
+        _data = data;
         _shape = (int[])shape.Clone();
     }
+
+    /// <summary>An op result: storage from the current <see cref="TensorScope"/> (uninitialised) or a fresh array.</summary>
+    internal static Tensor Empty(params int[] shape) => Scoped(TensorScope.Allocate((int)CheckedSize(shape), clear: false), shape);
+
+    /// <summary>A zero-filled op result (pooled inside a scope).</summary>
+    internal static Tensor ZerosScoped(params int[] shape) => Scoped(TensorScope.Allocate((int)CheckedSize(shape), clear: true), shape);
+
+    /// <summary>Wraps op-owned storage (a result or a view) and registers it with the current scope.</summary>
+    internal static Tensor Scoped(float[] data, int[] shape)
+    {
+        var t = new Tensor(data, shape);
+        TensorScope.Track(t);
+        return t;
+    }
+
+    /// <summary>Called when the owning scope ends.</summary>
+    internal void Release()
+    {
+        _released = true;
+        Creator = null;
+        Grad = null;
+    }
+
+    private ObjectDisposedException Released() =>
+        new(nameof(Tensor), $"tensor {ShapeString(_shape)} was released when its TensorScope ended; call scope.Keep(t) or t.Clone() inside the scope to keep it");
 
     /// <summary>The shape (a copy).</summary>
     public int[] Shape => (int[])_shape.Clone();
@@ -48,7 +76,7 @@ public sealed partial class Tensor
     public int Rank => _shape.Length;
 
     /// <summary>Number of elements.</summary>
-    public int Size => Data.Length;
+    public int Size => _data.Length;
 
     /// <summary>The extent of dimension <paramref name="dim"/> (negative counts from the end).</summary>
     public int Dim(int dim) => _shape[NormDim(dim)];
@@ -135,15 +163,18 @@ public sealed partial class Tensor
     }
 
     /// <summary>A copy of the data without history (does not require a gradient).</summary>
-    public Tensor Detach() => new(Data, _shape);
+    public Tensor Detach() => Scoped(Data, _shape);
 
     /// <summary>A deep copy of the data without history.</summary>
     public Tensor Clone() => new((float[])Data.Clone(), _shape);
 
-    /// <summary>Returns the gradient buffer, creating a zero-filled one when absent.</summary>
+    /// <summary>
+    /// Returns the gradient buffer, creating a zero-filled one when absent: leaves (parameters) get their own
+    /// array, intermediate results a pooled one inside a scope.
+    /// </summary>
     internal Span<float> GradSpan()
     {
-        Grad ??= new Tensor(_shape);
+        Grad ??= Creator is null ? new Tensor(_shape) : ZerosScoped(_shape);
         return Grad.Data;
     }
 
