@@ -34,7 +34,7 @@ public static class GeluKernel
                 (v * cdf).StoreUnsafe(ref yr, (nuint)i);
             }
         for (; i < x.Length; i++)
-            y[i] = x[i] * 0.5f * (1f + Erf(x[i] * InvSqrt2));
+            y[i] = x[i] * ((1f + Erf(x[i] * InvSqrt2)) * 0.5f);
     }
 
     /// <summary>dx += dy · (Φ(x) + x·φ(x)).</summary>
