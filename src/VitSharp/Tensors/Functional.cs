@@ -1,0 +1,171 @@
+using System.Numerics.Tensors;
+using VitSharp.Kernels;
+
+namespace VitSharp;
+
+/// <summary>Functional ops (as torch.nn.functional): fused, with hand-written backward passes.</summary>
+public static class F
+{
+    /// <summary>y = x·Wᵀ + b over the last dimension. x [..., in], weight [out, in], bias [out] or null.</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    {
+        int inF = weight.Dim(1), outF = weight.Dim(0);
+        if (x.Rank == 0 || x.Dim(-1) != inF)
+            throw new ArgumentException($"linear: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {inF} features (weight {Tensor.ShapeString(weight.ShapeSpan)})");
+        int rows = 1;
+        for (int i = 0; i < x.Rank - 1; i++) rows *= x.Dim(i);
+        var shape = x.Shape; shape[^1] = outF;
+        var y = Tensor.Empty(shape);
+        float beta = 0f;
+        if (bias is not null)
+        {
+            for (int r = 0; r < rows; r++) bias.Data.CopyTo(y.Data, r * outF);
+            beta = 1f;
+        }
+        Gemm.Sgemm(false, true, rows, outF, inF, 1f, x.Data, inF, weight.Data, inF, beta, y.Data, outF);
+        Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
+        return Autograd.Record(y, "linear", inputs, r =>
+        {
+            var g = r.Grad!.Data;
+            if (x.RequiresGrad) Gemm.Sgemm(false, false, rows, inF, outF, 1f, g, outF, weight.Data, inF, 1f, x.GradSpan(), inF);
+            if (weight.RequiresGrad) Gemm.Sgemm(true, false, outF, inF, rows, 1f, g, outF, x.Data, inF, 1f, weight.GradSpan(), inF);
+            if (bias is not null && bias.RequiresGrad)
+            {
+                var db = bias.GradSpan();
+                for (int i = 0; i < rows; i++) TensorPrimitives.Add(db, g.AsSpan(i * outF, outF), db);
+            }
+        });
+    }
+
+    /// <summary>LayerNorm over the last dimension with affine weight and bias [C].</summary>
+    public static Tensor LayerNorm(Tensor x, Tensor weight, Tensor bias, float eps = 1e-5f)
+    {
+        int c = weight.Size;
+        if (x.Rank == 0 || x.Dim(-1) != c)
+            throw new ArgumentException($"layer_norm: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {c} features");
+        int rows = c == 0 ? 0 : x.Size / c;
+        var y = Tensor.Empty(x.Shape);
+        var mean = TensorScope.Allocate(rows, clear: false);
+        var rstd = TensorScope.Allocate(rows, clear: false);
+        Kernels.LayerNormKernel.Forward(x.Data, weight.Data, bias.Data, rows, c, eps, mean, rstd, y.Data);
+        return Autograd.Record(y, "layer_norm", [x, weight, bias], r =>
+        {
+            Span<float> dx = x.RequiresGrad ? x.GradSpan() : default;
+            Span<float> dw = weight.RequiresGrad ? weight.GradSpan() : default;
+            Span<float> db = bias.RequiresGrad ? bias.GradSpan() : default;
+            var scratch = TensorScope.Allocate(c, clear: false);
+            Kernels.LayerNormKernel.Backward(r.Grad!.Data, x.Data, weight.Data, mean, rstd, rows, c, dx, dw, db, scratch);
+        });
+    }
+
+    /// <summary>Softmax over a dimension.</summary>
+    public static Tensor Softmax(Tensor x, int dim = -1)
+    {
+        int d = x.NormDim(dim);
+        if (d != x.Rank - 1) return Softmax(x.Transpose(d, -1), -1).Transpose(d, -1);
+        int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
+        var y = Tensor.Empty(x.Shape);
+        Kernels.SoftmaxKernel.Forward(x.Data, rows, cols, y.Data);
+        return Autograd.Record(y, "softmax", [x], r => Kernels.SoftmaxKernel.Backward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
+    }
+
+    /// <summary>Log-softmax over a dimension.</summary>
+    public static Tensor LogSoftmax(Tensor x, int dim = -1)
+    {
+        int d = x.NormDim(dim);
+        if (d != x.Rank - 1) return LogSoftmax(x.Transpose(d, -1), -1).Transpose(d, -1);
+        int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
+        var y = Tensor.Empty(x.Shape);
+        Kernels.SoftmaxKernel.LogForward(x.Data, rows, cols, y.Data);
+        return Autograd.Record(y, "log_softmax", [x], r => Kernels.SoftmaxKernel.LogBackward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
+    }
+
+    /// <summary>Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1−p). Identity when not training or p = 0.</summary>
+    public static Tensor Dropout(Tensor x, float p, bool training, Random rng)
+    {
+        if (p < 0 || p > 1) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability {p} is outside [0, 1]");
+        if (!training || p == 0) return x;
+        var mask = TensorScope.Allocate(x.Size, clear: false);
+        float keep = p >= 1 ? 0f : 1f / (1 - p);
+        for (int i = 0; i < mask.Length; i++) mask[i] = rng.NextSingle() >= p ? keep : 0f;
+        var y = Tensor.Empty(x.Shape);
+        TensorPrimitives.Multiply(x.Data, mask, y.Data);
+        return Autograd.Record(y, "dropout", [x], r =>
+        {
+            var dx = x.GradSpan();
+            TensorPrimitives.FusedMultiplyAdd(r.Grad!.Data, mask, dx, dx);
+        });
+    }
+
+    /// <summary>Mean cross-entropy of logits [R, K] against class indices [R], with optional label smoothing.</summary>
+    public static Tensor CrossEntropy(Tensor logits, ReadOnlySpan<int> labels, float labelSmoothing = 0f)
+    {
+        if (logits.Rank != 2) throw new ArgumentException($"cross_entropy expects logits [batch, classes], got {Tensor.ShapeString(logits.ShapeSpan)}");
+        int rows = logits.Dim(0), k = logits.Dim(1);
+        if (labels.Length != rows) throw new ArgumentException($"cross_entropy: {labels.Length} labels for {rows} rows of logits");
+        if (labelSmoothing < 0 || labelSmoothing > 1) throw new ArgumentOutOfRangeException(nameof(labelSmoothing));
+        var logProbs = TensorScope.Allocate(logits.Size, clear: false);
+        var lab = labels.ToArray();
+        float loss = Kernels.CrossEntropyKernel.Forward(logits.Data, lab, rows, k, labelSmoothing, logProbs);
+        var y = Tensor.Empty(); y.Data[0] = loss;
+        return Autograd.Record(y, "cross_entropy", [logits], r =>
+            Kernels.CrossEntropyKernel.Backward(r.Grad!.Data[0], logProbs, lab, rows, k, labelSmoothing, logits.GradSpan()));
+    }
+
+    /// <summary>
+    /// Multi-head self-attention core straight from a fused projection: qkv [B, N, 3·H·D] (q, k, v blocks, heads
+    /// contiguous inside each, as vit-pytorch's <c>to_qkv</c>) → [B, N, H·D] ("b n (h d)"), computing
+    /// softmax(scale·q·kᵀ)·v per head without permute copies. Scale defaults to D^-½; <paramref name="probs"/>
+    /// receives the attention probabilities [B, H, N, N].
+    /// </summary>
+    public static Tensor MultiHeadAttention(Tensor qkv, int heads, float? scale = null, Action<Tensor>? probs = null)
+    {
+        if (qkv.Rank != 3 || heads <= 0 || qkv.Dim(2) % (3 * heads) != 0)
+            throw new ArgumentException($"attention: expected qkv [B, N, 3·H·D] with H = {heads}, got {Tensor.ShapeString(qkv.ShapeSpan)}");
+        int b = qkv.Dim(0), n = qkv.Dim(1), d = qkv.Dim(2) / (3 * heads);
+        float s = scale ?? 1f / MathF.Sqrt(d);
+        var o = Tensor.Empty(b, n, heads * d);
+        var p = TensorScope.Allocate(checked(b * heads * n * n), clear: false);
+        Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, p, o.Data);
+        probs?.Invoke(Tensor.Scoped(p, [b, heads, n, n]));
+        return Autograd.Record(o, "mha", [qkv], r =>
+        {
+            qkv.GradSpan();
+            Kernels.AttentionKernel.BackwardPacked(r.Grad!.Data, qkv.Data, p, b, n, heads, d, s, qkv.Grad!.Data);
+        });
+    }
+
+    /// <summary>
+    /// Fused scaled dot-product attention: softmax(scale·Q·Kᵀ)·V per (batch, head).
+    /// q [..., N, D], k and v [..., M, D] with equal leading dimensions; result [..., N, D].
+    /// Scale defaults to D^-½. When <paramref name="probs"/> is given, it receives the attention
+    /// probabilities [..., N, M].
+    /// </summary>
+    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, float? scale = null, Action<Tensor>? probs = null)
+    {
+        if (q.Rank < 2 || k.Rank != q.Rank || v.Rank != q.Rank)
+            throw new ArgumentException($"attention: q, k, v must have equal rank ≥ 2, got {Tensor.ShapeString(q.ShapeSpan)}, {Tensor.ShapeString(k.ShapeSpan)}, {Tensor.ShapeString(v.ShapeSpan)}");
+        int n = q.Dim(-2), d = q.Dim(-1), m = k.Dim(-2);
+        if (k.Dim(-1) != d || !k.SameShape(v) || !q.ShapeSpan[..^2].SequenceEqual(k.ShapeSpan[..^2]))
+            throw new ArgumentException($"attention: shapes q {Tensor.ShapeString(q.ShapeSpan)}, k {Tensor.ShapeString(k.ShapeSpan)}, v {Tensor.ShapeString(v.ShapeSpan)} do not fit");
+        int groups = 1;
+        for (int i = 0; i < q.Rank - 2; i++) groups *= q.Dim(i);
+        float s = scale ?? 1f / MathF.Sqrt(d);
+        var o = Tensor.Empty(q.Shape);
+        var p = TensorScope.Allocate(checked(groups * n * m), clear: false);
+        Kernels.AttentionKernel.Forward(q.Data, k.Data, v.Data, groups, n, m, d, s, p, o.Data);
+        if (probs is not null)
+        {
+            var pShape = q.Shape; pShape[^1] = m;
+            probs(Tensor.Scoped(p, pShape));
+        }
+        return Autograd.Record(o, "sdpa", [q, k, v], r =>
+        {
+            // The kernel accumulates into all three; inputs that need no gradient get a scratch buffer.
+            var dq = q.RequiresGrad ? q.Grad0() : TensorScope.Allocate(q.Size, clear: true);
+            var dk = k.RequiresGrad ? k.Grad0() : TensorScope.Allocate(k.Size, clear: true);
+            var dv = v.RequiresGrad ? v.Grad0() : TensorScope.Allocate(v.Size, clear: true);
+            Kernels.AttentionKernel.Backward(r.Grad!.Data, q.Data, k.Data, v.Data, p, groups, n, m, d, s, dq, dk, dv);
+        });
+    }
+}
