@@ -103,59 +103,48 @@ public sealed class Identity : Module
     protected override Tensor ForwardCore(Tensor input) => input;
 }
 
-/// <summary>Runs child modules in order; children are named "0", "1", … as in torch.nn.Sequential.</summary>
-public sealed class Sequential : Module
+/// <summary>Children named "0", "1", … in order (the shared part of <see cref="Sequential"/> and <see cref="ModuleList"/>).</summary>
+public abstract class IndexedModules : Module
 {
     private readonly List<Module> _modules = new();
 
+    /// <summary>Appends a module under the next index.</summary>
+    public void Add(Module module)
+    {
+        RegisterModule(_modules.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), module);
+        _modules.Add(module);
+    }
+
+    /// <summary>The i-th module.</summary>
+    public Module this[int index] => _modules[index];
+
+    /// <summary>Number of modules.</summary>
+    public int Count => _modules.Count;
+}
+
+/// <summary>Runs child modules in order; children are named "0", "1", … as in torch.nn.Sequential.</summary>
+public sealed class Sequential : IndexedModules
+{
     /// <summary>Creates the container.</summary>
     public Sequential(params Module[] modules)
     {
         foreach (var m in modules) Add(m);
     }
 
-    /// <summary>Appends a module.</summary>
-    public void Add(Module module)
-    {
-        RegisterModule(_modules.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), module);
-        _modules.Add(module);
-    }
-
-    /// <summary>The i-th module.</summary>
-    public Module this[int index] => _modules[index];
-
-    /// <summary>Number of modules.</summary>
-    public int Count => _modules.Count;
-
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor input)
     {
-        foreach (var m in _modules) input = m.Forward(input);
+        for (int i = 0; i < Count; i++) input = this[i].Forward(input);
         return input;
     }
 }
 
 /// <summary>A list of modules named "0", "1", … (as torch.nn.ModuleList); has no forward of its own.</summary>
-public sealed class ModuleList : Module
+public sealed class ModuleList : IndexedModules
 {
-    private readonly List<Module> _modules = new();
-
     /// <summary>Creates the list.</summary>
     public ModuleList(params Module[] modules)
     {
         foreach (var m in modules) Add(m);
     }
-
-    /// <summary>Appends a module.</summary>
-    public void Add(Module module)
-    {
-        RegisterModule(_modules.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), module);
-        _modules.Add(module);
-    }
-
-    /// <summary>The i-th module.</summary>
-    public Module this[int index] => _modules[index];
-
-    /// <summary>Number of modules.</summary>
-    public int Count => _modules.Count;
 }
