@@ -34,6 +34,18 @@ public static class GradCheck
         double h = DefaultStep, double rtol = DefaultRtol, int seed = 12345, bool allowZero = false)
     {
         wrt ??= inputs.Select(_ => true).ToArray();
+        var originalRequiresGrad = inputs.Select(t => t.RequiresGrad).ToArray();
+        try { return CompareCore(f, inputs, wrt, h, rtol, seed, allowZero); }
+        finally
+        {
+            // Inputs may be a model's parameters: leave them as they were found.
+            for (int j = 0; j < inputs.Length; j++) { inputs[j].RequiresGrad = originalRequiresGrad[j]; inputs[j].Grad = null; }
+        }
+    }
+
+    private static List<Result> CompareCore(Func<Tensor[], Tensor> f, Tensor[] inputs, bool[] wrt,
+        double h, double rtol, int seed, bool allowZero)
+    {
         // Analytic pass.
         for (int j = 0; j < inputs.Length; j++) { inputs[j].Grad = null; inputs[j].RequiresGrad = wrt[j]; }
         var y = f(inputs);
