@@ -54,6 +54,19 @@ public class AttentionGradTests
         GradCheck.Verify(t => F.ScaledDotProductAttention(t[0], t[1], t[2], scale), [q2.Detach(), k2.Detach(), v], allowZero: m == 1);
     }
 
+    [Theory]
+    [InlineData(true, false, false)]
+    [InlineData(false, true, false)]
+    [InlineData(false, false, true)]
+    [InlineData(true, false, true)]
+    public void OnlySomeOfQKVRequireGrad(bool wq, bool wk, bool wv)
+    {
+        var q = TestData.Uniform(7, -2, 2, 2, 3, 4);
+        var k = TestData.Uniform(8, -2, 2, 2, 5, 4);
+        var v = TestData.Uniform(9, -1, 1, 2, 5, 4);
+        GradCheck.Verify(t => F.ScaledDotProductAttention(t[0], t[1], t[2]), [q, k, v], wrt: [wq, wk, wv]);
+    }
+
     [Fact]
     public void LargeGroupCountTakesTheParallelPathAndStillAgrees()
     {

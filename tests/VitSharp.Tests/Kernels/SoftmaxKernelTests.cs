@@ -93,6 +93,15 @@ public class SoftmaxKernelTests
     }
 
     [Fact]
+    public void ZeroColumnsIsANoOp()
+    {
+        SoftmaxKernel.Forward([], 2, 0, []);
+        SoftmaxKernel.LogForward([], 2, 0, []);
+        SoftmaxKernel.Backward([], [], 2, 0, []);
+        SoftmaxKernel.LogBackward([], [], 2, 0, []);
+    }
+
+    [Fact]
     public void RowsAreIndependent()
     {
         var x = new float[] { 1, 2, 3, 100, 100, 100 };
