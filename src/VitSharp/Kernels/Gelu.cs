@@ -151,8 +151,7 @@ public static class SpecialFunctions
         double ax = Math.Abs(x);
         if (ax < 1.0) return 1.0 - Erf(x);
         if (ax > 27) return x < 0 ? 2.0 : 0.0;
-        double z = -ax * ax;
-        double e = Math.Exp(z);
+        double e = ExpMinusSquare(ax);
         double p, q;
         if (ax < 8.0)
         {
@@ -164,6 +163,17 @@ public static class SpecialFunctions
         }
         double y = e * p / q;
         return x < 0 ? 2.0 - y : y;
+    }
+
+    /// <summary>
+    /// exp(−x²) without the error of rounding x² (which is up to ½ ulp of x², i.e. ~3e-14 relative in the
+    /// result at x ≈ 20): x = m + f with m a multiple of 1/128, so m² is exact and the rest is small (Cephes' expx2).
+    /// </summary>
+    private static double ExpMinusSquare(double x)
+    {
+        double m = Math.Floor(x * 128 + 0.5) / 128;
+        double f = x - m;
+        return Math.Exp(-m * m) * Math.Exp(-(2 * m * f + f * f));
     }
 
     private static readonly double[] P =

@@ -122,7 +122,7 @@ public abstract class Module
         var misShaped = own.Where(kv => stateDict.TryGetValue(kv.Key, out var v) && !v.SameShape(kv.Value))
             .Select(kv => $"{kv.Key} (expected {Tensor.ShapeString(kv.Value.ShapeSpan)}, got {Tensor.ShapeString(stateDict[kv.Key].ShapeSpan)})").ToList();
         if (misShaped.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
-            throw new StateDictException(missing, strict ? unexpected : new List<string>(), misShaped);
+            throw new StateDictException(strict ? missing : new List<string>(), strict ? unexpected : new List<string>(), misShaped);
         foreach (var (key, dst) in own)
             if (stateDict.TryGetValue(key, out var src)) src.Data.AsSpan().CopyTo(dst.Data);
     }

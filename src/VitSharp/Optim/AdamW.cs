@@ -7,6 +7,9 @@ namespace VitSharp.Optim;
 public sealed class AdamW : Optimizer
 {
     private readonly float[][] _m, _v;
+    // Steps taken per parameter: as torch's state['step'], a parameter's bias correction counts only the steps
+    // in which it had a gradient (a parameter that first gets a gradient at global step 3 uses t = 1).
+    private readonly long[] _steps;
 
     /// <summary>β₁.</summary>
     public float Beta1 { get; }
@@ -24,6 +27,7 @@ public sealed class AdamW : Optimizer
         Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
         _m = Params.Select(p => new float[p.Param.Size]).ToArray();
         _v = Params.Select(p => new float[p.Param.Size]).ToArray();
+        _steps = new long[Params.Count];
     }
 
     /// <inheritdoc/>
@@ -31,8 +35,9 @@ public sealed class AdamW : Optimizer
     {
         var m = _m[index]; var v = _v[index];
         float lr = LearningRate, b1 = Beta1, b2 = Beta2;
-        float bc1 = 1f - MathF.Pow(b1, StepCount);
-        float bc2 = 1f - MathF.Pow(b2, StepCount);
+        long step = ++_steps[index];
+        float bc1 = 1f - MathF.Pow(b1, step);
+        float bc2 = 1f - MathF.Pow(b2, step);
         float stepSize = lr / bc1;
         float bc2Sqrt = MathF.Sqrt(bc2);
         float decay = 1f - lr * WeightDecay;
@@ -66,6 +71,7 @@ public sealed class AdamW : Optimizer
         {
             Load(state, "exp_avg." + Params[i].Name, _m[i]);
             Load(state, "exp_avg_sq." + Params[i].Name, _v[i]);
+            _steps[i] = stepCount; // per-parameter counts are not in the saved state; assume every step had a gradient
         }
         StepCount = stepCount;
     }
