@@ -30,8 +30,11 @@ public static class TestFixtures
                 : throw new DirectoryNotFoundException($"VITSHARP_FIXTURES={env} is not a directory");
         string root = RepoRoot() ?? throw new DirectoryNotFoundException(
             $"cannot find the repository root (VitSharp.slnx) above {AppContext.BaseDirectory}; set VITSHARP_FIXTURES");
+        // CI lays shared/ beside the clone; a git worktree (e.g. /work/wt/NAME) sits one level deeper.
         string dir = Path.GetFullPath(Path.Combine(root, "..", "shared", "fixtures"));
-        return Directory.Exists(Path.Combine(dir)) && File.Exists(Path.Combine(dir, "vit.json")) ? dir
-            : throw new DirectoryNotFoundException($"fixtures not found at {dir} (expected ../shared/fixtures beside the repository); set VITSHARP_FIXTURES");
+        string deeper = Path.GetFullPath(Path.Combine(root, "..", "..", "shared", "fixtures"));
+        foreach (var candidate in new[] { dir, deeper })
+            if (File.Exists(Path.Combine(candidate, "vit.json"))) return candidate;
+        throw new DirectoryNotFoundException($"fixtures not found at {dir} or {deeper} (expected ../shared/fixtures beside the repository); set VITSHARP_FIXTURES");
     }
 }

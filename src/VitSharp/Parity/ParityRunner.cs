@@ -41,7 +41,10 @@ public static class ParityRunner
         JsonObject spec;
         try { spec = JsonNode.Parse(File.ReadAllText(jsonPath)) as JsonObject ?? throw new ParityException($"{jsonPath}: not a JSON object"); }
         catch (System.Text.Json.JsonException e) { throw new ParityException($"{jsonPath}: malformed JSON ({e.Message.Split('\n')[0]})"); }
-        string constructor = spec["constructor"]?.GetValue<string>() ?? throw new ParityException($"{jsonPath}: no 'constructor'");
+        if (spec["constructor"] is not JsonValue cv || !cv.TryGetValue<string>(out var constructor))
+            throw new ParityException($"{jsonPath}: 'constructor' must be a string naming the Python class");
+        if (spec["kwargs"] is not null and not JsonObject)
+            throw new ParityException($"{jsonPath}: 'kwargs' must be an object of keyword arguments");
         var model = ModelFactory.Create(constructor, spec["kwargs"] as JsonObject);
         model.LoadStateDict(Weights.Load(weightsPath), strict: true);
         model.Eval();

@@ -34,7 +34,7 @@ public class ActivationGradTests
     {
         var x = TestData.Uniform(12, -4, 4, shape);
         var y = x.Gelu();
-        TestData.AssertClose(x.Data.Select(v => 0.5 * v * (1 + SpecialFunctions.Erf(v / Math.Sqrt(2)))).ToArray(), y.Data, 1e-7, 1e-6, "gelu");
+        TestData.AssertClose(x.Data.Select(v => 0.5 * v * (1 + SpecialFunctions.Erf(v / Math.Sqrt(2)))).ToArray(), y.Data, 2e-6, 1e-6, "gelu"); // float32 erf: ≤ ½·|x|·5e-7
         GradCheck.Verify(t => t[0].Gelu(), x);
     }
 }

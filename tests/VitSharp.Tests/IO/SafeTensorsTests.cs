@@ -7,7 +7,7 @@ namespace VitSharp.Tests.IO;
 
 public sealed class SafeTensorsTests : IDisposable
 {
-    private const string FixtureDir = "/work/shared/fixtures";
+    private static string FixtureDir => TestFixtures.Dir;
     private readonly string _dir;
 
     public SafeTensorsTests()

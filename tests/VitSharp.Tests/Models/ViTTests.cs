@@ -17,18 +17,18 @@ public class ViTTests
         Dim = dim, Depth = 1, Heads = heads, DimHead = dimHead, MlpDim = 16, Pool = pool, Channels = channels,
     };
 
-    private static JsonObject FixtureSpec() => (JsonObject)JsonNode.Parse(File.ReadAllText(Fixtures.Prefix("vit") + ".json"))!;
+    private static JsonObject FixtureSpec() => (JsonObject)JsonNode.Parse(File.ReadAllText(TestFixtures.Prefix("vit") + ".json"))!;
 
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        var report = ParityRunner.Run(Fixtures.Prefix("vit"));
+        var report = ParityRunner.Run(TestFixtures.Prefix("vit"));
         var bad = report.Rows.Where(r => !r.Passed).Select(r => $"{r.Name}: max abs {r.MaxAbsError:E2}, rel {r.RelativeError:E2} (tol {r.Tolerance:E0}) {r.Note}");
         Assert.True(report.Passed, "parity failed:\n" + string.Join("\n", bad));
         // The run must actually have compared logits, loss, gradients of every parameter and the AdamW step.
         Assert.Contains(report.Rows, r => r.Name == "logits");
         Assert.Contains(report.Rows, r => r.Name == "loss");
-        using var io = SafeTensorsFile.Open(Fixtures.Prefix("vit") + ".io.safetensors");
+        using var io = SafeTensorsFile.Open(TestFixtures.Prefix("vit") + ".io.safetensors");
         int grads = io.Tensors.Count(t => t.Name.StartsWith("grad.", StringComparison.Ordinal));
         int adam = io.Tensors.Count(t => t.Name.StartsWith("adamw.", StringComparison.Ordinal));
         Assert.True(grads > 0 && adam > 0);
@@ -41,7 +41,7 @@ public class ViTTests
     {
         var spec = FixtureSpec();
         var model = ModelFactory.Create(spec["constructor"]!.GetValue<string>(), (JsonObject)spec["kwargs"]!);
-        using var file = SafeTensorsFile.Open(Fixtures.Prefix("vit") + ".weights.safetensors");
+        using var file = SafeTensorsFile.Open(TestFixtures.Prefix("vit") + ".weights.safetensors");
         var expected = file.Tensors.ToDictionary(t => t.Name, t => t.Shape);
         var actual = model.StateDict();
         Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
