@@ -1,0 +1,565 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace VitSharp.Kernels;
+
+/// <summary>
+/// Managed packed SIMD SGEMM (row-major): BLIS-style loop nest jc (NC) → pc (KC) → pack B → ic (MC) →
+/// pack A → jr (NR) → ir (MR) → register-blocked micro-kernel.
+/// </summary>
+/// <remarks>
+/// Micro-kernels: 6×64 with AVX-512 FMA (24 zmm accumulators), 6×16 with AVX2 FMA (12 ymm accumulators),
+/// scalar 6×16 otherwise. Packed A micro-panels hold MR rows interleaved per k (a[p*MR + i]); packed B
+/// micro-panels hold NR columns per k (b[p*NR + j]); both are zero-padded so the micro-kernel always computes
+/// a full tile; edge tiles go through a small scratch tile. Transposes are absorbed by the packing routines.
+/// Pack buffers are per thread (native, 64-byte aligned) and reused, so the steady state does not allocate.
+/// </remarks>
+internal static unsafe class GemmManaged
+{
+    /// <summary>Rows of the micro-tile.</summary>
+    internal const int MR = 6;
+
+    /// <summary>Columns of the micro-tile (64 with AVX-512, else 16).</summary>
+    internal static readonly int NR = Avx512F.IsSupported ? 64 : 16;
+
+    /// <summary>Depth of a packed block (k).</summary>
+    internal static int KC = 256;
+
+    /// <summary>Rows of a packed A block (multiple of <see cref="MR"/>).</summary>
+    internal static int MC = 72;
+
+    /// <summary>Columns of a packed B block (multiple of <see cref="NR"/>).</summary>
+    internal static int NC = 3072;
+
+    /// <summary>Below this many flops (2·m·n·k) a call stays on the calling thread.</summary>
+    internal static double ParallelThresholdFlops = 4e6;
+
+    /// <summary>Maximum number of threads one call uses.</summary>
+    internal static int MaxThreads = Environment.ProcessorCount;
+
+    /// <summary>Which micro-kernel is in use ("avx512 6x64", "avx2 6x16" or "scalar 6x16").</summary>
+    internal static string KernelName => Avx512F.IsSupported ? "avx512 6x64" : Fma.IsSupported && Avx2.IsSupported ? "avx2 6x16" : "scalar 6x16";
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C; splits coarse column (or row) blocks over threads when worthwhile.</summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+    {
+        if (m <= 0 || n <= 0) return;
+        int threads = parallel ? Math.Min(MaxThreads, Environment.ProcessorCount) : 1;
+        double flops = 2.0 * m * n * k;
+        if (threads <= 1 || flops < ParallelThresholdFlops || k == 0 || alpha == 0)
+        {
+            Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+
+        // Split the larger of m and n: each thread packs the other operand whole, so the duplicated packing
+        // work is proportional to min(m, n)·k, small next to the m·n·k/threads of the micro-kernels.
+        var job = new Job
+        {
+            TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha, A = a, Lda = lda,
+            B = b, Ldb = ldb, Beta = beta, C = c, Ldc = ldc,
+        };
+        if (n >= m)
+        {
+            int nr = NR;
+            int tiles = (n + nr - 1) / nr;
+            threads = Math.Min(threads, tiles);
+            job.SplitN = true;
+            job.Chunk = (tiles + threads - 1) / threads * nr;
+        }
+        else
+        {
+            int tiles = (m + MR - 1) / MR;
+            threads = Math.Min(threads, tiles);
+            job.SplitN = false;
+            job.Chunk = (tiles + threads - 1) / threads * MR;
+        }
+        int parts = job.SplitN ? (n + job.Chunk - 1) / job.Chunk : (m + job.Chunk - 1) / job.Chunk;
+        if (parts <= 1)
+        {
+            Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, job.Execute);
+    }
+
+    private sealed class Job
+    {
+        public bool TransA, TransB, SplitN;
+        public int M, N, K, Lda, Ldb, Ldc, Chunk;
+        public float Alpha, Beta;
+        public float* A, B, C;
+
+        public void Execute(int part)
+        {
+            int start = part * Chunk;
+            if (SplitN)
+            {
+                int cols = Math.Min(Chunk, N - start);
+                float* bb = TransB ? B + (long)start * Ldb : B + start;
+                Run(TransA, TransB, M, cols, K, Alpha, A, Lda, bb, Ldb, Beta, C + start, Ldc);
+            }
+            else
+            {
+                int rows = Math.Min(Chunk, M - start);
+                float* aa = TransA ? A + start : A + (long)start * Lda;
+                Run(TransA, TransB, rows, N, K, Alpha, aa, Lda, B, Ldb, Beta, C + (long)start * Ldc, Ldc);
+            }
+        }
+    }
+
+    /// <summary>Single-threaded packed GEMM on the calling thread.</summary>
+    public static void Run(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0 || alpha == 0)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        int nr = NR;
+        int kc = Math.Max(1, KC);
+        int mc = Math.Max(MR, MC / MR * MR);
+        int nc = Math.Max(nr, NC / nr * nr);
+        var buf = PackBuffers.Get(mc, kc, nc, nr);
+
+        for (int jc = 0; jc < n; jc += nc)
+        {
+            int nb = Math.Min(nc, n - jc);
+            for (int pc = 0; pc < k; pc += kc)
+            {
+                int kb = Math.Min(kc, k - pc);
+                float betaEff = pc == 0 ? beta : 1f;
+                PackB(transB, b, ldb, pc, jc, kb, nb, nr, buf.B);
+                for (int ic = 0; ic < m; ic += mc)
+                {
+                    int mb = Math.Min(mc, m - ic);
+                    PackA(transA, a, lda, ic, pc, mb, kb, buf.A);
+                    Macro(mb, nb, kb, nr, alpha, betaEff, buf.A, buf.B, c + (long)ic * ldc + jc, ldc, buf.Tmp);
+                }
+            }
+        }
+    }
+
+    private static void ScaleC(int m, int n, float beta, float* c, int ldc)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + (long)i * ldc, n);
+            if (beta == 0) row.Clear();
+            else if (beta != 1) System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    private static void Macro(int mb, int nb, int kb, int nr, float alpha, float beta, float* pa, float* pb,
+        float* c, int ldc, float* tmp)
+    {
+        for (int jr = 0; jr < nb; jr += nr)
+        {
+            int nrr = Math.Min(nr, nb - jr);
+            float* bp = pb + (long)jr * kb;
+            for (int ir = 0; ir < mb; ir += MR)
+            {
+                int mrr = Math.Min(MR, mb - ir);
+                float* ap = pa + (long)ir * kb;
+                float* cp = c + (long)ir * ldc + jr;
+                if (mrr == MR && nrr == nr)
+                {
+                    Kernel(kb, ap, bp, cp, ldc, alpha, beta);
+                }
+                else
+                {
+                    Kernel(kb, ap, bp, tmp, nr, 1f, 0f);
+                    for (int i = 0; i < mrr; i++)
+                    {
+                        float* src = tmp + i * nr;
+                        float* dst = cp + (long)i * ldc;
+                        if (beta == 0)
+                            for (int j = 0; j < nrr; j++) dst[j] = alpha * src[j];
+                        else
+                            for (int j = 0; j < nrr; j++) dst[j] = alpha * src[j] + beta * dst[j];
+                    }
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Kernel(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        if (Avx512F.IsSupported) Kernel6x64Avx512(kc, a, b, c, ldc, alpha, beta);
+        else if (Fma.IsSupported && Avx2.IsSupported) Kernel6x16Avx2(kc, a, b, c, ldc, alpha, beta);
+        else Kernel6x16Scalar(kc, a, b, c, ldc, alpha, beta);
+    }
+
+    // ---------------------------------------------------------------- micro-kernels
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x64Avx512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
+        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        Vector512<float> c40 = default, c41 = default, c42 = default, c43 = default;
+        Vector512<float> c50 = default, c51 = default, c52 = default, c53 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx512F.LoadAlignedVector512(b);
+            var b1 = Avx512F.LoadAlignedVector512(b + 16);
+            var b2 = Avx512F.LoadAlignedVector512(b + 32);
+            var b3 = Avx512F.LoadAlignedVector512(b + 48);
+            var av = Vector512.Create(a[0]);
+            c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            c02 = Avx512F.FusedMultiplyAdd(av, b2, c02); c03 = Avx512F.FusedMultiplyAdd(av, b3, c03);
+            av = Vector512.Create(a[1]);
+            c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            c12 = Avx512F.FusedMultiplyAdd(av, b2, c12); c13 = Avx512F.FusedMultiplyAdd(av, b3, c13);
+            av = Vector512.Create(a[2]);
+            c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            c22 = Avx512F.FusedMultiplyAdd(av, b2, c22); c23 = Avx512F.FusedMultiplyAdd(av, b3, c23);
+            av = Vector512.Create(a[3]);
+            c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            c32 = Avx512F.FusedMultiplyAdd(av, b2, c32); c33 = Avx512F.FusedMultiplyAdd(av, b3, c33);
+            av = Vector512.Create(a[4]);
+            c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            c42 = Avx512F.FusedMultiplyAdd(av, b2, c42); c43 = Avx512F.FusedMultiplyAdd(av, b3, c43);
+            av = Vector512.Create(a[5]);
+            c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            c52 = Avx512F.FusedMultiplyAdd(av, b2, c52); c53 = Avx512F.FusedMultiplyAdd(av, b3, c53);
+            a += MR;
+            b += 64;
+        }
+        var va = Vector512.Create(alpha);
+        if (beta == 0)
+        {
+            Store0(c, va, c00, c01, c02, c03); c += ldc;
+            Store0(c, va, c10, c11, c12, c13); c += ldc;
+            Store0(c, va, c20, c21, c22, c23); c += ldc;
+            Store0(c, va, c30, c31, c32, c33); c += ldc;
+            Store0(c, va, c40, c41, c42, c43); c += ldc;
+            Store0(c, va, c50, c51, c52, c53);
+        }
+        else
+        {
+            var vb = Vector512.Create(beta);
+            Store1(c, va, vb, c00, c01, c02, c03); c += ldc;
+            Store1(c, va, vb, c10, c11, c12, c13); c += ldc;
+            Store1(c, va, vb, c20, c21, c22, c23); c += ldc;
+            Store1(c, va, vb, c30, c31, c32, c33); c += ldc;
+            Store1(c, va, vb, c40, c41, c42, c43); c += ldc;
+            Store1(c, va, vb, c50, c51, c52, c53);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store0(float* c, Vector512<float> va, Vector512<float> x0, Vector512<float> x1,
+        Vector512<float> x2, Vector512<float> x3)
+    {
+        Vector512.Store(va * x0, c);
+        Vector512.Store(va * x1, c + 16);
+        Vector512.Store(va * x2, c + 32);
+        Vector512.Store(va * x3, c + 48);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store1(float* c, Vector512<float> va, Vector512<float> vb, Vector512<float> x0,
+        Vector512<float> x1, Vector512<float> x2, Vector512<float> x3)
+    {
+        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x0, vb * Vector512.Load(c)), c);
+        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x1, vb * Vector512.Load(c + 16)), c + 16);
+        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x2, vb * Vector512.Load(c + 32)), c + 32);
+        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x3, vb * Vector512.Load(c + 48)), c + 48);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x16Avx2(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx.LoadVector256(b);
+            var b1 = Avx.LoadVector256(b + 8);
+            var av = Vector256.Create(a[0]);
+            c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Vector256.Create(a[1]);
+            c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Vector256.Create(a[2]);
+            c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Vector256.Create(a[3]);
+            c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Vector256.Create(a[4]);
+            c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Vector256.Create(a[5]);
+            c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+            a += MR;
+            b += 16;
+        }
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        bool b0z = beta == 0;
+        StoreRow256(c, va, vb, b0z, c00, c01); c += ldc;
+        StoreRow256(c, va, vb, b0z, c10, c11); c += ldc;
+        StoreRow256(c, va, vb, b0z, c20, c21); c += ldc;
+        StoreRow256(c, va, vb, b0z, c30, c31); c += ldc;
+        StoreRow256(c, va, vb, b0z, c40, c41); c += ldc;
+        StoreRow256(c, va, vb, b0z, c50, c51);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow256(float* c, Vector256<float> va, Vector256<float> vb, bool beta0,
+        Vector256<float> x0, Vector256<float> x1)
+    {
+        if (beta0)
+        {
+            Vector256.Store(va * x0, c);
+            Vector256.Store(va * x1, c + 8);
+        }
+        else
+        {
+            Vector256.Store(Fma.MultiplyAdd(va, x0, vb * Vector256.Load(c)), c);
+            Vector256.Store(Fma.MultiplyAdd(va, x1, vb * Vector256.Load(c + 8)), c + 8);
+        }
+    }
+
+    private static void Kernel6x16Scalar(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        const int nr = 16;
+        float* acc = stackalloc float[MR * nr];
+        new Span<float>(acc, MR * nr).Clear();
+        for (int p = 0; p < kc; p++)
+        {
+            for (int i = 0; i < MR; i++)
+            {
+                float ai = a[i];
+                float* row = acc + i * nr;
+                for (int j = 0; j < nr; j++) row[j] += ai * b[j];
+            }
+            a += MR;
+            b += nr;
+        }
+        for (int i = 0; i < MR; i++)
+        {
+            float* dst = c + (long)i * ldc;
+            float* src = acc + i * nr;
+            if (beta == 0) for (int j = 0; j < nr; j++) dst[j] = alpha * src[j];
+            else for (int j = 0; j < nr; j++) dst[j] = alpha * src[j] + beta * dst[j];
+        }
+    }
+
+    // ---------------------------------------------------------------- packing
+
+    /// <summary>Packs op(A)[ic..ic+mb, pc..pc+kb] into MR-row micro-panels, zero-padding the last one.</summary>
+    private static void PackA(bool transA, float* a, int lda, int ic, int pc, int mb, int kb, float* dst)
+    {
+        for (int ir = 0; ir < mb; ir += MR)
+        {
+            int mr = Math.Min(MR, mb - ir);
+            float* d = dst + (long)ir * kb;
+            if (transA)
+            {
+                // A stored [k, m]: element (i, p) at a[p*lda + i]; MR contiguous floats per p.
+                float* s = a + (long)pc * lda + ic + ir;
+                if (mr == MR)
+                {
+                    for (int p = 0; p < kb; p++, s += lda, d += MR)
+                    {
+                        d[0] = s[0]; d[1] = s[1]; d[2] = s[2]; d[3] = s[3]; d[4] = s[4]; d[5] = s[5];
+                    }
+                }
+                else
+                {
+                    for (int p = 0; p < kb; p++, s += lda, d += MR)
+                    {
+                        int i = 0;
+                        for (; i < mr; i++) d[i] = s[i];
+                        for (; i < MR; i++) d[i] = 0;
+                    }
+                }
+            }
+            else
+            {
+                // A stored [m, k]: element (i, p) at a[i*lda + p]; gather MR rows.
+                float* s = a + (long)(ic + ir) * lda + pc;
+                int p = 0;
+                if (mr == MR && Avx.IsSupported)
+                {
+                    // 8×8 transposes of 6 real rows + 2 zero rows; each 8-float store at d + q*MR spills 2 floats
+                    // into the next slot, which the following store (or the next panel, or the slack) absorbs.
+                    var z = Vector256<float>.Zero;
+                    for (; p + 8 <= kb; p += 8)
+                    {
+                        var r0 = Avx.LoadVector256(s + p);
+                        var r1 = Avx.LoadVector256(s + lda + p);
+                        var r2 = Avx.LoadVector256(s + 2L * lda + p);
+                        var r3 = Avx.LoadVector256(s + 3L * lda + p);
+                        var r4 = Avx.LoadVector256(s + 4L * lda + p);
+                        var r5 = Avx.LoadVector256(s + 5L * lda + p);
+                        Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref z, ref z,
+                            out var o0, out var o1, out var o2, out var o3, out var o4, out var o5, out var o6, out var o7);
+                        float* q = d + p * MR;
+                        Avx.Store(q, o0); Avx.Store(q + MR, o1); Avx.Store(q + 2 * MR, o2); Avx.Store(q + 3 * MR, o3);
+                        Avx.Store(q + 4 * MR, o4); Avx.Store(q + 5 * MR, o5); Avx.Store(q + 6 * MR, o6); Avx.Store(q + 7 * MR, o7);
+                    }
+                }
+                for (; p < kb; p++)
+                {
+                    float* q = d + p * MR;
+                    int i = 0;
+                    for (; i < mr; i++) q[i] = s[(long)i * lda + p];
+                    for (; i < MR; i++) q[i] = 0;
+                }
+            }
+        }
+    }
+
+    /// <summary>Packs op(B)[pc..pc+kb, jc..jc+nb] into NR-column micro-panels, zero-padding the last one.</summary>
+    private static void PackB(bool transB, float* b, int ldb, int pc, int jc, int kb, int nb, int nr, float* dst)
+    {
+        for (int jr = 0; jr < nb; jr += nr)
+        {
+            int w = Math.Min(nr, nb - jr);
+            float* d = dst + (long)jr * kb;
+            if (!transB)
+            {
+                // B stored [k, n]: row p of the panel is contiguous.
+                float* s = b + (long)pc * ldb + jc + jr;
+                if (w == nr)
+                {
+                    long bytes = nr * sizeof(float);
+                    for (int p = 0; p < kb; p++, s += ldb, d += nr)
+                        Buffer.MemoryCopy(s, d, bytes, bytes);
+                }
+                else
+                {
+                    for (int p = 0; p < kb; p++, s += ldb, d += nr)
+                    {
+                        int j = 0;
+                        for (; j < w; j++) d[j] = s[j];
+                        for (; j < nr; j++) d[j] = 0;
+                    }
+                }
+            }
+            else
+            {
+                // B stored [n, k]: element (p, j) at b[j*ldb + p]; transpose 8×8 blocks.
+                float* s = b + (long)(jc + jr) * ldb + pc;
+                int j = 0;
+                if (Avx.IsSupported)
+                {
+                    for (; j + 8 <= w; j += 8)
+                    {
+                        float* sj = s + (long)j * ldb;
+                        int p = 0;
+                        for (; p + 8 <= kb; p += 8)
+                        {
+                            var r0 = Avx.LoadVector256(sj + p);
+                            var r1 = Avx.LoadVector256(sj + ldb + p);
+                            var r2 = Avx.LoadVector256(sj + 2L * ldb + p);
+                            var r3 = Avx.LoadVector256(sj + 3L * ldb + p);
+                            var r4 = Avx.LoadVector256(sj + 4L * ldb + p);
+                            var r5 = Avx.LoadVector256(sj + 5L * ldb + p);
+                            var r6 = Avx.LoadVector256(sj + 6L * ldb + p);
+                            var r7 = Avx.LoadVector256(sj + 7L * ldb + p);
+                            Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7,
+                                out var o0, out var o1, out var o2, out var o3, out var o4, out var o5, out var o6, out var o7);
+                            float* q = d + (long)p * nr + j;
+                            Avx.Store(q, o0); Avx.Store(q + nr, o1); Avx.Store(q + 2 * nr, o2); Avx.Store(q + 3 * nr, o3);
+                            Avx.Store(q + 4 * nr, o4); Avx.Store(q + 5 * nr, o5); Avx.Store(q + 6 * nr, o6); Avx.Store(q + 7 * nr, o7);
+                        }
+                        for (; p < kb; p++)
+                        {
+                            float* q = d + (long)p * nr + j;
+                            for (int t = 0; t < 8; t++) q[t] = sj[(long)t * ldb + p];
+                        }
+                    }
+                }
+                for (; j < w; j++)
+                {
+                    float* sj = s + (long)j * ldb;
+                    for (int p = 0; p < kb; p++) d[(long)p * nr + j] = sj[p];
+                }
+                if (w < nr)
+                    for (int p = 0; p < kb; p++)
+                        new Span<float>(d + (long)p * nr + w, nr - w).Clear();
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2,
+        ref Vector256<float> r3, ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6,
+        ref Vector256<float> r7, out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2,
+        out Vector256<float> o3, out Vector256<float> o4, out Vector256<float> o5, out Vector256<float> o6,
+        out Vector256<float> o7)
+    {
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var s0 = Avx.Shuffle(t0, t2, 0x44);
+        var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44);
+        var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44);
+        var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44);
+        var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        o0 = Avx.Permute2x128(s0, s4, 0x20);
+        o1 = Avx.Permute2x128(s1, s5, 0x20);
+        o2 = Avx.Permute2x128(s2, s6, 0x20);
+        o3 = Avx.Permute2x128(s3, s7, 0x20);
+        o4 = Avx.Permute2x128(s0, s4, 0x31);
+        o5 = Avx.Permute2x128(s1, s5, 0x31);
+        o6 = Avx.Permute2x128(s2, s6, 0x31);
+        o7 = Avx.Permute2x128(s3, s7, 0x31);
+    }
+
+    // ---------------------------------------------------------------- buffers
+
+    /// <summary>Per-thread native pack buffers (64-byte aligned), grown on demand and freed with the thread.</summary>
+    private sealed class PackBuffers
+    {
+        [ThreadStatic] private static PackBuffers? t_current;
+
+        public float* A, B, Tmp;
+        private nuint _aLen, _bLen;
+
+        public static PackBuffers Get(int mc, int kc, int nc, int nr)
+        {
+            var pb = t_current ??= new PackBuffers();
+            nuint aNeed = (nuint)((mc + MR) * (long)kc + 64);
+            nuint bNeed = (nuint)((nc + nr) * (long)kc + 64);
+            if (pb._aLen < aNeed)
+            {
+                NativeMemory.AlignedFree(pb.A);
+                pb.A = (float*)NativeMemory.AlignedAlloc(aNeed * sizeof(float), 64);
+                pb._aLen = aNeed;
+            }
+            if (pb._bLen < bNeed)
+            {
+                NativeMemory.AlignedFree(pb.B);
+                pb.B = (float*)NativeMemory.AlignedAlloc(bNeed * sizeof(float), 64);
+                pb._bLen = bNeed;
+            }
+            if (pb.Tmp == null) pb.Tmp = (float*)NativeMemory.AlignedAlloc(MR * 64 * sizeof(float), 64);
+            return pb;
+        }
+
+        ~PackBuffers()
+        {
+            NativeMemory.AlignedFree(A);
+            NativeMemory.AlignedFree(B);
+            NativeMemory.AlignedFree(Tmp);
+        }
+    }
+}
