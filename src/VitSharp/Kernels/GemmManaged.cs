@@ -18,11 +18,29 @@ namespace VitSharp.Kernels;
 /// </remarks>
 internal static unsafe class GemmManaged
 {
+    /// <summary>Micro-kernel variants.</summary>
+    internal enum KernelKind
+    {
+        /// <summary>6×64 over <see cref="Vector512{T}"/> (zmm FMA with AVX-512; software-emulated elsewhere, for tests).</summary>
+        V512x64,
+        /// <summary>6×16 with AVX2 + FMA (ymm).</summary>
+        Avx2x16,
+        /// <summary>6×16 scalar.</summary>
+        Scalar16,
+    }
+
+    /// <summary>The kernel this CPU runs by default.</summary>
+    internal static readonly KernelKind DefaultKind =
+        Avx512F.IsSupported ? KernelKind.V512x64 : Fma.IsSupported && Avx2.IsSupported ? KernelKind.Avx2x16 : KernelKind.Scalar16;
+
+    /// <summary>Micro-tile width of a kernel.</summary>
+    internal static int NrOf(KernelKind kind) => kind == KernelKind.V512x64 ? 64 : 16;
+
     /// <summary>Rows of the micro-tile.</summary>
     internal const int MR = 6;
 
-    /// <summary>Columns of the micro-tile (64 with AVX-512, else 16).</summary>
-    internal static readonly int NR = Avx512F.IsSupported ? 64 : 16;
+    /// <summary>Columns of the default micro-tile (64 with AVX-512, else 16).</summary>
+    internal static readonly int NR = NrOf(DefaultKind);
 
     /// <summary>Depth of a packed block (k).</summary>
     internal static int KC = 256;
@@ -40,10 +58,20 @@ internal static unsafe class GemmManaged
     internal static int MaxThreads = Environment.ProcessorCount;
 
     /// <summary>Which micro-kernel is in use ("avx512 6x64", "avx2 6x16" or "scalar 6x16").</summary>
-    internal static string KernelName => Avx512F.IsSupported ? "avx512 6x64" : Fma.IsSupported && Avx2.IsSupported ? "avx2 6x16" : "scalar 6x16";
+    internal static string KernelName => DefaultKind switch
+    {
+        KernelKind.V512x64 => "avx512 6x64",
+        KernelKind.Avx2x16 => "avx2 6x16",
+        _ => "scalar 6x16",
+    };
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C; splits coarse column (or row) blocks over threads when worthwhile.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+        => Sgemm(DefaultKind, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+
+    /// <summary>As above with an explicit micro-kernel (tests use it to cover every kernel on any CPU).</summary>
+    internal static void Sgemm(KernelKind kind, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
     {
         if (m <= 0 || n <= 0) return;
@@ -51,7 +79,7 @@ internal static unsafe class GemmManaged
         double flops = 2.0 * m * n * k;
         if (threads <= 1 || flops < ParallelThresholdFlops || k == 0 || alpha == 0)
         {
-            Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            Run(kind, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
 
@@ -59,12 +87,12 @@ internal static unsafe class GemmManaged
         // work is proportional to min(m, n)·k, small next to the m·n·k/threads of the micro-kernels.
         var job = new Job
         {
-            TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha, A = a, Lda = lda,
+            Kind = kind, TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha, A = a, Lda = lda,
             B = b, Ldb = ldb, Beta = beta, C = c, Ldc = ldc,
         };
         if (n >= m)
         {
-            int nr = NR;
+            int nr = NrOf(kind);
             int tiles = (n + nr - 1) / nr;
             threads = Math.Min(threads, tiles);
             job.SplitN = true;
@@ -80,7 +108,7 @@ internal static unsafe class GemmManaged
         int parts = job.SplitN ? (n + job.Chunk - 1) / job.Chunk : (m + job.Chunk - 1) / job.Chunk;
         if (parts <= 1)
         {
-            Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            Run(kind, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
         Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, job.Execute);
@@ -88,6 +116,7 @@ internal static unsafe class GemmManaged
 
     private sealed class Job
     {
+        public KernelKind Kind;
         public bool TransA, TransB, SplitN;
         public int M, N, K, Lda, Ldb, Ldc, Chunk;
         public float Alpha, Beta;
@@ -100,19 +129,19 @@ internal static unsafe class GemmManaged
             {
                 int cols = Math.Min(Chunk, N - start);
                 float* bb = TransB ? B + (long)start * Ldb : B + start;
-                Run(TransA, TransB, M, cols, K, Alpha, A, Lda, bb, Ldb, Beta, C + start, Ldc);
+                Run(Kind, TransA, TransB, M, cols, K, Alpha, A, Lda, bb, Ldb, Beta, C + start, Ldc);
             }
             else
             {
                 int rows = Math.Min(Chunk, M - start);
                 float* aa = TransA ? A + start : A + (long)start * Lda;
-                Run(TransA, TransB, rows, N, K, Alpha, aa, Lda, B, Ldb, Beta, C + (long)start * Ldc, Ldc);
+                Run(Kind, TransA, TransB, rows, N, K, Alpha, aa, Lda, B, Ldb, Beta, C + (long)start * Ldc, Ldc);
             }
         }
     }
 
     /// <summary>Single-threaded packed GEMM on the calling thread.</summary>
-    public static void Run(bool transA, bool transB, int m, int n, int k, float alpha,
+    public static void Run(KernelKind kind, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         if (m <= 0 || n <= 0) return;
@@ -121,7 +150,7 @@ internal static unsafe class GemmManaged
             ScaleC(m, n, beta, c, ldc);
             return;
         }
-        int nr = NR;
+        int nr = NrOf(kind);
         int kc = Math.Max(1, KC);
         int mc = Math.Max(MR, MC / MR * MR);
         int nc = Math.Max(nr, NC / nr * nr);
@@ -139,7 +168,7 @@ internal static unsafe class GemmManaged
                 {
                     int mb = Math.Min(mc, m - ic);
                     PackA(transA, a, lda, ic, pc, mb, kb, buf.A);
-                    Macro(mb, nb, kb, nr, alpha, betaEff, buf.A, buf.B, c + (long)ic * ldc + jc, ldc, buf.Tmp);
+                    Macro(kind, mb, nb, kb, nr, alpha, betaEff, buf.A, buf.B, c + (long)ic * ldc + jc, ldc, buf.Tmp);
                 }
             }
         }
@@ -155,7 +184,7 @@ internal static unsafe class GemmManaged
         }
     }
 
-    private static void Macro(int mb, int nb, int kb, int nr, float alpha, float beta, float* pa, float* pb,
+    private static void Macro(KernelKind kind, int mb, int nb, int kb, int nr, float alpha, float beta, float* pa, float* pb,
         float* c, int ldc, float* tmp)
     {
         for (int jr = 0; jr < nb; jr += nr)
@@ -169,11 +198,11 @@ internal static unsafe class GemmManaged
                 float* cp = c + (long)ir * ldc + jr;
                 if (mrr == MR && nrr == nr)
                 {
-                    Kernel(kb, ap, bp, cp, ldc, alpha, beta);
+                    Kernel(kind, kb, ap, bp, cp, ldc, alpha, beta);
                 }
                 else
                 {
-                    Kernel(kb, ap, bp, tmp, nr, 1f, 0f);
+                    Kernel(kind, kb, ap, bp, tmp, nr, 1f, 0f);
                     for (int i = 0; i < mrr; i++)
                     {
                         float* src = tmp + i * nr;
@@ -189,17 +218,17 @@ internal static unsafe class GemmManaged
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Kernel(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    private static void Kernel(KernelKind kind, int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
     {
-        if (Avx512F.IsSupported) Kernel6x64Avx512(kc, a, b, c, ldc, alpha, beta);
-        else if (Fma.IsSupported && Avx2.IsSupported) Kernel6x16Avx2(kc, a, b, c, ldc, alpha, beta);
+        if (kind == KernelKind.V512x64) Kernel6x64V512(kc, a, b, c, ldc, alpha, beta);
+        else if (kind == KernelKind.Avx2x16) Kernel6x16Avx2(kc, a, b, c, ldc, alpha, beta);
         else Kernel6x16Scalar(kc, a, b, c, ldc, alpha, beta);
     }
 
     // ---------------------------------------------------------------- micro-kernels
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel6x64Avx512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    private static void Kernel6x64V512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
     {
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
@@ -209,28 +238,28 @@ internal static unsafe class GemmManaged
         Vector512<float> c50 = default, c51 = default, c52 = default, c53 = default;
         for (int p = 0; p < kc; p++)
         {
-            var b0 = Avx512F.LoadAlignedVector512(b);
-            var b1 = Avx512F.LoadAlignedVector512(b + 16);
-            var b2 = Avx512F.LoadAlignedVector512(b + 32);
-            var b3 = Avx512F.LoadAlignedVector512(b + 48);
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var b2 = Vector512.Load(b + 32);
+            var b3 = Vector512.Load(b + 48);
             var av = Vector512.Create(a[0]);
-            c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
-            c02 = Avx512F.FusedMultiplyAdd(av, b2, c02); c03 = Avx512F.FusedMultiplyAdd(av, b3, c03);
+            c00 = Vector512.FusedMultiplyAdd(av, b0, c00); c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
+            c02 = Vector512.FusedMultiplyAdd(av, b2, c02); c03 = Vector512.FusedMultiplyAdd(av, b3, c03);
             av = Vector512.Create(a[1]);
-            c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
-            c12 = Avx512F.FusedMultiplyAdd(av, b2, c12); c13 = Avx512F.FusedMultiplyAdd(av, b3, c13);
+            c10 = Vector512.FusedMultiplyAdd(av, b0, c10); c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
+            c12 = Vector512.FusedMultiplyAdd(av, b2, c12); c13 = Vector512.FusedMultiplyAdd(av, b3, c13);
             av = Vector512.Create(a[2]);
-            c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
-            c22 = Avx512F.FusedMultiplyAdd(av, b2, c22); c23 = Avx512F.FusedMultiplyAdd(av, b3, c23);
+            c20 = Vector512.FusedMultiplyAdd(av, b0, c20); c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
+            c22 = Vector512.FusedMultiplyAdd(av, b2, c22); c23 = Vector512.FusedMultiplyAdd(av, b3, c23);
             av = Vector512.Create(a[3]);
-            c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
-            c32 = Avx512F.FusedMultiplyAdd(av, b2, c32); c33 = Avx512F.FusedMultiplyAdd(av, b3, c33);
+            c30 = Vector512.FusedMultiplyAdd(av, b0, c30); c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
+            c32 = Vector512.FusedMultiplyAdd(av, b2, c32); c33 = Vector512.FusedMultiplyAdd(av, b3, c33);
             av = Vector512.Create(a[4]);
-            c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
-            c42 = Avx512F.FusedMultiplyAdd(av, b2, c42); c43 = Avx512F.FusedMultiplyAdd(av, b3, c43);
+            c40 = Vector512.FusedMultiplyAdd(av, b0, c40); c41 = Vector512.FusedMultiplyAdd(av, b1, c41);
+            c42 = Vector512.FusedMultiplyAdd(av, b2, c42); c43 = Vector512.FusedMultiplyAdd(av, b3, c43);
             av = Vector512.Create(a[5]);
-            c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
-            c52 = Avx512F.FusedMultiplyAdd(av, b2, c52); c53 = Avx512F.FusedMultiplyAdd(av, b3, c53);
+            c50 = Vector512.FusedMultiplyAdd(av, b0, c50); c51 = Vector512.FusedMultiplyAdd(av, b1, c51);
+            c52 = Vector512.FusedMultiplyAdd(av, b2, c52); c53 = Vector512.FusedMultiplyAdd(av, b3, c53);
             a += MR;
             b += 64;
         }
@@ -270,10 +299,10 @@ internal static unsafe class GemmManaged
     private static void Store1(float* c, Vector512<float> va, Vector512<float> vb, Vector512<float> x0,
         Vector512<float> x1, Vector512<float> x2, Vector512<float> x3)
     {
-        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x0, vb * Vector512.Load(c)), c);
-        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x1, vb * Vector512.Load(c + 16)), c + 16);
-        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x2, vb * Vector512.Load(c + 32)), c + 32);
-        Vector512.Store(Avx512F.FusedMultiplyAdd(va, x3, vb * Vector512.Load(c + 48)), c + 48);
+        Vector512.Store(Vector512.FusedMultiplyAdd(va, x0, vb * Vector512.Load(c)), c);
+        Vector512.Store(Vector512.FusedMultiplyAdd(va, x1, vb * Vector512.Load(c + 16)), c + 16);
+        Vector512.Store(Vector512.FusedMultiplyAdd(va, x2, vb * Vector512.Load(c + 32)), c + 32);
+        Vector512.Store(Vector512.FusedMultiplyAdd(va, x3, vb * Vector512.Load(c + 48)), c + 48);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

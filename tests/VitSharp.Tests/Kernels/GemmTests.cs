@@ -75,8 +75,8 @@ public class GemmTests
         }
     }
 
-    private void Check(GemmBackend backend, bool tA, bool tB, int m, int n, int k, float alpha, float beta, int padA,
-        int padB, int padC, bool parallel, int seed)
+    private unsafe void Check(GemmBackend backend, bool tA, bool tB, int m, int n, int k, float alpha, float beta, int padA,
+        int padB, int padC, bool parallel, int seed, GemmManaged.KernelKind? kind = null)
     {
         int lda = (tA ? m : k) + padA, ldb = (tB ? k : n) + padB, ldc = n + padC;
         int aRows = tA ? k : m, bRows = tB ? n : k;
@@ -89,11 +89,21 @@ public class GemmTests
         var expected = (float[])c0.Clone();
         Reference(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc);
         var actual = (float[])c0.Clone();
-        Gemm.Sgemm(backend, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, actual, ldc, parallel);
+        if (kind is { } kk)
+        {
+            fixed (float* pa = a)
+            fixed (float* pb = b)
+            fixed (float* pc = actual)
+                GemmManaged.Sgemm(kk, tA, tB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, parallel);
+        }
+        else
+        {
+            Gemm.Sgemm(backend, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, actual, ldc, parallel);
+        }
         // |a|,|b| ≤ 1: error of a k-term float dot product ≲ k·eps·Σ|a·b| ≤ k·1.2e-7·k; use a generous k·|alpha|·2e-6 + C term.
         double tol = (Math.Max(k, 1) * Math.Abs(alpha) * 2e-6 + Math.Abs(beta) * 1e-6) * Math.Max(1, Math.Sqrt(k)) + 1e-6;
         AssertClose(expected, actual, m, n, ldc, tol,
-            $"{backend} tA={tA} tB={tB} m={m} n={n} k={k} alpha={alpha} beta={beta} pads=({padA},{padB},{padC}) parallel={parallel}");
+            $"{kind?.ToString() ?? backend.ToString()} tA={tA} tB={tB} m={m} n={n} k={k} alpha={alpha} beta={beta} pads=({padA},{padB},{padC}) parallel={parallel}");
     }
 
     [Theory]
@@ -113,6 +123,32 @@ public class GemmTests
                     Check(backend, tA, tB, m, n, k, 2f, 0.25f, 1, 0, 2, parallel: false, seed++);
                 }
         }
+    }
+
+    /// <summary>Every managed micro-kernel, including the 6×64 Vector512 one (software-emulated where the CPU lacks
+    /// AVX-512, so its packing and edge logic are covered on any machine).</summary>
+    [Theory]
+    [InlineData((int)GemmManaged.KernelKind.V512x64)]
+    [InlineData((int)GemmManaged.KernelKind.Avx2x16)]
+    [InlineData((int)GemmManaged.KernelKind.Scalar16)]
+    public void EveryManagedKernel(int kernel)
+    {
+        var kind = (GemmManaged.KernelKind)kernel;
+        if (kind == GemmManaged.KernelKind.Avx2x16 && !(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported))
+        {
+            _out.WriteLine("SKIPPED: CPU lacks AVX2/FMA.");
+            return;
+        }
+        _out.WriteLine($"default kernel: {GemmManaged.KernelName}");
+        int seed = 900;
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 13, 5), (33, 65, 17), (6, 64, 8), (13, 130, 300), (197, 129, 67), (4, 6, 0) })
+            foreach (bool tA in new[] { false, true })
+                foreach (bool tB in new[] { false, true })
+                {
+                    Check(GemmBackend.Managed, tA, tB, m, n, k, 1f, 0f, 0, 0, 0, parallel: true, seed++, kind);
+                    Check(GemmBackend.Managed, tA, tB, m, n, k, -0.5f, 1f, 3, 5, 7, parallel: false, seed++, kind);
+                }
+        Check(GemmBackend.Managed, false, true, 150, 200, 520, 1f, 0.5f, 1, 1, 1, parallel: true, seed++, kind);
     }
 
     [Theory]
