@@ -13,6 +13,14 @@ public readonly record struct GemmShape(int M, int N, int K, bool TransB)
     /// <inheritdoc/>
     public override string ToString() => $"{M}x{N}x{K}{(TransB ? " (B^T)" : "")}";
 
+    /// <summary>Parses "MxNxK" (B stored [k, n]) or "MxNxKt" (B stored [n, k]).</summary>
+    public static GemmShape Parse(string text)
+    {
+        bool t = text.EndsWith('t');
+        var p = text.TrimEnd('t').Split('x').Select(int.Parse).ToArray();
+        return new GemmShape(p[0], p[1], p[2], t);
+    }
+
     /// <summary>ViT-B/16 batch-1 shapes (qkv, proj, fc1, fc2) and 2048³.</summary>
     public static readonly GemmShape[] Standard =
     {
@@ -41,6 +49,14 @@ public sealed class GemmOperands
     public void Run(GemmBackend backend)
     {
         var s = Shape;
+        if ((int)backend == 100)
+        {
+            // Managed with the static per-thread split (comparison only).
+            GemmManaged.SharedPacking = false;
+            try { Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N); }
+            finally { GemmManaged.SharedPacking = true; }
+            return;
+        }
         Gemm.Sgemm(backend, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N);
     }
 }
@@ -51,15 +67,21 @@ public static class GemmTable
     public static void Run(string[] args)
     {
         bool quick = args.Contains("--quick");
+        int pi = Array.IndexOf(args, "--paths");
+        string[] only = pi >= 0 && pi + 1 < args.Length ? args[pi + 1].Split(',') : new[] { "managed", "openblas", "naive" };
         PrintHeader();
-        var paths = new List<(string Name, GemmBackend Backend)> { ("managed", GemmBackend.Managed) };
-        if (Gemm.OpenBlasAvailable) paths.Add(($"openblas ({OpenBlas.CoreName})", GemmBackend.OpenBlas));
+        var paths = new List<(string Name, GemmBackend Backend)>();
+        if (only.Contains("managed")) paths.Add(("managed", GemmBackend.Managed));
+        if (only.Contains("managed-static")) paths.Add(("managed-static", (GemmBackend)100));
+        if (only.Contains("openblas") && Gemm.OpenBlasAvailable) paths.Add(($"openblas ({OpenBlas.CoreName})", GemmBackend.OpenBlas));
         Console.WriteLine($"{"shape (m x n x k)",-24} {"path",-22} {"runs",5} {"median ms",10} {"min ms",9} {"GFLOP/s med",12} {"GFLOP/s max",12}");
-        foreach (var shape in GemmShape.Standard)
+        int si = Array.IndexOf(args, "--shapes");
+        var shapes = si >= 0 && si + 1 < args.Length ? args[si + 1].Split(',').Select(GemmShape.Parse).ToArray() : GemmShape.Standard;
+        foreach (var shape in shapes)
         {
             var ops = new GemmOperands(shape);
             var ps = new List<(string Name, GemmBackend Backend)>(paths);
-            if (shape.Flops <= 3e8) ps.Add(("naive", GemmBackend.Naive));
+            if (shape.Flops <= 3e8 && only.Contains("naive")) ps.Add(("naive", GemmBackend.Naive));
             // Enough repetitions for ~1 s per fast path; naive gets 3.
             int reps = (int)Math.Clamp(300e9 * (quick ? 0.3 : 1.0) / shape.Flops, 10, 300);
             var times = ps.Select(_ => new List<double>()).ToArray();

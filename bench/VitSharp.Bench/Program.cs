@@ -17,6 +17,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(args.Skip(1).ToArray());
         return 0;
     default:
-        Console.Error.WriteLine("usage: VitSharp.Bench gemm [--quick] | gemm-tune | bdn [BenchmarkDotNet args]");
+        Console.Error.WriteLine("usage: VitSharp.Bench gemm [--quick] [--paths managed,openblas,naive] [--shapes 197x2304x768t,2048x2048x2048] | gemm-tune | bdn [BenchmarkDotNet args]");
         return 2;
 }

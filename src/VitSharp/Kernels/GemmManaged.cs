@@ -83,7 +83,13 @@ internal static unsafe class GemmManaged
             return;
         }
 
-        // Split the larger of m and n: each thread packs the other operand whole, so the duplicated packing
+        if (SharedPacking)
+        {
+            RunParallel(kind, threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+
+        // Static split of the larger of m and n: each thread packs the other operand whole, so the duplicated packing
         // work is proportional to min(m, n)·k, small next to the m·n·k/threads of the micro-kernels.
         var job = new Job
         {
@@ -112,6 +118,98 @@ internal static unsafe class GemmManaged
             return;
         }
         Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, job.Execute);
+    }
+
+    /// <summary>Multi-threaded calls pack the shared operand once per block and hand out small work items
+    /// dynamically (true), or split the problem statically into one independent sub-GEMM per thread (false).</summary>
+    internal static bool SharedPacking = true;
+
+    /// <summary>Up to this many rows, a parallel call shares one packed A block (all rows × KC, kept in L2) and
+    /// distributes column chunks; above it, it shares the packed B block and distributes MC row blocks.</summary>
+    internal static int SplitNMaxM = 256;
+
+    /// <summary>Parallel GEMM with shared packing and dynamic distribution of row blocks or column chunks.</summary>
+    private static void RunParallel(KernelKind kind, int threads, bool transA, bool transB, int m, int n, int k,
+        float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int nr = NrOf(kind);
+        int kc = Math.Max(1, KC);
+        int mc = Math.Max(MR, MC / MR * MR);
+        int nc = Math.Max(nr, NC / nr * nr);
+        bool splitN = m <= SplitNMaxM;
+        int panels = (Math.Min(n, nc) + nr - 1) / nr;
+        if (splitN && panels < 2) splitN = false;
+        if (!splitN && (m + mc - 1) / mc < 2 && panels >= 2) splitN = true;
+        var caller = PackBuffers.Get(mc, kc, nc, nr);
+        var job = new ParallelJob
+        {
+            Kind = kind, TransA = transA, TransB = transB, M = m, Alpha = alpha, A = a, Lda = lda, B = b, Ldb = ldb,
+            C = c, Ldc = ldc, Nr = nr, Mc = mc, Kc = kc, Nc = nc,
+        };
+        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        for (int jc = 0; jc < n; jc += nc)
+        {
+            int nb = Math.Min(nc, n - jc);
+            job.Jc = jc;
+            job.Nb = nb;
+            for (int pc = 0; pc < k; pc += kc)
+            {
+                int kb = Math.Min(kc, k - pc);
+                job.Pc = pc;
+                job.Kb = kb;
+                job.Beta = pc == 0 ? beta : 1f;
+                if (splitN)
+                {
+                    // ~3 chunks per thread for balance, whole NR panels each.
+                    int p = (nb + nr - 1) / nr;
+                    int per = Math.Max(1, (p + 3 * threads - 1) / (3 * threads));
+                    job.W = per * nr;
+                    job.Shared = caller.GetShared((long)((m + MR - 1) / MR * MR) * kb + 64);
+                    PackA(transA, a, lda, 0, pc, m, kb, job.Shared);
+                    Parallel.For(0, (nb + job.W - 1) / job.W, options, job.BodyN);
+                }
+                else
+                {
+                    job.Shared = caller.GetShared((long)((nb + nr - 1) / nr * nr) * kb + 64);
+                    PackB(transB, b, ldb, pc, jc, kb, nb, nr, job.Shared);
+                    Parallel.For(0, (m + mc - 1) / mc, options, job.BodyM);
+                }
+            }
+        }
+    }
+
+    private sealed class ParallelJob
+    {
+        public KernelKind Kind;
+        public bool TransA, TransB;
+        public int M, Lda, Ldb, Ldc, Nr, Mc, Kc, Nc, Jc, Nb, Pc, Kb, W;
+        public float Alpha, Beta;
+        public float* A, B, C, Shared;
+        public readonly Action<int> BodyN, BodyM;
+
+        public ParallelJob()
+        {
+            BodyN = RunN;
+            BodyM = RunM;
+        }
+
+        private void RunN(int chunk)
+        {
+            int j0 = chunk * W;
+            int w = Math.Min(W, Nb - j0);
+            var buf = PackBuffers.Get(Mc, Kc, Nc, Nr);
+            PackB(TransB, B, Ldb, Pc, Jc + j0, Kb, w, Nr, buf.B);
+            Macro(Kind, M, w, Kb, Nr, Alpha, Beta, Shared, buf.B, C + Jc + j0, Ldc, buf.Tmp);
+        }
+
+        private void RunM(int block)
+        {
+            int i0 = block * Mc;
+            int mb = Math.Min(Mc, M - i0);
+            var buf = PackBuffers.Get(Mc, Kc, Nc, Nr);
+            PackA(TransA, A, Lda, i0, Pc, mb, Kb, buf.A);
+            Macro(Kind, mb, Nb, Kb, Nr, Alpha, Beta, buf.A, Shared, C + (long)i0 * Ldc + Jc, Ldc, buf.Tmp);
+        }
     }
 
     private sealed class Job
@@ -561,7 +659,20 @@ internal static unsafe class GemmManaged
         [ThreadStatic] private static PackBuffers? t_current;
 
         public float* A, B, Tmp;
-        private nuint _aLen, _bLen;
+        private float* _shared;
+        private nuint _aLen, _bLen, _sharedLen;
+
+        /// <summary>A buffer for an operand packed once and read by every thread of a parallel call.</summary>
+        public float* GetShared(long floats)
+        {
+            if (_sharedLen < (nuint)floats)
+            {
+                NativeMemory.AlignedFree(_shared);
+                _shared = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
+                _sharedLen = (nuint)floats;
+            }
+            return _shared;
+        }
 
         public static PackBuffers Get(int mc, int kc, int nc, int nr)
         {
@@ -589,6 +700,7 @@ internal static unsafe class GemmManaged
             NativeMemory.AlignedFree(A);
             NativeMemory.AlignedFree(B);
             NativeMemory.AlignedFree(Tmp);
+            NativeMemory.AlignedFree(_shared);
         }
     }
 }
