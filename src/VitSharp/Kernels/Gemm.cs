@@ -23,10 +23,17 @@ public enum GemmBackend
 /// <para>transA: A is stored [k, m] (lda ≥ m), else [m, k] (lda ≥ k). transB: B is stored [n, k] (ldb ≥ k), else
 /// [k, n] (ldb ≥ n). beta == 0 overwrites C (NaN in C is ignored), as in BLAS; k == 0 gives C = beta·C.</para>
 /// <para>Backend selection: <see cref="Backend"/> (default <see cref="GemmBackend.Auto"/>, or the environment variable
-/// <c>VITSHARP_GEMM=managed|openblas|naive|auto</c>). Auto uses OpenBLAS (SkylakeX kernel, 2 threads) for
-/// parallel calls with at least <see cref="AutoOpenBlasMinFlops"/> flops, where it measured faster than the managed
-/// kernel, and the managed kernel for everything else. Calls with <c>parallel: false</c> always run on the calling
-/// thread through the managed kernel (OpenBLAS's thread count is process-global).</para>
+/// <c>VITSHARP_GEMM=managed|openblas|naive|auto</c>). Calls with <c>parallel: false</c> always run on the calling
+/// thread through the managed kernel (OpenBLAS's thread count is process-global, so it cannot be made
+/// single-threaded for one call without affecting concurrent callers). Auto, for parallel calls of at least
+/// <see cref="AutoOpenBlasMinFlops"/> flops when OpenBLAS is loaded:
+/// <list type="bullet">
+/// <item>CPU with AVX-512F: OpenBLAS (SkylakeX kernel, set before load) — measured ~345–375 GFLOP/s on ViT-B/16 shapes
+/// and ~460 at 2048³ versus ~235–260 / ~320 for the managed 6×64 kernel (DESIGN.md);</item>
+/// <item>AVX2-only CPU: OpenBLAS (its Zen/Haswell kernel) only when m ≥ <see cref="AutoOpenBlasMinRowsAvx2"/>; on the
+/// 197-row ViT shapes the managed 6×16 kernel measured equal or faster, on m ≥ 1024 OpenBLAS was ~5–10% faster.</item>
+/// </list>
+/// Everything else (small products, single-threaded calls, no OpenBLAS) uses the managed kernel.</para>
 /// </remarks>
 public static class Gemm
 {
@@ -36,8 +43,18 @@ public static class Gemm
     /// <summary>True when OpenBLAS was found and loaded.</summary>
     public static bool OpenBlasAvailable => OpenBlas.IsAvailable;
 
-    /// <summary>Auto uses OpenBLAS for parallel calls with at least this many flops (2·m·n·k).</summary>
-    public static double AutoOpenBlasMinFlops { get; set; } = 5e7;
+    /// <summary>Auto uses OpenBLAS only for parallel calls with at least this many flops (2·m·n·k).</summary>
+    public static double AutoOpenBlasMinFlops { get; set; } = 2e7;
+
+    /// <summary>On CPUs without AVX-512, Auto uses OpenBLAS only when m is at least this.</summary>
+    public static int AutoOpenBlasMinRowsAvx2 { get; set; } = 1024;
+
+    /// <summary>Whether <see cref="GemmBackend.Auto"/> would send a parallel m×n×k product to OpenBLAS.</summary>
+    public static bool AutoUsesOpenBlas(int m, int n, int k)
+    {
+        if (!OpenBlas.IsAvailable || 2.0 * m * n * k < AutoOpenBlasMinFlops) return false;
+        return System.Runtime.Intrinsics.X86.Avx512F.IsSupported || m >= AutoOpenBlasMinRowsAvx2;
+    }
 
     private static GemmBackend BackendFromEnvironment()
     {
@@ -151,7 +168,7 @@ public static class Gemm
         bool useBlas = parallel && k > 0 && OpenBlas.IsAvailable && backend switch
         {
             GemmBackend.OpenBlas => true,
-            GemmBackend.Auto => 2.0 * m * n * k >= AutoOpenBlasMinFlops,
+            GemmBackend.Auto => AutoUsesOpenBlas(m, n, k),
             _ => false,
         };
         if (useBlas) OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -46,7 +46,7 @@ internal static unsafe class GemmManaged
     internal static int KC = 256;
 
     /// <summary>Rows of a packed A block (multiple of <see cref="MR"/>).</summary>
-    internal static int MC = 72;
+    internal static int MC = DefaultKind == KernelKind.V512x64 ? 96 : 72;
 
     /// <summary>Columns of a packed B block (multiple of <see cref="NR"/>).</summary>
     internal static int NC = 3072;
