@@ -141,12 +141,17 @@ internal static unsafe class GemmManaged
         if (splitN && panels < 2) splitN = false;
         if (!splitN && (m + mc - 1) / mc < 2 && panels >= 2) splitN = true;
         var caller = PackBuffers.Get(mc, kc, nc, nr);
-        var job = new ParallelJob
+        // Reuse this thread's job object (a nested call from inside a body would find it busy and allocate).
+        var job = t_job is { Busy: false } cached ? cached : new ParallelJob();
+        t_job ??= job;
+        job.Busy = true;
+        job.Kind = kind; job.TransA = transA; job.TransB = transB; job.M = m; job.Alpha = alpha; job.A = a;
+        job.Lda = lda; job.B = b; job.Ldb = ldb; job.C = c; job.Ldc = ldc; job.Nr = nr; job.Mc = mc; job.Kc = kc;
+        job.Nc = nc;
+        bool useWorkers = UseWorkerThreads && threads == GemmWorkers.Threads;
+        var options = threads == s_options.MaxDegreeOfParallelism ? s_options : new ParallelOptions { MaxDegreeOfParallelism = threads };
+        try
         {
-            Kind = kind, TransA = transA, TransB = transB, M = m, Alpha = alpha, A = a, Lda = lda, B = b, Ldb = ldb,
-            C = c, Ldc = ldc, Nr = nr, Mc = mc, Kc = kc, Nc = nc,
-        };
-        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
         for (int jc = 0; jc < n; jc += nc)
         {
             int nb = Math.Min(nc, n - jc);
@@ -166,22 +171,37 @@ internal static unsafe class GemmManaged
                     job.W = per * nr;
                     job.Shared = caller.GetShared((long)((m + MR - 1) / MR * MR) * kb + 64);
                     PackA(transA, a, lda, 0, pc, m, kb, job.Shared);
-                    Parallel.For(0, (nb + job.W - 1) / job.W, options, job.BodyN);
+                    int chunks = (nb + job.W - 1) / job.W;
+                    if (useWorkers) GemmWorkers.For(chunks, job.BodyN);
+                    else Parallel.For(0, chunks, options, job.BodyN);
                 }
                 else
                 {
                     job.Shared = caller.GetShared((long)((nb + nr - 1) / nr * nr) * kb + 64);
                     PackB(transB, b, ldb, pc, jc, kb, nb, nr, job.Shared);
-                    Parallel.For(0, (m + mc - 1) / mc, options, job.BodyM);
+                    int blocks = (m + mc - 1) / mc;
+                    if (useWorkers) GemmWorkers.For(blocks, job.BodyM);
+                    else Parallel.For(0, blocks, options, job.BodyM);
                 }
             }
         }
+        }
+        finally
+        {
+            job.Busy = false;
+        }
     }
+
+    /// <summary>Parallel rounds run on <see cref="GemmWorkers"/> (true) or <see cref="Parallel.For(int, int, Action{int})"/>.</summary>
+    internal static bool UseWorkerThreads = Environment.GetEnvironmentVariable("VITSHARP_GEMM_THREADS") != "parallelfor";
+
+    [ThreadStatic] private static ParallelJob? t_job;
+    private static readonly ParallelOptions s_options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
     private sealed class ParallelJob
     {
         public KernelKind Kind;
-        public bool TransA, TransB;
+        public bool TransA, TransB, Busy;
         public int M, Lda, Ldb, Ldc, Nr, Mc, Kc, Nc, Jc, Nb, Pc, Kb, W;
         public float Alpha, Beta;
         public float* A, B, C, Shared;

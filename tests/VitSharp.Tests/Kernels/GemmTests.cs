@@ -214,6 +214,27 @@ public class GemmTests
                 }
     }
 
+    /// <summary>Many multi-threaded managed calls, some from concurrent callers (worker-pool ownership and rounds).</summary>
+    [Fact]
+    public void ConcurrentParallelCallsAreCorrect()
+    {
+        const int m = 40, n = 300, k = 700; // 2·m·n·k above the parallel threshold; several KC rounds
+        var a = Random(m * k, 7);
+        var b = Random(n * k, 8);
+        var expected = new float[m * n];
+        Reference(false, true, m, n, k, 1f, a, k, b, k, 0f, expected, n);
+        double tol = k * 2e-6 * Math.Sqrt(k);
+        void CheckOnce()
+        {
+            var c = new float[m * n];
+            Gemm.Sgemm(GemmBackend.Managed, false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+            for (int i = 0; i < c.Length; i++)
+                Assert.True(Math.Abs(c[i] - expected[i]) <= tol, $"element {i}: expected {expected[i]} got {c[i]}");
+        }
+        for (int r = 0; r < 30; r++) CheckOnce();
+        Parallel.For(0, 24, new ParallelOptions { MaxDegreeOfParallelism = 4 }, _ => CheckOnce());
+    }
+
     [Fact]
     public void OpenBlasIsAvailableHere()
     {
