@@ -57,6 +57,21 @@ public sealed class GemmOperands
             finally { GemmManaged.SharedPacking = true; }
             return;
         }
+        if ((int)backend == 102)
+        {
+            GemmManaged.PrefetchC = false;
+            try { Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N); }
+            finally { GemmManaged.PrefetchC = true; }
+            return;
+        }
+        if ((int)backend == 101)
+        {
+            // Managed with Parallel.For instead of the dedicated workers (comparison only).
+            GemmManaged.UseWorkerThreads = false;
+            try { Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N); }
+            finally { GemmManaged.UseWorkerThreads = true; }
+            return;
+        }
         Gemm.Sgemm(backend, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N);
     }
 }
@@ -73,6 +88,8 @@ public static class GemmTable
         var paths = new List<(string Name, GemmBackend Backend)>();
         if (only.Contains("managed")) paths.Add(("managed", GemmBackend.Managed));
         if (only.Contains("managed-static")) paths.Add(("managed-static", (GemmBackend)100));
+        if (only.Contains("managed-pfor")) paths.Add(("managed-pfor", (GemmBackend)101));
+        if (only.Contains("managed-nopf")) paths.Add(("managed-nopf", (GemmBackend)102));
         if (only.Contains("openblas") && Gemm.OpenBlasAvailable) paths.Add(($"openblas ({OpenBlas.CoreName})", GemmBackend.OpenBlas));
         Console.WriteLine($"{"shape (m x n x k)",-24} {"path",-22} {"runs",5} {"median ms",10} {"min ms",9} {"GFLOP/s med",12} {"GFLOP/s max",12}");
         int si = Array.IndexOf(args, "--shapes");
@@ -119,7 +136,7 @@ public static class GemmTable
         long p0 = GC.GetTotalAllocatedBytes(true);
         for (int i = 0; i < 10; i++) One(true);
         long par = (GC.GetTotalAllocatedBytes(true) - p0) / 10;
-        Console.WriteLine($"managed allocations per 197x768x768 call (steady state): single-threaded {single} B, parallel {par} B (Parallel.For bookkeeping; pack buffers are per-thread native)");
+        Console.WriteLine($"managed allocations per 197x768x768 call (steady state): single-threaded {single} B, parallel {par} B (pack buffers are per-thread native, parallel rounds run on dedicated workers)");
     }
 
     private static void PrintHeader()

@@ -54,6 +54,9 @@ internal static unsafe class GemmManaged
     /// <summary>Below this many flops (2·m·n·k) a call stays on the calling thread.</summary>
     internal static double ParallelThresholdFlops = 4e6;
 
+    /// <summary>Prefetch the C tile at the start of each micro-kernel call.</summary>
+    internal static bool PrefetchC = true;
+
     /// <summary>Maximum number of threads one call uses.</summary>
     internal static int MaxThreads = Environment.ProcessorCount;
 
@@ -348,6 +351,15 @@ internal static unsafe class GemmManaged
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel6x64V512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
     {
+        if (Sse.IsSupported && PrefetchC)
+        {
+            // The C tile is often cold (large m·n); start fetching its 6 rows × 4 lines now, the k loop hides it.
+            for (int i = 0; i < MR; i++)
+            {
+                float* row = c + (long)i * ldc;
+                Sse.Prefetch0(row); Sse.Prefetch0(row + 16); Sse.Prefetch0(row + 32); Sse.Prefetch0(row + 48); Sse.Prefetch0(row + 63);
+            }
+        }
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
         Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
@@ -426,6 +438,15 @@ internal static unsafe class GemmManaged
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel6x16Avx2(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
     {
+        if (PrefetchC)
+        {
+            // The C tile is often cold (large m·n); start fetching its rows now, the k loop hides the latency.
+            for (int i = 0; i < MR; i++)
+            {
+                float* row = c + (long)i * ldc;
+                Sse.Prefetch0(row); Sse.Prefetch0(row + 15);
+            }
+        }
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int p = 0; p < kc; p++)
