@@ -597,17 +597,21 @@ internal static unsafe class GemmManaged
             {
                 // B stored [k, n]: row p of the panel is contiguous.
                 float* s = b + (long)pc * ldb + jc + jr;
-                if (w == nr)
+                if (w == nr && nr % 16 == 0)
                 {
-                    long bytes = nr * sizeof(float);
-                    for (int p = 0; p < kb; p++, s += ldb, d += nr)
-                        Buffer.MemoryCopy(s, d, bytes, bytes);
+                    if (Vector512.IsHardwareAccelerated)
+                        for (int p = 0; p < kb; p++, s += ldb, d += nr)
+                            for (int j = 0; j < nr; j += 16) Vector512.Store(Vector512.Load(s + j), d + j);
+                    else
+                        for (int p = 0; p < kb; p++, s += ldb, d += nr)
+                            for (int j = 0; j < nr; j += 8) Vector256.Store(Vector256.Load(s + j), d + j);
                 }
                 else
                 {
                     for (int p = 0; p < kb; p++, s += ldb, d += nr)
                     {
                         int j = 0;
+                        for (; j + 8 <= w; j += 8) Vector256.Store(Vector256.Load(s + j), d + j);
                         for (; j < w; j++) d[j] = s[j];
                         for (; j < nr; j++) d[j] = 0;
                     }
