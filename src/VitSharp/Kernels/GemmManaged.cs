@@ -43,13 +43,16 @@ internal static unsafe class GemmManaged
     internal static readonly int NR = NrOf(DefaultKind);
 
     /// <summary>Depth of a packed block (k).</summary>
-    internal static int KC = 256;
+    internal static int KC = EnvInt("VITSHARP_GEMM_KC", 256);
 
     /// <summary>Rows of a packed A block (multiple of <see cref="MR"/>).</summary>
-    internal static int MC = DefaultKind == KernelKind.V512x64 ? 96 : 72;
+    internal static int MC = EnvInt("VITSHARP_GEMM_MC", DefaultKind == KernelKind.V512x64 ? 96 : 72);
 
     /// <summary>Columns of a packed B block (multiple of <see cref="NR"/>).</summary>
-    internal static int NC = 3072;
+    internal static int NC = EnvInt("VITSHARP_GEMM_NC", 1024);
+
+    private static int EnvInt(string name, int fallback) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), out int v) && v > 0 ? v : fallback;
 
     /// <summary>Below this many flops (2·m·n·k) a call stays on the calling thread.</summary>
     internal static double ParallelThresholdFlops = 4e6;
