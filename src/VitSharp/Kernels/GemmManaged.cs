@@ -184,7 +184,19 @@ internal static unsafe class GemmManaged
                 else
                 {
                     job.Shared = caller.GetShared((long)((nb + nr - 1) / nr * nr) * kb + 64);
-                    PackB(transB, b, ldb, pc, jc, kb, nb, nr, job.Shared);
+                    int panelsB = (nb + nr - 1) / nr;
+                    if ((long)nb * kb >= 32768 && panelsB >= 2)
+                    {
+                        // Pack the shared B block in parallel too (it is ~1 MB; serially it idles the workers).
+                        job.PackPer = Math.Max(1, (panelsB + 2 * threads - 1) / (2 * threads));
+                        int packChunks = (panelsB + job.PackPer - 1) / job.PackPer;
+                        if (useWorkers) GemmWorkers.For(packChunks, job.BodyPackB);
+                        else Parallel.For(0, packChunks, options, job.BodyPackB);
+                    }
+                    else
+                    {
+                        PackB(transB, b, ldb, pc, jc, kb, nb, nr, job.Shared);
+                    }
                     int blocks = (m + mc - 1) / mc;
                     if (useWorkers) GemmWorkers.For(blocks, job.BodyM);
                     else Parallel.For(0, blocks, options, job.BodyM);
@@ -211,12 +223,21 @@ internal static unsafe class GemmManaged
         public int M, Lda, Ldb, Ldc, Nr, Mc, Kc, Nc, Jc, Nb, Pc, Kb, W;
         public float Alpha, Beta;
         public float* A, B, C, Shared;
-        public readonly Action<int> BodyN, BodyM;
+        public int PackPer;
+        public readonly Action<int> BodyN, BodyM, BodyPackB;
 
         public ParallelJob()
         {
             BodyN = RunN;
             BodyM = RunM;
+            BodyPackB = RunPackB;
+        }
+
+        private void RunPackB(int chunk)
+        {
+            int j0 = chunk * PackPer * Nr;
+            int w = Math.Min(PackPer * Nr, Nb - j0);
+            PackB(TransB, B, Ldb, Pc, Jc + j0, Kb, w, Nr, Shared + (long)j0 * Kb);
         }
 
         private void RunN(int chunk)
