@@ -15,6 +15,12 @@ namespace VitSharp.Kernels;
 /// micro-panels hold NR columns per k (b[p*NR + j]); both are zero-padded so the micro-kernel always computes
 /// a full tile; edge tiles go through a small scratch tile. Transposes are absorbed by the packing routines.
 /// Pack buffers are per thread (native, 64-byte aligned) and reused, so the steady state does not allocate.
+/// <para>Threads: products under <see cref="ParallelThresholdFlops"/> (or <c>parallel: false</c>) run on the calling
+/// thread. Larger ones run per (NC, KC) block in rounds on <see cref="GemmWorkers"/>: with m ≤ <see cref="SplitNMaxM"/>
+/// (ViT token counts) the caller packs A once (all rows × KC, L2-resident) and the threads take ~3 column chunks
+/// each, packing their own B panels; with larger m the threads first pack the shared B block together, then take
+/// MC-row blocks, packing their own A. Work items are handed out dynamically, so a core slowed by another process
+/// does not stall the call.</para>
 /// </remarks>
 internal static unsafe class GemmManaged
 {
@@ -158,51 +164,51 @@ internal static unsafe class GemmManaged
         var options = threads == s_options.MaxDegreeOfParallelism ? s_options : new ParallelOptions { MaxDegreeOfParallelism = threads };
         try
         {
-        for (int jc = 0; jc < n; jc += nc)
-        {
-            int nb = Math.Min(nc, n - jc);
-            job.Jc = jc;
-            job.Nb = nb;
-            for (int pc = 0; pc < k; pc += kc)
+            for (int jc = 0; jc < n; jc += nc)
             {
-                int kb = Math.Min(kc, k - pc);
-                job.Pc = pc;
-                job.Kb = kb;
-                job.Beta = pc == 0 ? beta : 1f;
-                if (splitN)
+                int nb = Math.Min(nc, n - jc);
+                job.Jc = jc;
+                job.Nb = nb;
+                for (int pc = 0; pc < k; pc += kc)
                 {
-                    // ~3 chunks per thread for balance, whole NR panels each.
-                    int p = (nb + nr - 1) / nr;
-                    int per = Math.Max(1, (p + 3 * threads - 1) / (3 * threads));
-                    job.W = per * nr;
-                    job.Shared = caller.GetShared((long)((m + MR - 1) / MR * MR) * kb + 64);
-                    PackA(transA, a, lda, 0, pc, m, kb, job.Shared);
-                    int chunks = (nb + job.W - 1) / job.W;
-                    if (useWorkers) GemmWorkers.For(chunks, job.BodyN);
-                    else Parallel.For(0, chunks, options, job.BodyN);
-                }
-                else
-                {
-                    job.Shared = caller.GetShared((long)((nb + nr - 1) / nr * nr) * kb + 64);
-                    int panelsB = (nb + nr - 1) / nr;
-                    if ((long)nb * kb >= 32768 && panelsB >= 2)
+                    int kb = Math.Min(kc, k - pc);
+                    job.Pc = pc;
+                    job.Kb = kb;
+                    job.Beta = pc == 0 ? beta : 1f;
+                    if (splitN)
                     {
-                        // Pack the shared B block in parallel too (it is ~1 MB; serially it idles the workers).
-                        job.PackPer = Math.Max(1, (panelsB + 2 * threads - 1) / (2 * threads));
-                        int packChunks = (panelsB + job.PackPer - 1) / job.PackPer;
-                        if (useWorkers) GemmWorkers.For(packChunks, job.BodyPackB);
-                        else Parallel.For(0, packChunks, options, job.BodyPackB);
+                        // ~3 chunks per thread for balance, whole NR panels each.
+                        int p = (nb + nr - 1) / nr;
+                        int per = Math.Max(1, (p + 3 * threads - 1) / (3 * threads));
+                        job.W = per * nr;
+                        job.Shared = caller.GetShared((long)((m + MR - 1) / MR * MR) * kb + 64);
+                        PackA(transA, a, lda, 0, pc, m, kb, job.Shared);
+                        int chunks = (nb + job.W - 1) / job.W;
+                        if (useWorkers) GemmWorkers.For(chunks, job.BodyN);
+                        else Parallel.For(0, chunks, options, job.BodyN);
                     }
                     else
                     {
-                        PackB(transB, b, ldb, pc, jc, kb, nb, nr, job.Shared);
+                        job.Shared = caller.GetShared((long)((nb + nr - 1) / nr * nr) * kb + 64);
+                        int panelsB = (nb + nr - 1) / nr;
+                        if ((long)nb * kb >= 32768 && panelsB >= 2)
+                        {
+                            // Pack the shared B block in parallel too (it is ~1 MB; serially it idles the workers).
+                            job.PackPer = Math.Max(1, (panelsB + 2 * threads - 1) / (2 * threads));
+                            int packChunks = (panelsB + job.PackPer - 1) / job.PackPer;
+                            if (useWorkers) GemmWorkers.For(packChunks, job.BodyPackB);
+                            else Parallel.For(0, packChunks, options, job.BodyPackB);
+                        }
+                        else
+                        {
+                            PackB(transB, b, ldb, pc, jc, kb, nb, nr, job.Shared);
+                        }
+                        int blocks = (m + mc - 1) / mc;
+                        if (useWorkers) GemmWorkers.For(blocks, job.BodyM);
+                        else Parallel.For(0, blocks, options, job.BodyM);
                     }
-                    int blocks = (m + mc - 1) / mc;
-                    if (useWorkers) GemmWorkers.For(blocks, job.BodyM);
-                    else Parallel.For(0, blocks, options, job.BodyM);
                 }
             }
-        }
         }
         finally
         {
