@@ -57,6 +57,12 @@ public sealed class GemmOperands
             finally { GemmManaged.SharedPacking = true; }
             return;
         }
+        if ((int)backend == 103)
+        {
+            // Managed on the calling thread only (parallel: false).
+            Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N, parallel: false);
+            return;
+        }
         if ((int)backend == 102)
         {
             GemmManaged.PrefetchC = false;
@@ -89,6 +95,7 @@ public static class GemmTable
         if (only.Contains("managed")) paths.Add(("managed", GemmBackend.Managed));
         if (only.Contains("managed-static")) paths.Add(("managed-static", (GemmBackend)100));
         if (only.Contains("managed-pfor")) paths.Add(("managed-pfor", (GemmBackend)101));
+        if (only.Contains("managed-1t")) paths.Add(("managed-1t", (GemmBackend)103));
         if (only.Contains("managed-nopf")) paths.Add(("managed-nopf", (GemmBackend)102));
         if (only.Contains("openblas") && Gemm.OpenBlasAvailable) paths.Add(($"openblas ({OpenBlas.CoreName})", GemmBackend.OpenBlas));
         Console.WriteLine($"{"shape (m x n x k)",-24} {"path",-22} {"runs",5} {"median ms",10} {"min ms",9} {"GFLOP/s med",12} {"GFLOP/s max",12}");
