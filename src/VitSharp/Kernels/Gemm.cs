@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace VitSharp.Kernels;
 
 /// <summary>Which implementation <see cref="Gemm"/> uses.</summary>
@@ -28,10 +26,13 @@ public enum GemmBackend
 /// single-threaded for one call without affecting concurrent callers). Auto, for parallel calls of at least
 /// <see cref="AutoOpenBlasMinFlops"/> flops when OpenBLAS is loaded:
 /// <list type="bullet">
-/// <item>CPU with AVX-512F: OpenBLAS (SkylakeX kernel, set before load) — measured ~345–375 GFLOP/s on ViT-B/16 shapes
-/// and ~460 at 2048³ versus ~235–260 / ~320 for the managed 6×64 kernel (DESIGN.md);</item>
-/// <item>AVX2-only CPU: OpenBLAS (its Zen/Haswell kernel) only when m ≥ <see cref="AutoOpenBlasMinRowsAvx2"/>; on the
-/// 197-row ViT shapes the managed 6×16 kernel measured equal or faster, on m ≥ 1024 OpenBLAS was ~5–10% faster.</item>
+/// <item>CPU with AVX-512F: OpenBLAS (SkylakeX kernel, set before load): DESIGN.md measured ~345–375 GFLOP/s on
+/// ViT-B/16 shapes and ~460 at 2048³, against 235–260 / 323 for a managed 6×64 kernel of this design. (The development
+/// VM had no AVX-512, so this managed 6×64 kernel was verified for correctness only; re-measure with
+/// <c>bench -- gemm</c> and lower the policy if it wins.)</item>
+/// <item>AVX2-only CPU: OpenBLAS (its Zen/Haswell kernel) only when m ≥ <see cref="AutoOpenBlasMinRowsAvx2"/>. Measured
+/// on a 2-core AVX2 EPYC: on the 197-row ViT-B/16 shapes the managed 6×16 kernel equals or beats OpenBLAS (both
+/// ~150–170 GFLOP/s, near the AVX2 peak); at 2048³ OpenBLAS is ~3–8% ahead.</item>
 /// </list>
 /// Everything else (small products, single-threaded calls, no OpenBLAS) uses the managed kernel.</para>
 /// </remarks>
