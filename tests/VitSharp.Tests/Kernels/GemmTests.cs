@@ -235,6 +235,23 @@ public class GemmTests
         Parallel.For(0, 24, new ParallelOptions { MaxDegreeOfParallelism = 4 }, _ => CheckOnce());
     }
 
+    /// <summary>The worker pool runs every item exactly once, reports a body's exception, and keeps working after it.</summary>
+    [Fact]
+    public void WorkerPoolRunsEachItemOnceAndSurvivesExceptions()
+    {
+        for (int round = 0; round < 200; round++)
+        {
+            int count = 1 + round % 37;
+            var hits = new int[count];
+            GemmWorkers.For(count, i => Interlocked.Increment(ref hits[i]));
+            Assert.All(hits, h => Assert.Equal(1, h));
+        }
+        Assert.Throws<AggregateException>(() => GemmWorkers.For(8, i => { if (i == 3) throw new InvalidOperationException("boom"); }));
+        var after = new int[16];
+        GemmWorkers.For(16, i => Interlocked.Increment(ref after[i]));
+        Assert.All(after, h => Assert.Equal(1, h));
+    }
+
     [Fact]
     public void OpenBlasIsAvailableHere()
     {
