@@ -1,1 +1,22 @@
-return 0;
+using BenchmarkDotNet.Running;
+using VitSharp.Bench;
+
+// dotnet run -c Release --project bench/VitSharp.Bench -- gemm [--quick]   : interleaved GEMM table
+// dotnet run -c Release --project bench/VitSharp.Bench -- gemm-tune        : managed KC/MC sweep
+// dotnet run -c Release --project bench/VitSharp.Bench -- bdn [BDN args]   : BenchmarkDotNet (BenchmarkSwitcher)
+string mode = args.Length > 0 ? args[0] : "gemm";
+switch (mode)
+{
+    case "gemm":
+        GemmTable.Run(args.Skip(1).ToArray());
+        return 0;
+    case "gemm-tune":
+        GemmTable.Tune(args.Skip(1).ToArray());
+        return 0;
+    case "bdn":
+        BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(args.Skip(1).ToArray());
+        return 0;
+    default:
+        Console.Error.WriteLine("usage: VitSharp.Bench gemm [--quick] [--paths managed,openblas,naive] [--shapes 197x2304x768t,2048x2048x2048] | gemm-tune | bdn [BenchmarkDotNet args]");
+        return 2;
+}

@@ -1,34 +1,210 @@
 namespace VitSharp.Kernels;
 
+/// <summary>Which implementation <see cref="Gemm"/> uses.</summary>
+public enum GemmBackend
+{
+    /// <summary>Pick per call: OpenBLAS where it was measured faster, managed otherwise (see <see cref="Gemm"/>).</summary>
+    Auto,
+    /// <summary>The managed packed SIMD kernel (AVX-512 / AVX2 / scalar).</summary>
+    Managed,
+    /// <summary>OpenBLAS <c>cblas_sgemm</c>, loaded at run time; falls back to managed when absent.</summary>
+    OpenBlas,
+    /// <summary>Triple loop; slow, for reference only.</summary>
+    Naive,
+}
+
 /// <summary>
 /// Single-precision GEMM over row-major matrices: C = alpha·op(A)·op(B) + beta·C,
 /// where op(A) is [m, k], op(B) is [k, n] and C is [m, n].
 /// </summary>
-/// <remarks>Placeholder reference implementation; replaced by the packed SIMD kernel.</remarks>
+/// <remarks>
+/// <para>transA: A is stored [k, m] (lda ≥ m), else [m, k] (lda ≥ k). transB: B is stored [n, k] (ldb ≥ k), else
+/// [k, n] (ldb ≥ n). beta == 0 overwrites C (NaN in C is ignored), as in BLAS; k == 0 gives C = beta·C.</para>
+/// <para>Backend selection: <see cref="Backend"/> (default <see cref="GemmBackend.Auto"/>, or the environment variable
+/// <c>VITSHARP_GEMM=managed|openblas|naive|auto</c>). Calls with <c>parallel: false</c> always run on the calling
+/// thread through the managed kernel (OpenBLAS's thread count is process-global, so it cannot be made
+/// single-threaded for one call without affecting concurrent callers). Auto, for parallel calls of at least
+/// <see cref="AutoOpenBlasMinFlops"/> flops when OpenBLAS is loaded:
+/// <list type="bullet">
+/// <item>CPU with AVX-512F: OpenBLAS (SkylakeX kernel, set before load): DESIGN.md measured ~345–375 GFLOP/s on
+/// ViT-B/16 shapes and ~460 at 2048³, against 235–260 / 323 for a managed 6×64 kernel of this design. (The development
+/// VM had no AVX-512, so this managed 6×64 kernel was verified for correctness only; re-measure with
+/// <c>bench -- gemm</c> and lower the policy if it wins.)</item>
+/// <item>AVX2-only CPU: OpenBLAS (its Zen/Haswell kernel) only when m ≥ <see cref="AutoOpenBlasMinRowsAvx2"/>. Measured
+/// on a 2-core AVX2 EPYC: on the 197-row ViT-B/16 shapes the managed 6×16 kernel equals or beats OpenBLAS (both
+/// ~150–170 GFLOP/s, near the AVX2 peak); at 2048³ OpenBLAS is ~3–8% ahead.</item>
+/// </list>
+/// Everything else (small products, single-threaded calls, no OpenBLAS) uses the managed kernel.</para>
+/// </remarks>
 public static class Gemm
 {
-    /// <summary>C = alpha·op(A)·op(B) + beta·C (row-major, leading dimensions in elements).</summary>
+    /// <summary>The backend used by <see cref="Sgemm(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int, bool)"/>.</summary>
+    public static GemmBackend Backend { get; set; } = BackendFromEnvironment();
+
+    /// <summary>True when OpenBLAS was found and loaded.</summary>
+    public static bool OpenBlasAvailable => OpenBlas.IsAvailable;
+
+    /// <summary>Auto uses OpenBLAS only for parallel calls with at least this many flops (2·m·n·k).</summary>
+    public static double AutoOpenBlasMinFlops { get; set; } = 2e7;
+
+    /// <summary>On CPUs without AVX-512, Auto uses OpenBLAS only when m is at least this.</summary>
+    public static int AutoOpenBlasMinRowsAvx2 { get; set; } = 1024;
+
+    /// <summary>Whether <see cref="GemmBackend.Auto"/> would send a parallel m×n×k product to OpenBLAS.</summary>
+    public static bool AutoUsesOpenBlas(int m, int n, int k)
+    {
+        if (!OpenBlas.IsAvailable || 2.0 * m * n * k < AutoOpenBlasMinFlops) return false;
+        return System.Runtime.Intrinsics.X86.Avx512F.IsSupported || m >= AutoOpenBlasMinRowsAvx2;
+    }
+
+    private static GemmBackend BackendFromEnvironment()
+    {
+        string? v = Environment.GetEnvironmentVariable("VITSHARP_GEMM");
+        return v?.Trim().ToLowerInvariant() switch
+        {
+            "managed" => GemmBackend.Managed,
+            "openblas" => GemmBackend.OpenBlas,
+            "naive" => GemmBackend.Naive,
+            _ => GemmBackend.Auto,
+        };
+    }
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C (row-major, leading dimensions in elements).
+    /// <c>parallel: false</c> ⇒ run on the calling thread only (for use inside parallel loops).</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
         bool parallel = true)
+        => Sgemm(Backend, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C with an explicit backend.</summary>
+    public static unsafe void Sgemm(GemmBackend backend, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        bool parallel = true)
     {
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-            {
-                float s = 0;
-                for (int p = 0; p < k; p++)
-                    s += (transA ? a[p * lda + i] : a[i * lda + p]) * (transB ? b[j * ldb + p] : b[p * ldb + j]);
-                c[i * ldc + j] = beta == 0 ? alpha * s : alpha * s + beta * c[i * ldc + j];
-            }
+        Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (m == 0 || n == 0) return;
+        fixed (float* pa = a)
+        fixed (float* pb = b)
+        fixed (float* pc = c)
+            Run(backend, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, parallel);
     }
 
     /// <summary>Strided batched GEMM: for each batch index i, C_i = alpha·op(A_i)·op(B_i) + beta·C_i.</summary>
     public static void SgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
         float beta, Span<float> c, int ldc, long strideC, int batch)
+        => SgemmStridedBatched(Backend, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c,
+            ldc, strideC, batch);
+
+    /// <summary>Strided batched GEMM with an explicit backend. Batches run in parallel over the cores (each one
+    /// single-threaded) when there are several, else the single product uses all cores.</summary>
+    public static unsafe void SgemmStridedBatched(GemmBackend backend, bool transA, bool transB, int m, int n, int k,
+        float alpha, ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
+        float beta, Span<float> c, int ldc, long strideC, int batch)
     {
-        for (int i = 0; i < batch; i++)
-            Sgemm(transA, transB, m, n, k, alpha, a[(int)(i * strideA)..], lda, b[(int)(i * strideB)..], ldb,
-                beta, c[(int)(i * strideC)..], ldc, parallel: false);
+        ArgumentOutOfRangeException.ThrowIfNegative(batch);
+        if (batch == 0 || m == 0 || n == 0) return;
+        long last = batch - 1;
+        Validate(transA, transB, m, n, k, a.Length - last * strideA, lda, b.Length - last * strideB, ldb,
+            c.Length - last * strideC, ldc);
+        if (strideA < 0 || strideB < 0 || strideC < 0) throw new ArgumentOutOfRangeException(nameof(strideA), "Strides must be non-negative.");
+        if (batch > 1 && strideC < (long)(m - 1) * ldc + n && k > 0)
+            throw new ArgumentException("Output batches overlap (strideC too small).", nameof(strideC));
+        fixed (float* pa = a)
+        fixed (float* pb = b)
+        fixed (float* pc = c)
+        {
+            if (batch == 1)
+            {
+                Run(backend, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, parallel: true);
+                return;
+            }
+            double flops = 2.0 * m * n * k * batch;
+            if (flops < GemmManaged.ParallelThresholdFlops || Environment.ProcessorCount == 1)
+            {
+                for (int i = 0; i < batch; i++)
+                    Run(backend, transA, transB, m, n, k, alpha, pa + i * strideA, lda, pb + i * strideB, ldb, beta,
+                        pc + i * strideC, ldc, parallel: false);
+                return;
+            }
+            var job = new BatchJob
+            {
+                Backend = backend, TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha, A = pa,
+                Lda = lda, StrideA = strideA, B = pb, Ldb = ldb, StrideB = strideB, Beta = beta, C = pc, Ldc = ldc,
+                StrideC = strideC,
+            };
+            int parts = Math.Min(batch, Environment.ProcessorCount);
+            job.Per = (batch + parts - 1) / parts;
+            job.Batch = batch;
+            Parallel.For(0, (batch + job.Per - 1) / job.Per, job.Execute);
+        }
+    }
+
+    private sealed unsafe class BatchJob
+    {
+        public GemmBackend Backend;
+        public bool TransA, TransB;
+        public int M, N, K, Lda, Ldb, Ldc, Per, Batch;
+        public long StrideA, StrideB, StrideC;
+        public float Alpha, Beta;
+        public float* A, B, C;
+
+        public void Execute(int part)
+        {
+            int end = Math.Min(Batch, (part + 1) * Per);
+            for (int i = part * Per; i < end; i++)
+                Run(Backend, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, B + i * StrideB, Ldb, Beta,
+                    C + i * StrideC, Ldc, parallel: false);
+        }
+    }
+
+    private static unsafe void Run(GemmBackend backend, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+    {
+        if (backend == GemmBackend.Naive)
+        {
+            Naive(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        bool useBlas = parallel && k > 0 && OpenBlas.IsAvailable && backend switch
+        {
+            GemmBackend.OpenBlas => true,
+            GemmBackend.Auto => AutoUsesOpenBlas(m, n, k),
+            _ => false,
+        };
+        if (useBlas) OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        else GemmManaged.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+    }
+
+    private static unsafe void Naive(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float s = 0;
+                for (int p = 0; p < k; p++)
+                    s += (transA ? a[(long)p * lda + i] : a[(long)i * lda + p]) * (transB ? b[(long)j * ldb + p] : b[(long)p * ldb + j]);
+                long ci = (long)i * ldc + j;
+                c[ci] = beta == 0 ? alpha * s : alpha * s + beta * c[ci];
+            }
+    }
+
+    private static void Validate(bool transA, bool transB, int m, int n, int k, long aLen, int lda, long bLen, int ldb,
+        long cLen, int ldc)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        if (m == 0 || n == 0) return;
+        if (ldc < n) throw new ArgumentOutOfRangeException(nameof(ldc), "ldc must be at least n.");
+        if (cLen < (long)(m - 1) * ldc + n) throw new ArgumentException("C is too short.", "c");
+        if (k == 0) return;
+        int aRows = transA ? k : m, aCols = transA ? m : k;
+        int bRows = transB ? n : k, bCols = transB ? k : n;
+        if (lda < aCols) throw new ArgumentOutOfRangeException(nameof(lda), "lda is smaller than the stored row width.");
+        if (ldb < bCols) throw new ArgumentOutOfRangeException(nameof(ldb), "ldb is smaller than the stored row width.");
+        if (aLen < (long)(aRows - 1) * lda + aCols) throw new ArgumentException("A is too short.", "a");
+        if (bLen < (long)(bRows - 1) * ldb + bCols) throw new ArgumentException("B is too short.", "b");
     }
 }

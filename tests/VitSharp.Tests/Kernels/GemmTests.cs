@@ -1,0 +1,273 @@
+using VitSharp.Kernels;
+using Xunit.Abstractions;
+
+namespace VitSharp.Tests.Kernels;
+
+/// <summary>Every GEMM backend against a naive reference twin (double accumulation) on odd shapes.</summary>
+public class GemmTests
+{
+    private readonly ITestOutputHelper _out;
+
+    public GemmTests(ITestOutputHelper output) => _out = output;
+
+    public static IEnumerable<object[]> Backends()
+    {
+        yield return new object[] { GemmBackend.Naive };
+        yield return new object[] { GemmBackend.Managed };
+        yield return new object[] { GemmBackend.OpenBlas };
+        yield return new object[] { GemmBackend.Auto };
+    }
+
+    private static readonly (int M, int N, int K)[] Shapes =
+    {
+        (1, 1, 1), (7, 13, 5), (33, 65, 17), (6, 64, 8), (12, 128, 300), (5, 70, 9), (197, 129, 67),
+        (1, 200, 31), (64, 1, 40), (0, 5, 3), (5, 0, 3), (4, 6, 0), (100, 300, 520),
+    };
+
+    /// <summary>Reference: C = alpha·op(A)·op(B) + beta·C with double accumulation; beta == 0 ignores C.</summary>
+    internal static void Reference(bool transA, bool transB, int m, int n, int k, float alpha, float[] a, int lda,
+        float[] b, int ldb, float beta, float[] c, int ldc)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++)
+                    s += (double)(transA ? a[p * lda + i] : a[i * lda + p]) * (transB ? b[j * ldb + p] : b[p * ldb + j]);
+                int ci = i * ldc + j;
+                c[ci] = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + (double)beta * c[ci]);
+            }
+    }
+
+    private static float[] Random(int len, int seed, float fill = float.NaN)
+    {
+        var r = new Random(seed);
+        var x = new float[len];
+        for (int i = 0; i < len; i++) x[i] = (float)(r.NextDouble() * 2 - 1);
+        return x;
+    }
+
+    private bool Skip(GemmBackend backend)
+    {
+        if (backend == GemmBackend.OpenBlas && !Gemm.OpenBlasAvailable)
+        {
+            _out.WriteLine("SKIPPED: OpenBLAS (libopenblas.so.0) is not available on this machine; the OpenBlas backend falls back to managed.");
+            return true;
+        }
+        return false;
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, int m, int n, int ldc, double tol, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            bool inside = ldc > 0 && i / ldc < m && i % ldc < n;
+            if (!inside)
+            {
+                // Outside the m×n window C must be untouched (bitwise, NaN included).
+                Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                    $"{what}: element {i} outside the output window was modified");
+                continue;
+            }
+            double d = Math.Abs((double)expected[i] - actual[i]);
+            Assert.True(d <= tol, $"{what}: C[{i / ldc},{i % ldc}] expected {expected[i]} got {actual[i]} (|diff| {d:g3} > tol {tol:g3})");
+        }
+    }
+
+    private unsafe void Check(GemmBackend backend, bool tA, bool tB, int m, int n, int k, float alpha, float beta, int padA,
+        int padB, int padC, bool parallel, int seed, GemmManaged.KernelKind? kind = null)
+    {
+        int lda = (tA ? m : k) + padA, ldb = (tB ? k : n) + padB, ldc = n + padC;
+        int aRows = tA ? k : m, bRows = tB ? n : k;
+        var a = Random(Math.Max(0, aRows * lda), seed);
+        var b = Random(Math.Max(0, bRows * ldb), seed + 1);
+        // C: NaN-filled when beta == 0 (must be ignored), random otherwise; padding columns are NaN sentinels.
+        var c0 = beta == 0 ? Enumerable.Repeat(float.NaN, m * ldc).ToArray() : Random(m * ldc, seed + 2);
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ldc; j++) c0[i * ldc + j] = float.NaN;
+        var expected = (float[])c0.Clone();
+        Reference(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc);
+        var actual = (float[])c0.Clone();
+        if (kind is { } kk)
+        {
+            fixed (float* pa = a)
+            fixed (float* pb = b)
+            fixed (float* pc = actual)
+                GemmManaged.Sgemm(kk, tA, tB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, parallel);
+        }
+        else
+        {
+            Gemm.Sgemm(backend, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, actual, ldc, parallel);
+        }
+        // |a|,|b| ≤ 1: error of a k-term float dot product ≲ k·eps·Σ|a·b| ≤ k·1.2e-7·k; use a generous k·|alpha|·2e-6 + C term.
+        double tol = (Math.Max(k, 1) * Math.Abs(alpha) * 2e-6 + Math.Abs(beta) * 1e-6) * Math.Max(1, Math.Sqrt(k)) + 1e-6;
+        AssertClose(expected, actual, m, n, ldc, tol,
+            $"{kind?.ToString() ?? backend.ToString()} tA={tA} tB={tB} m={m} n={n} k={k} alpha={alpha} beta={beta} pads=({padA},{padB},{padC}) parallel={parallel}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void AllTransposesAndShapes(GemmBackend backend)
+    {
+        if (Skip(backend)) return;
+        int seed = 1;
+        foreach (var (m, n, k) in Shapes)
+        {
+            if (backend == GemmBackend.Naive && (long)m * n * k > 3_000_000) continue;
+            foreach (bool tA in new[] { false, true })
+                foreach (bool tB in new[] { false, true })
+                {
+                    Check(backend, tA, tB, m, n, k, 1f, 0f, 0, 0, 0, parallel: true, seed++);
+                    Check(backend, tA, tB, m, n, k, -0.5f, 1f, 3, 5, 7, parallel: true, seed++);
+                    Check(backend, tA, tB, m, n, k, 2f, 0.25f, 1, 0, 2, parallel: false, seed++);
+                }
+        }
+    }
+
+    /// <summary>Every managed micro-kernel, including the 6×64 Vector512 one (software-emulated where the CPU lacks
+    /// AVX-512, so its packing and edge logic are covered on any machine).</summary>
+    [Theory]
+    [InlineData((int)GemmManaged.KernelKind.V512x64)]
+    [InlineData((int)GemmManaged.KernelKind.Avx2x16)]
+    [InlineData((int)GemmManaged.KernelKind.Scalar16)]
+    public void EveryManagedKernel(int kernel)
+    {
+        var kind = (GemmManaged.KernelKind)kernel;
+        if (kind == GemmManaged.KernelKind.Avx2x16 && !(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported))
+        {
+            _out.WriteLine("SKIPPED: CPU lacks AVX2/FMA.");
+            return;
+        }
+        _out.WriteLine($"default kernel: {GemmManaged.KernelName}");
+        int seed = 900;
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 13, 5), (33, 65, 17), (6, 64, 8), (13, 130, 300), (197, 129, 67), (4, 6, 0) })
+            foreach (bool tA in new[] { false, true })
+                foreach (bool tB in new[] { false, true })
+                {
+                    Check(GemmBackend.Managed, tA, tB, m, n, k, 1f, 0f, 0, 0, 0, parallel: true, seed++, kind);
+                    Check(GemmBackend.Managed, tA, tB, m, n, k, -0.5f, 1f, 3, 5, 7, parallel: false, seed++, kind);
+                }
+        Check(GemmBackend.Managed, false, true, 150, 200, 520, 1f, 0.5f, 1, 1, 1, parallel: true, seed++, kind);
+    }
+
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void LargeParallelShapes(GemmBackend backend)
+    {
+        if (Skip(backend) || backend == GemmBackend.Naive) return;
+        // Big enough to take the multi-threaded path (split over n, then over m) and several KC/MC blocks.
+        Check(backend, false, true, 197, 300, 600, 1f, 0f, 0, 0, 0, parallel: true, 100);
+        Check(backend, true, false, 401, 130, 530, 0.5f, 1f, 2, 3, 1, parallel: true, 101);
+        Check(backend, false, false, 800, 97, 260, 1f, 0.5f, 0, 0, 0, parallel: true, 102);
+        Check(backend, true, true, 70, 1100, 90, 1f, 0f, 4, 4, 4, parallel: true, 103);
+    }
+
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void AlphaZeroScalesCAndKZero(GemmBackend backend)
+    {
+        if (Skip(backend)) return;
+        var a = new float[] { float.NaN, 1, 2, 3 };
+        var b = new float[] { 1, 2, 3, 4 };
+        var c = new float[] { 1, 2, 3, 4 };
+        // k = 0: C = beta·C.
+        Gemm.Sgemm(backend, false, false, 2, 2, 0, 1f, a, 1, b, 2, 3f, c, 2);
+        Assert.Equal(new float[] { 3, 6, 9, 12 }, c);
+        // k = 0, beta = 0 over NaN: zeros.
+        var cn = new float[] { float.NaN, float.NaN, float.NaN, float.NaN };
+        Gemm.Sgemm(backend, false, false, 2, 2, 0, 1f, a, 1, b, 2, 0f, cn, 2);
+        Assert.Equal(new float[4], cn);
+    }
+
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void StridedBatched(GemmBackend backend)
+    {
+        if (Skip(backend)) return;
+        int seed = 500;
+        foreach (var (m, n, k, batch) in new[] { (7, 13, 5, 3), (33, 65, 17, 4), (50, 64, 64, 12), (1, 1, 1, 1), (197, 64, 64, 2) })
+            foreach (bool tA in new[] { false, true })
+                foreach (bool tB in new[] { false, true })
+                {
+                    int lda = (tA ? m : k) + 1, ldb = (tB ? k : n) + 2, ldc = n + 3;
+                    int aSize = (tA ? k : m) * lda, bSize = (tB ? n : k) * ldb, cSize = m * ldc;
+                    long sA = aSize + 5, sB = bSize + 7, sC = cSize + 11;
+                    var a = Random((int)(sA * batch), seed++);
+                    var b = Random((int)(sB * batch), seed++);
+                    var c0 = Random((int)(sC * batch), seed++);
+                    var expected = (float[])c0.Clone();
+                    for (int i = 0; i < batch; i++)
+                    {
+                        var ea = a.AsSpan((int)(i * sA), aSize).ToArray();
+                        var eb = b.AsSpan((int)(i * sB), bSize).ToArray();
+                        var ec = expected.AsSpan((int)(i * sC), cSize).ToArray();
+                        Reference(tA, tB, m, n, k, 0.75f, ea, lda, eb, ldb, 0.5f, ec, ldc);
+                        ec.CopyTo(expected.AsSpan((int)(i * sC)));
+                    }
+                    var actual = (float[])c0.Clone();
+                    Gemm.SgemmStridedBatched(backend, tA, tB, m, n, k, 0.75f, a, lda, sA, b, ldb, sB, 0.5f, actual, ldc, sC, batch);
+                    double tol = k * 2e-6 * Math.Sqrt(k) + 1e-6;
+                    for (int i = 0; i < expected.Length; i++)
+                        Assert.True(Math.Abs(expected[i] - actual[i]) <= tol,
+                            $"{backend} batched tA={tA} tB={tB} {m}x{n}x{k}x{batch}: element {i} expected {expected[i]} got {actual[i]}");
+                }
+    }
+
+    /// <summary>Many multi-threaded managed calls, some from concurrent callers (worker-pool ownership and rounds).</summary>
+    [Fact]
+    public void ConcurrentParallelCallsAreCorrect()
+    {
+        const int m = 40, n = 300, k = 700; // 2·m·n·k above the parallel threshold; several KC rounds
+        var a = Random(m * k, 7);
+        var b = Random(n * k, 8);
+        var expected = new float[m * n];
+        Reference(false, true, m, n, k, 1f, a, k, b, k, 0f, expected, n);
+        double tol = k * 2e-6 * Math.Sqrt(k);
+        void CheckOnce()
+        {
+            var c = new float[m * n];
+            Gemm.Sgemm(GemmBackend.Managed, false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+            for (int i = 0; i < c.Length; i++)
+                Assert.True(Math.Abs(c[i] - expected[i]) <= tol, $"element {i}: expected {expected[i]} got {c[i]}");
+        }
+        for (int r = 0; r < 30; r++) CheckOnce();
+        Parallel.For(0, 24, new ParallelOptions { MaxDegreeOfParallelism = 4 }, _ => CheckOnce());
+    }
+
+    /// <summary>The worker pool runs every item exactly once, reports a body's exception, and keeps working after it.</summary>
+    [Fact]
+    public void WorkerPoolRunsEachItemOnceAndSurvivesExceptions()
+    {
+        for (int round = 0; round < 200; round++)
+        {
+            int count = 1 + round % 37;
+            var hits = new int[count];
+            GemmWorkers.For(count, i => Interlocked.Increment(ref hits[i]));
+            Assert.All(hits, h => Assert.Equal(1, h));
+        }
+        Assert.Throws<AggregateException>(() => GemmWorkers.For(8, i => { if (i == 3) throw new InvalidOperationException("boom"); }));
+        var after = new int[16];
+        GemmWorkers.For(16, i => Interlocked.Increment(ref after[i]));
+        Assert.All(after, h => Assert.Equal(1, h));
+    }
+
+    [Fact]
+    public void OpenBlasIsAvailableHere()
+    {
+        // On the project's machines libopenblas0-pthread is installed; report what was loaded.
+        _out.WriteLine($"OpenBLAS available: {Gemm.OpenBlasAvailable}, core: {OpenBlas.CoreName}, threads: {OpenBlas.Threads}, kernel: {GemmManaged.KernelName}");
+        if (!File.Exists("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")) return;
+        Assert.True(Gemm.OpenBlasAvailable);
+    }
+
+    [Fact]
+    public void RejectsTooShortBuffers()
+    {
+        var a = new float[5];
+        var b = new float[6];
+        var c = new float[6];
+        Assert.ThrowsAny<ArgumentException>(() => Gemm.Sgemm(false, false, 2, 3, 3, 1f, a, 3, b, 3, 0f, c, 3));
+        Assert.ThrowsAny<ArgumentException>(() => Gemm.Sgemm(false, false, 2, 3, 2, 1f, new float[4], 2, b, 2, 0f, c, 3));
+    }
+}
