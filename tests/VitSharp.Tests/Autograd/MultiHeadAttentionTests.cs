@@ -41,6 +41,16 @@ public class MultiHeadAttentionTests
             Assert.True(Math.Abs(x1.Grad!.Data[i] - x2.Grad!.Data[i]) <= 1e-4f * (1 + Math.Abs(x2.Grad.Data[i])), $"grad {i}: {x1.Grad.Data[i]} vs {x2.Grad.Data[i]}");
     }
 
+    [Theory]
+    [InlineData(1, 3, 1, 2)]
+    [InlineData(2, 4, 2, 3)]
+    [InlineData(1, 6, 3, 2)]
+    public void GradientMatchesFiniteDifferences(int b, int n, int heads, int d)
+    {
+        var qkv = Tensor.RandN(new Random(b + 10 * n + 100 * heads), 0, 1, b, n, 3 * heads * d);
+        GradCheck.Verify(t => F.MultiHeadAttention(t[0], heads), [qkv]);
+    }
+
     [Fact]
     public void ObserverReceivesRowStochasticProbabilities()
     {
