@@ -1,0 +1,163 @@
+using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
+
+namespace VitSharp.Data;
+
+/// <summary>
+/// Cuts a data set into mini-batches, optionally shuffled and augmented, and prepares the next batches on a
+/// background thread while the caller works on the current one.
+/// </summary>
+/// <remarks>
+/// Reproducible: epoch e visits the samples in a permutation drawn from (seed, e) (or in order without
+/// shuffling), and the transform of sample i in epoch e draws from a <see cref="SampleRandom"/> seeded with
+/// (seed, e, i) — so the batches depend only on (seed, epoch), never on thread timing, and the same seed
+/// gives the same batches bit for bit. The background thread keeps at most <c>prefetch</c> finished batches
+/// ahead; disposing an epoch's enumerator (e.g. leaving a foreach early) stops and joins it.
+/// </remarks>
+public sealed class DataLoader
+{
+    private readonly IImageDataset _dataset;
+    private readonly ITransform? _transform;
+    private readonly int _prefetch;
+
+    /// <summary>Creates a loader.</summary>
+    /// <param name="dataset">The samples.</param>
+    /// <param name="batchSize">Samples per batch (≥ 1).</param>
+    /// <param name="shuffle">Visit the samples in a new random order every epoch.</param>
+    /// <param name="seed">Seed of the shuffling and of the per-sample augmentation randomness.</param>
+    /// <param name="transform">Applied to every sample (C×H×W floats in [0, 1]); null for none.</param>
+    /// <param name="dropLast">Drop the last batch of an epoch when it is smaller than <paramref name="batchSize"/>.</param>
+    /// <param name="prefetch">How many finished batches the background thread may keep ready (≥ 1).</param>
+    public DataLoader(IImageDataset dataset, int batchSize, bool shuffle, int seed, ITransform? transform, bool dropLast = false, int prefetch = 2)
+    {
+        ArgumentNullException.ThrowIfNull(dataset);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(prefetch, 1);
+        _dataset = dataset;
+        BatchSize = batchSize;
+        Shuffle = shuffle;
+        Seed = seed;
+        _transform = transform;
+        DropLast = dropLast;
+        _prefetch = prefetch;
+    }
+
+    /// <summary>The data set.</summary>
+    public IImageDataset Dataset => _dataset;
+
+    /// <summary>Samples per batch.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Whether each epoch uses a new random order.</summary>
+    public bool Shuffle { get; }
+
+    /// <summary>The seed.</summary>
+    public int Seed { get; }
+
+    /// <summary>Whether a smaller last batch is dropped.</summary>
+    public bool DropLast { get; }
+
+    /// <summary>Batches per epoch.</summary>
+    public int BatchCount => DropLast ? _dataset.Count / BatchSize : (_dataset.Count + BatchSize - 1) / BatchSize;
+
+    /// <summary>Samples per epoch (all of them, or fewer with <see cref="DropLast"/>).</summary>
+    public int SamplesPerEpoch => DropLast ? BatchCount * BatchSize : _dataset.Count;
+
+    /// <summary>The order in which epoch <paramref name="epoch"/> visits the data set's indices.</summary>
+    public int[] Order(int epoch)
+    {
+        int n = _dataset.Count;
+        var order = new int[n];
+        for (int i = 0; i < n; i++) order[i] = i;
+        if (Shuffle)
+        {
+            var rng = new SampleRandom(SampleRandom.Mix(Seed, epoch, -1));
+            for (int i = n - 1; i > 0; i--)
+            {
+                int j = rng.Next(i + 1);
+                (order[i], order[j]) = (order[j], order[i]);
+            }
+        }
+        return order;
+    }
+
+    /// <summary>
+    /// The batches of epoch <paramref name="epoch"/>, prepared ahead on a background thread. An exception
+    /// thrown while preparing a batch (e.g. a <see cref="DataSetException"/>) is rethrown by the enumerator
+    /// after the batches that were ready before it.
+    /// </summary>
+    public IEnumerable<Batch> Epoch(int epoch)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(epoch);
+        return Run(epoch);
+    }
+
+    /// <summary>Builds batch <paramref name="batchIndex"/> of an epoch on the calling thread (the same batch <see cref="Epoch"/> yields).</summary>
+    public Batch GetBatch(int epoch, int batchIndex)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(epoch);
+        if ((uint)batchIndex >= (uint)BatchCount)
+            throw new ArgumentOutOfRangeException(nameof(batchIndex), batchIndex, $"an epoch has {BatchCount} batches");
+        return Build(Order(epoch), epoch, batchIndex, new SampleRandom());
+    }
+
+    private IEnumerable<Batch> Run(int epoch)
+    {
+        int batches = BatchCount;
+        if (batches == 0) yield break;
+        int[] order = Order(epoch);
+        using var queue = new BlockingCollection<Batch>(_prefetch);
+        using var cts = new CancellationTokenSource();
+        CancellationToken token = cts.Token;
+        Exception? error = null;
+        var worker = new Thread(() =>
+        {
+            try
+            {
+                var rng = new SampleRandom();
+                for (int b = 0; b < batches && !token.IsCancellationRequested; b++)
+                    queue.Add(Build(order, epoch, b, rng), token);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested) { }
+            catch (Exception e) { error = e; }
+            finally { queue.CompleteAdding(); }
+        })
+        { IsBackground = true, Name = "VitSharp DataLoader" };
+        worker.Start();
+        try
+        {
+            foreach (var batch in queue.GetConsumingEnumerable()) yield return batch;
+            if (error is not null) ExceptionDispatchInfo.Throw(error);
+        }
+        finally
+        {
+            cts.Cancel();
+            worker.Join();
+        }
+    }
+
+    private Batch Build(int[] order, int epoch, int batchIndex, SampleRandom rng)
+    {
+        int start = batchIndex * BatchSize;
+        int count = Math.Min(BatchSize, order.Length - start);
+        int c = _dataset.Channels, h = _dataset.Height, w = _dataset.Width;
+        int sample = c * h * w;
+        var data = new float[(long)count * sample];
+        var labels = new int[count];
+        var indices = new int[count];
+        for (int i = 0; i < count; i++)
+        {
+            int idx = order[start + i];
+            indices[i] = idx;
+            labels[i] = _dataset.Label(idx);
+            Span<float> dst = data.AsSpan(i * sample, sample);
+            _dataset.ReadPixels(idx, dst);
+            if (_transform is not null)
+            {
+                rng.Reset(SampleRandom.Mix(Seed, epoch, idx));
+                _transform.Apply(dst, c, h, w, rng);
+            }
+        }
+        return new Batch(new Tensor(data, count, c, h, w), labels, indices);
+    }
+}

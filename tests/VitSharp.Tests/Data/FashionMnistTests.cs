@@ -1,0 +1,52 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using VitSharp.Data;
+
+namespace VitSharp.Tests.Data;
+
+/// <summary>Loads the real Fashion-MNIST from Debian's dataset-fashion-mnist (skipped silently when absent).</summary>
+public sealed class FashionMnistTests
+{
+    private static bool Installed => File.Exists(Path.Combine(FashionMnist.DefaultDirectory, "t10k-labels-idx1-ubyte.gz"));
+
+    /// <summary>Decompresses the first <paramref name="n"/> bytes of a gz file, independently of the library.</summary>
+    private static byte[] Head(string file, int n)
+    {
+        using var z = new GZipStream(File.OpenRead(Path.Combine(FashionMnist.DefaultDirectory, file)), CompressionMode.Decompress);
+        var b = new byte[n];
+        z.ReadExactly(b);
+        return b;
+    }
+
+    [Fact]
+    public void TestSplit()
+    {
+        if (!Installed) return;
+        var ds = FashionMnist.Load(null, train: false);
+        Assert.Equal(10000, ds.Count);
+        Assert.Equal((1, 28, 28, 10), (ds.Channels, ds.Height, ds.Width, ds.NumClasses));
+        Assert.Equal("T-shirt/top", ds.ClassNames[0]);
+        Assert.Equal("Ankle boot", ds.ClassNames[9]);
+
+        byte[] labels = Head("t10k-labels-idx1-ubyte.gz", 8 + 100);
+        Assert.Equal(0x801u, BinaryPrimitives.ReadUInt32BigEndian(labels));
+        for (int i = 0; i < 100; i++) Assert.Equal(labels[8 + i], ds.Label(i));
+
+        byte[] images = Head("t10k-images-idx3-ubyte.gz", 16 + 2 * 784);
+        var px = new float[784];
+        ds.ReadPixels(1, px);
+        for (int k = 0; k < 784; k++) Assert.Equal(images[16 + 784 + k] / 255f, px[k]);
+        Assert.Equal(1000, ds.ClassCounts()[3]);
+    }
+
+    [Fact]
+    public void TrainSplit()
+    {
+        if (!Installed) return;
+        var ds = FashionMnist.Load(FashionMnist.DefaultDirectory, train: true);
+        Assert.Equal(60000, ds.Count);
+        byte[] labels = Head("train-labels-idx1-ubyte.gz", 8 + 50);
+        for (int i = 0; i < 50; i++) Assert.Equal(labels[8 + i], ds.Label(i));
+        Assert.All(ds.ClassCounts(), c => Assert.Equal(6000, c));
+    }
+}
