@@ -1,9 +1,32 @@
+using System.Text.Json.Nodes;
 using VitSharp.NN;
 
 namespace VitSharp.Models;
 
+/// <summary>A model as the reference implementation's constructor name and keyword arguments (what checkpoints store).</summary>
+public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
+{
+    /// <summary>Builds the model with freshly initialised parameters.</summary>
+    public Module Build() => ModelFactory.Create(Constructor, (JsonObject)Kwargs.DeepClone());
+
+    /// <summary>The spec of a vit_pytorch.vit.ViT configuration.</summary>
+    public static ModelSpec ViT(ViTConfig config) => new("vit_pytorch.vit.ViT", config.ToKwargs());
+
+    /// <summary>The spec as one JSON object {constructor, kwargs}.</summary>
+    public JsonObject ToJson() => new() { ["constructor"] = Constructor, ["kwargs"] = Kwargs.DeepClone() };
+
+    /// <summary>Reads {constructor, kwargs}.</summary>
+    public static ModelSpec FromJson(JsonObject json) =>
+        new(json["constructor"]?.GetValue<string>() ?? throw new ModelConfigException("model spec has no 'constructor'"),
+            json["kwargs"] as JsonObject ?? new JsonObject());
+}
+
 /// <summary>A named model size with its published parameter count, where there is one.</summary>
-public sealed record Preset(string Name, string Description, Func<Module> Build, int ImageSize, int Channels, long? PublishedParameters = null);
+public sealed record Preset(string Name, string Description, ModelSpec Spec, int ImageSize, int Channels, long? PublishedParameters = null)
+{
+    /// <summary>Builds the model with freshly initialised parameters.</summary>
+    public Module Build() => Spec.Build();
+}
 
 /// <summary>Named model presets (vit-b16, deit-s16, …) for <c>vit summary</c>, training and benchmarks.</summary>
 public static class Presets
@@ -11,19 +34,22 @@ public static class Presets
     private static ViTConfig Vit(int image, int patch, int classes, int dim, int depth, int heads, int mlp, int dimHead = 64, int channels = 3) =>
         new() { ImageHeight = image, ImageWidth = image, PatchHeight = patch, PatchWidth = patch, NumClasses = classes, Dim = dim, Depth = depth, Heads = heads, MlpDim = mlp, DimHead = dimHead, Channels = channels };
 
+    private static Preset P(string name, string description, ViTConfig c, long? published = null) =>
+        new(name, description, ModelSpec.ViT(c), c.ImageHeight, c.Channels, published);
+
     /// <summary>The default model for 28×28 grey Fashion-MNIST images: dim 128, depth 6, 4 heads of 32, patch 4.</summary>
     public static ViTConfig FashionMnist => Vit(28, 4, 10, 128, 6, 4, 256, dimHead: 32, channels: 1);
 
     /// <summary>All presets by name.</summary>
     public static IReadOnlyList<Preset> All { get; } =
     [
-        new("vit-fmnist", "ViT for Fashion-MNIST (28×28×1, patch 4, dim 128, depth 6, 4 heads)", () => new ViT(FashionMnist), 28, 1),
-        new("vit-b16", "ViT-Base/16 (vit-pytorch ViT, 224², 1000 classes)", () => new ViT(Vit(224, 16, 1000, 768, 12, 12, 3072)), 224, 3, 86_543_080),
-        new("vit-b32", "ViT-Base/32 (vit-pytorch ViT, 224², 1000 classes)", () => new ViT(Vit(224, 32, 1000, 768, 12, 12, 3072)), 224, 3),
-        new("vit-l16", "ViT-Large/16 (vit-pytorch ViT, 224², 1000 classes)", () => new ViT(Vit(224, 16, 1000, 1024, 24, 16, 4096)), 224, 3),
-        new("deit-ti16", "DeiT-Tiny/16 size (vit-pytorch ViT, dim 192, 3 heads)", () => new ViT(Vit(224, 16, 1000, 192, 12, 3, 768)), 224, 3),
-        new("deit-s16", "DeiT-Small/16 size (vit-pytorch ViT, dim 384, 6 heads)", () => new ViT(Vit(224, 16, 1000, 384, 12, 6, 1536)), 224, 3),
-        new("deit-b16", "DeiT-Base/16 size (vit-pytorch ViT, dim 768, 12 heads)", () => new ViT(Vit(224, 16, 1000, 768, 12, 12, 3072)), 224, 3),
+        P("vit-fmnist", "ViT for Fashion-MNIST (28×28×1, patch 4, dim 128, depth 6, 4 heads)", FashionMnist),
+        P("vit-b16", "ViT-Base/16 (vit-pytorch ViT, 224², 1000 classes)", Vit(224, 16, 1000, 768, 12, 12, 3072), 86_543_080),
+        P("vit-b32", "ViT-Base/32 (vit-pytorch ViT, 224², 1000 classes)", Vit(224, 32, 1000, 768, 12, 12, 3072)),
+        P("vit-l16", "ViT-Large/16 (vit-pytorch ViT, 224², 1000 classes)", Vit(224, 16, 1000, 1024, 24, 16, 4096)),
+        P("deit-ti16", "DeiT-Tiny/16 size (vit-pytorch ViT, dim 192, 3 heads)", Vit(224, 16, 1000, 192, 12, 3, 768)),
+        P("deit-s16", "DeiT-Small/16 size (vit-pytorch ViT, dim 384, 6 heads)", Vit(224, 16, 1000, 384, 12, 6, 1536)),
+        P("deit-b16", "DeiT-Base/16 size (vit-pytorch ViT, dim 768, 12 heads)", Vit(224, 16, 1000, 768, 12, 12, 3072)),
     ];
 
     /// <summary>Finds a preset by name (case-insensitive); throws naming the known ones.</summary>

@@ -40,6 +40,15 @@ public sealed record ViTConfig
     /// <summary>Number of patches.</summary>
     public int NumPatches => (ImageHeight / PatchHeight) * (ImageWidth / PatchWidth);
 
+    /// <summary>The configuration as vit_pytorch.vit.ViT keyword arguments (Python names), for checkpoints and the factory.</summary>
+    public System.Text.Json.Nodes.JsonObject ToKwargs() => new()
+    {
+        ["image_size"] = ImageHeight == ImageWidth ? ImageHeight : new System.Text.Json.Nodes.JsonArray(ImageHeight, ImageWidth),
+        ["patch_size"] = PatchHeight == PatchWidth ? PatchHeight : new System.Text.Json.Nodes.JsonArray(PatchHeight, PatchWidth),
+        ["num_classes"] = NumClasses, ["dim"] = Dim, ["depth"] = Depth, ["heads"] = Heads, ["mlp_dim"] = MlpDim,
+        ["pool"] = Pool, ["channels"] = Channels, ["dim_head"] = DimHead, ["dropout"] = Dropout, ["emb_dropout"] = EmbDropout,
+    };
+
     /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> naming the problem.</summary>
     public void Validate()
     {

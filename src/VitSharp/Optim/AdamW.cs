@@ -60,6 +60,7 @@ public sealed class AdamW : Optimizer
             var shape = Params[i].Param.Shape;
             sd["exp_avg." + Params[i].Name] = new Tensor(_m[i], shape);
             sd["exp_avg_sq." + Params[i].Name] = new Tensor(_v[i], shape);
+            sd["step." + Params[i].Name] = Tensor.Scalar(_steps[i]);
         }
         return sd;
     }
@@ -71,7 +72,8 @@ public sealed class AdamW : Optimizer
         {
             Load(state, "exp_avg." + Params[i].Name, _m[i]);
             Load(state, "exp_avg_sq." + Params[i].Name, _v[i]);
-            _steps[i] = stepCount; // per-parameter counts are not in the saved state; assume every step had a gradient
+            // Per-parameter step counts (torch's state['step']); older state without them: every step had a gradient.
+            _steps[i] = state.TryGetValue("step." + Params[i].Name, out var st) ? (long)st.Data[0] : stepCount;
         }
         StepCount = stepCount;
     }

@@ -74,9 +74,20 @@ public sealed partial class Tensor
             var body = new BinaryForward { A = a.Data, B = b.Data, Out = result.Data, Op = op };
             Broadcast.ForEachRow(bc.OutShape, bc.StridesA, bc.StridesB, ref body);
         }
+        bool same = a.SameShape(b);
         return Autograd.Record(result, name, [a, b], r =>
         {
             var g = r.Grad!.Data;
+            if (same && op is BinOp.Add or BinOp.Sub)
+            {
+                if (a.RequiresGrad) TensorPrimitives.Add(a.GradSpan(), g, a.GradSpan());
+                if (b.RequiresGrad)
+                {
+                    if (op == BinOp.Add) TensorPrimitives.Add(b.GradSpan(), g, b.GradSpan());
+                    else TensorPrimitives.Subtract(b.GradSpan(), g, b.GradSpan());
+                }
+                return;
+            }
             if (a.RequiresGrad)
             {
                 var body = op switch

@@ -1,0 +1,103 @@
+using System.Text.Json.Nodes;
+using VitSharp.Data;
+
+namespace VitSharp.Training;
+
+/// <summary>Where the pixels come from and how they are normalised: stored in checkpoints so that evaluation and prediction preprocess exactly as training did.</summary>
+public sealed record DataInfo(string Name, IReadOnlyList<string> ClassNames, int Channels, int Height, int Width, float[] Mean, float[] Std)
+{
+    /// <summary>The normalisation transform.</summary>
+    public Normalize Normalize() => new(Mean, Std);
+
+    /// <summary>As JSON for checkpoints.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["name"] = Name, ["classes"] = new JsonArray(ClassNames.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
+        ["channels"] = Channels, ["height"] = Height, ["width"] = Width,
+        ["mean"] = new JsonArray(Mean.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray()),
+        ["std"] = new JsonArray(Std.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray()),
+    };
+
+    /// <summary>From checkpoint JSON.</summary>
+    public static DataInfo FromJson(JsonObject j) => new(
+        j["name"]!.GetValue<string>(),
+        j["classes"]!.AsArray().Select(c => c!.GetValue<string>()).ToArray(),
+        j["channels"]!.GetValue<int>(), j["height"]!.GetValue<int>(), j["width"]!.GetValue<int>(),
+        j["mean"]!.AsArray().Select(c => c!.GetValue<float>()).ToArray(),
+        j["std"]!.AsArray().Select(c => c!.GetValue<float>()).ToArray());
+}
+
+/// <summary>The data sets <c>vit train</c> knows: fashion-mnist (default), mnist, cifar10, cifar100, folder.</summary>
+public static class DataSets
+{
+    /// <summary>Names accepted by <see cref="Load"/>.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["fashion-mnist", "mnist", "cifar10", "cifar100", "folder"];
+
+    /// <summary>
+    /// Loads the train and test splits. <paramref name="directory"/> overrides the default location (required for
+    /// mnist, cifar and folder). A folder data set uses DIR/train and DIR/test (or DIR/val) when present, else a
+    /// seeded 10% hold-out of DIR; its images are resized to <paramref name="imageSize"/> with <paramref name="channels"/> channels.
+    /// </summary>
+    public static (IImageDataset Train, IImageDataset Test, DataInfo Info) Load(string name, string? directory, int seed = 0,
+        int imageSize = 32, int channels = 3)
+    {
+        switch (name.ToLowerInvariant())
+        {
+            case "fashion-mnist" or "fmnist":
+            {
+                var train = FashionMnist.Load(directory, train: true);
+                var test = FashionMnist.Load(directory, train: false);
+                return (train, test, new DataInfo("fashion-mnist", train.ClassNames, 1, 28, 28, [0.2860f], [0.3530f]));
+            }
+            case "mnist":
+            {
+                string dir = directory ?? throw new DataSetException("mnist: give the folder with the four IDX files with --data DIR");
+                var train = Mnist.Load(dir, train: true);
+                var test = Mnist.Load(dir, train: false);
+                return (train, test, new DataInfo("mnist", train.ClassNames, 1, 28, 28, [0.1307f], [0.3081f]));
+            }
+            case "cifar10" or "cifar-10":
+            {
+                string dir = directory ?? throw new DataSetException("cifar10: give the folder with data_batch_1.bin … test_batch.bin with --data DIR");
+                var train = Cifar.Load10(dir, train: true);
+                return (train, Cifar.Load10(dir, train: false), new DataInfo("cifar10", train.ClassNames, 3, 32, 32, [0.4914f, 0.4822f, 0.4465f], [0.2470f, 0.2435f, 0.2616f]));
+            }
+            case "cifar100" or "cifar-100":
+            {
+                string dir = directory ?? throw new DataSetException("cifar100: give the folder with train.bin and test.bin with --data DIR");
+                var train = Cifar.Load100(dir, train: true);
+                return (train, Cifar.Load100(dir, train: false), new DataInfo("cifar100", train.ClassNames, 3, 32, 32, [0.5071f, 0.4865f, 0.4409f], [0.2673f, 0.2564f, 0.2762f]));
+            }
+            case "folder":
+            {
+                string dir = directory ?? throw new DataSetException("folder: give the image folder (one sub-folder per class) with --data DIR");
+                IImageDataset train, test;
+                string trainDir = Path.Combine(dir, "train");
+                string? testDir = new[] { "test", "val" }.Select(s => Path.Combine(dir, s)).FirstOrDefault(Directory.Exists);
+                if (Directory.Exists(trainDir) && testDir is not null)
+                {
+                    train = new ImageFolderDataset(trainDir, imageSize, channels);
+                    test = new ImageFolderDataset(testDir, imageSize, channels);
+                }
+                else
+                {
+                    var all = new ImageFolderDataset(dir, imageSize, channels);
+                    var order = Enumerable.Range(0, all.Count).ToArray();
+                    new Random(seed).Shuffle(order);
+                    int nTest = Math.Max(1, all.Count / 10);
+                    test = new SubsetDataset(all, order[..nTest].Order().ToArray());
+                    train = new SubsetDataset(all, order[nTest..].Order().ToArray());
+                }
+                var mean = Enumerable.Repeat(0.5f, channels).ToArray();
+                var std = Enumerable.Repeat(0.5f, channels).ToArray();
+                return (train, test, new DataInfo("folder", train.ClassNames, channels, imageSize, imageSize, mean, std));
+            }
+            default:
+                throw new DataSetException($"unknown data set '{name}' (known: {string.Join(", ", Names)})");
+        }
+    }
+
+    /// <summary>The first <paramref name="limit"/> samples (or all), for quick runs.</summary>
+    public static IImageDataset Limit(IImageDataset data, int? limit) =>
+        limit is int n && n < data.Count ? new SubsetDataset(data, Enumerable.Range(0, n).ToArray()) : data;
+}

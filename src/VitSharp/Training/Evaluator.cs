@@ -1,0 +1,64 @@
+using VitSharp.Data;
+using VitSharp.NN;
+
+namespace VitSharp.Training;
+
+/// <summary>Accuracy, per-class accuracy, confusion matrix (rows = true class, columns = predicted) and mean loss.</summary>
+public sealed record EvalResult(double Accuracy, double[] PerClass, int[,] Confusion, double Loss, int Count, IReadOnlyList<string> ClassNames);
+
+/// <summary>Runs a classifier over a data set without gradients.</summary>
+public static class Evaluator
+{
+    /// <summary>Evaluates <paramref name="model"/> (switched to eval mode) on <paramref name="data"/> preprocessed by <paramref name="transform"/>.</summary>
+    public static EvalResult Evaluate(Module model, IImageDataset data, ITransform? transform, int batchSize = 256,
+        CancellationToken cancel = default)
+    {
+        bool wasTraining = model.Training;
+        model.Eval();
+        int k = data.NumClasses;
+        var confusion = new int[k, k];
+        double lossSum = 0;
+        int count = 0;
+        try
+        {
+            var loader = new DataLoader(data, batchSize, shuffle: false, seed: 0, transform);
+            using var noGrad = Autograd.NoGrad();
+            foreach (var batch in loader.Epoch(0))
+            {
+                cancel.ThrowIfCancellationRequested();
+                using var scope = TensorScope.Begin();
+                var logits = model.Forward(batch.Images);
+                lossSum += F.CrossEntropy(logits, batch.Labels).Item() * batch.Count;
+                var predicted = ArgMax(logits);
+                for (int i = 0; i < batch.Count; i++) confusion[batch.Labels[i], predicted[i]]++;
+                count += batch.Count;
+            }
+        }
+        finally { model.Train(wasTraining); }
+        var perClass = new double[k];
+        int correct = 0;
+        for (int c = 0; c < k; c++)
+        {
+            int total = 0;
+            for (int p = 0; p < k; p++) total += confusion[c, p];
+            perClass[c] = total == 0 ? double.NaN : (double)confusion[c, c] / total;
+            correct += confusion[c, c];
+        }
+        return new EvalResult(count == 0 ? double.NaN : (double)correct / count, perClass, confusion, count == 0 ? double.NaN : lossSum / count, count, data.ClassNames);
+    }
+
+    /// <summary>Index of the largest logit in each row of [B, K].</summary>
+    public static int[] ArgMax(Tensor logits)
+    {
+        int b = logits.Dim(0), k = logits.Dim(1);
+        var result = new int[b];
+        var d = logits.Data;
+        for (int i = 0; i < b; i++)
+        {
+            int best = 0;
+            for (int j = 1; j < k; j++) if (d[i * k + j] > d[i * k + best]) best = j;
+            result[i] = best;
+        }
+        return result;
+    }
+}

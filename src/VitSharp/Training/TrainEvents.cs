@@ -1,0 +1,21 @@
+namespace VitSharp.Training;
+
+/// <summary>Something a training run reports while it works.</summary>
+public abstract record TrainEvent;
+
+/// <summary>Progress inside an epoch (sent every few steps).</summary>
+public sealed record StepProgress(int Epoch, int Epochs, int Batch, int Batches, long Step, double Loss, double Accuracy,
+    double ImagesPerSecond, TimeSpan Elapsed, TimeSpan Remaining, float LearningRate) : TrainEvent;
+
+/// <summary>One finished epoch (what metrics.jsonl records).</summary>
+public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy,
+    double Seconds, double ImagesPerSecond, float LearningRate) : TrainEvent;
+
+/// <summary>A message for the person watching (checkpoint written, resumed, …).</summary>
+public sealed record TrainMessage(string Text) : TrainEvent;
+
+/// <summary>The outcome of a run.</summary>
+public sealed record TrainResult(string CheckpointPath, IReadOnlyList<EpochMetrics> History, bool Interrupted, EvalResult? FinalEvaluation);
+
+/// <summary>The loss became NaN or infinite; the run stopped and kept the last good checkpoint.</summary>
+public sealed class NonFiniteLossException(string message) : Exception(message);

@@ -1,0 +1,68 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace VitSharp.Training;
+
+/// <summary>Options of a training run (<c>vit train</c>); the defaults train the Fashion-MNIST model.</summary>
+public sealed record TrainOptions
+{
+    /// <summary>Model preset (its image size, channels and class count follow the data set).</summary>
+    public string Model { get; init; } = "vit-fmnist";
+    /// <summary>Data set name (see <see cref="DataSets.Names"/>).</summary>
+    public string Dataset { get; init; } = "fashion-mnist";
+    /// <summary>Data directory (null: the data set's default location).</summary>
+    public string? DataDir { get; init; }
+    /// <summary>Image side for folder data sets.</summary>
+    public int ImageSize { get; init; } = 32;
+    /// <summary>Channels for folder data sets.</summary>
+    public int Channels { get; init; } = 3;
+    /// <summary>Passes over the training set.</summary>
+    public int Epochs { get; init; } = 5;
+    /// <summary>Images per optimizer step.</summary>
+    public int BatchSize { get; init; } = 128;
+    /// <summary>Peak learning rate (AdamW).</summary>
+    public float LearningRate { get; init; } = 2e-3f;
+    /// <summary>Final learning rate of the cosine decay.</summary>
+    public float MinLearningRate { get; init; } = 1e-5f;
+    /// <summary>Decoupled weight decay (AdamW).</summary>
+    public float WeightDecay { get; init; } = 0.05f;
+    /// <summary>Linear warm-up length in epochs (may be fractional).</summary>
+    public float WarmupEpochs { get; init; } = 0.5f;
+    /// <summary>Label smoothing of the cross-entropy.</summary>
+    public float LabelSmoothing { get; init; } = 0.1f;
+    /// <summary>Global gradient-norm clip (0 = off).</summary>
+    public float ClipGradNorm { get; init; } = 1f;
+    /// <summary>Random shift by up to this many pixels (0 = off).</summary>
+    public int ShiftPixels { get; init; } = 2;
+    /// <summary>Random horizontal flips.</summary>
+    public bool Flip { get; init; } = true;
+    /// <summary>Seed of initialisation, shuffling, augmentation and dropout.</summary>
+    public int Seed { get; init; }
+    /// <summary>Use only the first N training images (quick runs, tests).</summary>
+    public int? TrainLimit { get; init; }
+    /// <summary>Use only the first N test images.</summary>
+    public int? TestLimit { get; init; }
+    /// <summary>Output folder: checkpoint, metrics, plot.</summary>
+    public string OutDir { get; init; } = Path.Combine("runs", "vit-fmnist");
+
+    /// <summary>Checks the values; throws an <see cref="ArgumentException"/> naming the bad one.</summary>
+    public void Validate()
+    {
+        if (Epochs < 1) throw new ArgumentException($"epochs must be ≥ 1, got {Epochs}");
+        if (BatchSize < 1) throw new ArgumentException($"batch size must be ≥ 1, got {BatchSize}");
+        if (!(LearningRate > 0)) throw new ArgumentException($"learning rate must be > 0, got {LearningRate}");
+        if (WeightDecay < 0) throw new ArgumentException($"weight decay must be ≥ 0, got {WeightDecay}");
+        if (LabelSmoothing < 0 || LabelSmoothing >= 1) throw new ArgumentException($"label smoothing must lie in [0, 1), got {LabelSmoothing}");
+        if (WarmupEpochs < 0) throw new ArgumentException($"warm-up must be ≥ 0 epochs, got {WarmupEpochs}");
+        if (ShiftPixels < 0) throw new ArgumentException($"shift must be ≥ 0 pixels, got {ShiftPixels}");
+        if (TrainLimit is < 1 || TestLimit is < 1) throw new ArgumentException("train and test limits must be ≥ 1");
+    }
+
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    /// <summary>As JSON (snake_case keys) for checkpoints.</summary>
+    public JsonObject ToJson() => (JsonObject)JsonSerializer.SerializeToNode(this, Json)!;
+
+    /// <summary>From checkpoint JSON.</summary>
+    public static TrainOptions FromJson(JsonObject json) => json.Deserialize<TrainOptions>(Json)!;
+}
