@@ -11,6 +11,8 @@ root="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 packages=(
     libopenblas0-pthread     # BLAS path for GEMM (OpenBLAS, pthreads)
     dataset-fashion-mnist    # Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) for training
+    libspng0                 # PNG decoding and encoding (image folders, predict, attention maps)
+    libturbojpeg0            # JPEG decoding (image folders, predict)
 )
 
 say() { echo "setup: $*" >&2; }
