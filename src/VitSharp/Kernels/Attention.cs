@@ -6,7 +6,7 @@ namespace VitSharp.Kernels;
 /// <summary>
 /// Scaled dot-product attention per (batch, head), fused so that one head's scores stay in cache:
 /// P = softmax(scale · Q·Kᵀ), O = P·V. Legend: B batch, H heads, N query tokens, M key tokens, D head dim,
-/// G = B·H groups. Parallel over groups.
+/// G = B·H groups. Parallel over groups on the GEMM's worker threads.
 /// </summary>
 public static class AttentionKernel
 {
@@ -95,8 +95,9 @@ public static class AttentionKernel
 
     private static void Run(int groups, long flopsPerGroup, Action<int> body)
     {
+        // The GEMM's worker pool: no second set of threads competing with its spinning worker for two cores.
         if (groups > 1 && flopsPerGroup * groups > 200_000)
-            Parallel.For(0, groups, body);
+            GemmWorkers.For(groups, body);
         else
             for (int g = 0; g < groups; g++) body(g);
     }

@@ -79,7 +79,7 @@ public static class ModelFactory
         public float Float(string name, float fallback)
         {
             var n = Get(name, false);
-            return n is null ? fallback : Convert(name, n, x => (float)x.GetValue<double>(), "a number");
+            return n is null ? fallback : Convert(name, n, x => float.Parse(x.AsValue().ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), "a number");
         }
 
         /// <summary>A string argument.</summary>
