@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -40,16 +41,34 @@ public static class GeluKernel
     /// <summary>dx += dy · (Φ(x) + x·φ(x)).</summary>
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
     {
+        // φ(x) = exp(−x²/2)/√(2π) goes through TensorPrimitives.Exp in blocks that stay in L1.
+        const int Block = 512;
+        Span<float> pdf = stackalloc float[Block];
+        for (int start = 0; start < x.Length; start += Block)
+        {
+            int n = Math.Min(Block, x.Length - start);
+            var xs = x.Slice(start, n);
+            var p = pdf[..n];
+            TensorPrimitives.Multiply(xs, xs, p);
+            TensorPrimitives.Multiply(p, -0.5f, p);
+            TensorPrimitives.Exp(p, p);
+            BackwardBlock(dy.Slice(start, n), xs, p, dx.Slice(start, n));
+        }
+    }
+
+    private static void BackwardBlock(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> expTerm, Span<float> dx)
+    {
         int i = 0;
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float gr = ref MemoryMarshal.GetReference(dy);
+        ref float er = ref MemoryMarshal.GetReference(expTerm);
         ref float dr = ref MemoryMarshal.GetReference(dx);
         if (Vector512.IsHardwareAccelerated)
             for (; i <= x.Length - 16; i += 16)
             {
                 var v = Vector512.LoadUnsafe(ref xr, (nuint)i);
                 var cdf = (Vector512<float>.One + Erf(v * InvSqrt2)) * 0.5f;
-                var pdf = Vector512.Exp(v * v * -0.5f) * InvSqrt2Pi;
+                var pdf = Vector512.LoadUnsafe(ref er, (nuint)i) * InvSqrt2Pi;
                 var d = Vector512.LoadUnsafe(ref dr, (nuint)i) + Vector512.LoadUnsafe(ref gr, (nuint)i) * (cdf + v * pdf);
                 d.StoreUnsafe(ref dr, (nuint)i);
             }
@@ -58,16 +77,15 @@ public static class GeluKernel
             {
                 var v = Vector256.LoadUnsafe(ref xr, (nuint)i);
                 var cdf = (Vector256<float>.One + Erf(v * InvSqrt2)) * 0.5f;
-                var pdf = Vector256.Exp(v * v * -0.5f) * InvSqrt2Pi;
+                var pdf = Vector256.LoadUnsafe(ref er, (nuint)i) * InvSqrt2Pi;
                 var d = Vector256.LoadUnsafe(ref dr, (nuint)i) + Vector256.LoadUnsafe(ref gr, (nuint)i) * (cdf + v * pdf);
                 d.StoreUnsafe(ref dr, (nuint)i);
             }
         for (; i < x.Length; i++)
         {
             float v = x[i];
-            float cdf = 0.5f * (1f + Erf(v * InvSqrt2));
-            float pdf = InvSqrt2Pi * MathF.Exp(-0.5f * v * v);
-            dx[i] += dy[i] * (cdf + v * pdf);
+            float cdf = (1f + Erf(v * InvSqrt2)) * 0.5f;
+            dx[i] += dy[i] * (cdf + v * (expTerm[i] * InvSqrt2Pi));
         }
     }
 

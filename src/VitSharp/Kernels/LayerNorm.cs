@@ -30,7 +30,7 @@ public static class LayerNormKernel
 
     /// <summary>
     /// Backward pass; accumulates into <paramref name="dx"/> [R, C], <paramref name="dweight"/> and
-    /// <paramref name="dbias"/> [C]. <paramref name="scratch"/> needs C elements.
+    /// <paramref name="dbias"/> [C]. <paramref name="scratch"/> needs 2·C elements.
     /// </summary>
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> weight,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, int rows, int cols,
@@ -47,18 +47,14 @@ public static class LayerNormKernel
             if (!dbias.IsEmpty) TensorPrimitives.Add(dbias, dyr, dbias);
             if (!dweight.IsEmpty) TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dweight, dweight);
             if (dx.IsEmpty) continue;
-            // g = dy·w; dx = s·(g − mean(g) − xhat·mean(g·xhat))
-            float sumG = 0, sumGX = 0;
-            for (int c = 0; c < cols; c++)
-            {
-                float g = dyr[c] * weight[c];
-                sumG += g;
-                sumGX += g * xhat[c];
-            }
-            float mg = sumG / cols, mgx = sumGX / cols;
+            // g = dy·w; dx += s·(g − mean(g) − xhat·mean(g·xhat)), all in vector passes over the row.
+            var g = scratch.Slice(cols, cols);
+            TensorPrimitives.Multiply(dyr, weight, g);
+            float mg = TensorPrimitives.Sum(g) / cols, mgx = TensorPrimitives.Dot(g, xhat) / cols;
+            TensorPrimitives.MultiplyAdd(xhat, -mgx, g, g);
+            TensorPrimitives.Subtract(g, mg, g);
             var dxr = dx.Slice(r * cols, cols);
-            for (int c = 0; c < cols; c++)
-                dxr[c] += s * (dyr[c] * weight[c] - mg - xhat[c] * mgx);
+            TensorPrimitives.MultiplyAdd(g, s, dxr, dxr);
         }
     }
 }

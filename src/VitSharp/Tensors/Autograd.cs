@@ -46,6 +46,7 @@ public static class Autograd
     /// <summary>Attaches a backward node to <paramref name="output"/> when any input requires a gradient.</summary>
     internal static Tensor Record(Tensor output, string name, Tensor[] inputs, Action<Tensor> backward)
     {
+        OpProfiler.Forward(name);
         if (!Needs(inputs)) return output;
         output.RequiresGrad = true;
         output.Creator = new Node(name, inputs, backward);
@@ -94,7 +95,12 @@ public sealed partial class Tensor
             var node = t.Creator;
             if (node is null) continue;
             var grad = t.Grad;
-            if (grad is not null) node.Backward(t);
+            if (grad is not null)
+            {
+                long start = OpProfiler.Start();
+                node.Backward(t);
+                OpProfiler.Backward(node.Name, start);
+            }
             // Release the graph and non-leaf gradients as in PyTorch (retain_graph=False); a pooled
             // gradient goes back to the pool at once, which lowers the peak memory of a step.
             t.Creator = null;

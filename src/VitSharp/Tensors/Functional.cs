@@ -53,7 +53,7 @@ public static class F
             Span<float> dx = x.RequiresGrad ? x.GradSpan() : default;
             Span<float> dw = weight.RequiresGrad ? weight.GradSpan() : default;
             Span<float> db = bias.RequiresGrad ? bias.GradSpan() : default;
-            var scratch = TensorScope.Allocate(c, clear: false);
+            var scratch = TensorScope.Allocate(2 * c, clear: false);
             Kernels.LayerNormKernel.Backward(r.Grad!.Data, x.Data, weight.Data, mean, rstd, rows, c, dx, dw, db, scratch);
         });
     }
