@@ -49,8 +49,9 @@ public static class Cifar
         foreach (var dir in new[] { directory, Path.Combine(directory, subfolder) })
             if (files.All(f => File.Exists(Path.Combine(dir, f)))) return dir;
         var missing = files.Where(f => !File.Exists(Path.Combine(directory, f))).ToArray();
+        string what = missing.Length == files.Length ? "" : $"missing {string.Join(", ", missing)}; ";
         throw new DataSetException(
-            $"{name} not found in {directory}: missing {string.Join(", ", missing)}; expected {string.Join(", ", files)} (the binary version) in it or in {subfolder}/ under it");
+            $"{name} not found in {directory}: {what}expected {string.Join(", ", files)} (the binary version) in it or in {subfolder}/ under it");
     }
 
     /// <summary>Reads one name per non-empty line, or null when the file is absent or holds the wrong number of names.</summary>

@@ -16,6 +16,7 @@ namespace VitSharp.Data;
 /// </remarks>
 public sealed class DataLoader
 {
+    private static int _activeWorkers;
     private readonly IImageDataset _dataset;
     private readonly ITransform? _transform;
     private readonly int _prefetch;
@@ -56,6 +57,9 @@ public sealed class DataLoader
 
     /// <summary>Whether a smaller last batch is dropped.</summary>
     public bool DropLast { get; }
+
+    /// <summary>Background threads of all loaders still running (for tests and diagnostics).</summary>
+    internal static int ActiveWorkers => Volatile.Read(ref _activeWorkers);
 
     /// <summary>Batches per epoch.</summary>
     public int BatchCount => DropLast ? _dataset.Count / BatchSize : (_dataset.Count + BatchSize - 1) / BatchSize;
@@ -101,38 +105,111 @@ public sealed class DataLoader
         return Build(Order(epoch), epoch, batchIndex, new SampleRandom());
     }
 
-    private IEnumerable<Batch> Run(int epoch)
+    private IEnumerable<Batch> Run(int epoch) => new EpochBatches(this, epoch);
+
+    /// <summary>The batches of one epoch; each enumeration starts its own background thread on the first MoveNext.</summary>
+    private sealed class EpochBatches(DataLoader loader, int epoch) : IEnumerable<Batch>
     {
-        int batches = BatchCount;
-        if (batches == 0) yield break;
-        int[] order = Order(epoch);
-        using var queue = new BlockingCollection<Batch>(_prefetch);
-        using var cts = new CancellationTokenSource();
-        CancellationToken token = cts.Token;
-        Exception? error = null;
-        var worker = new Thread(() =>
+        public IEnumerator<Batch> GetEnumerator() => new EpochEnumerator(loader, epoch);
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
+    /// <summary>
+    /// Hands out the prefetched batches. Dispose stops and joins the worker; an enumerator abandoned without
+    /// Dispose stops it from its finalizer (the worker holds no reference to the enumerator, so it can be collected).
+    /// </summary>
+    private sealed class EpochEnumerator(DataLoader loader, int epoch) : IEnumerator<Batch>
+    {
+        private Prefetcher? _prefetcher;
+        private Batch? _current;
+        private bool _finished;
+
+        public Batch Current => _current ?? throw new InvalidOperationException("MoveNext has not returned true");
+
+        object System.Collections.IEnumerator.Current => Current;
+
+        public bool MoveNext()
         {
+            if (_finished) return false;
+            _prefetcher ??= new Prefetcher(loader, epoch);
+            if (_prefetcher.Queue.TryTake(out var batch, Timeout.Infinite))
+            {
+                _current = batch;
+                return true;
+            }
+            _finished = true;
+            _current = null;
+            Exception? error = _prefetcher.Error;
+            Dispose();
+            if (error is not null) ExceptionDispatchInfo.Throw(error);
+            return false;
+        }
+
+        public void Reset() => throw new NotSupportedException("call DataLoader.Epoch again");
+
+        public void Dispose()
+        {
+            _finished = true;
+            var p = Interlocked.Exchange(ref _prefetcher, null);
+            p?.Stop(join: true);
+            GC.SuppressFinalize(this);
+        }
+
+        ~EpochEnumerator() => _prefetcher?.Stop(join: false);
+    }
+
+    /// <summary>The background thread and its bounded queue of finished batches.</summary>
+    private sealed class Prefetcher
+    {
+        private readonly DataLoader _loader;
+        private readonly int _epoch;
+        private readonly int[] _order;
+        private readonly CancellationTokenSource _cts = new();
+        private readonly Thread _thread;
+
+        public Prefetcher(DataLoader loader, int epoch)
+        {
+            _loader = loader;
+            _epoch = epoch;
+            _order = loader.Order(epoch);
+            Queue = new BlockingCollection<Batch>(loader._prefetch);
+            _thread = new Thread(Produce) { IsBackground = true, Name = $"VitSharp DataLoader epoch {epoch}" };
+            Interlocked.Increment(ref _activeWorkers);
+            _thread.Start();
+        }
+
+        public BlockingCollection<Batch> Queue { get; }
+
+        /// <summary>The exception that stopped the worker, if any (read after the queue completes).</summary>
+        public Exception? Error { get; private set; }
+
+        private void Produce()
+        {
+            CancellationToken token = _cts.Token;
             try
             {
                 var rng = new SampleRandom();
+                int batches = _loader.BatchCount;
                 for (int b = 0; b < batches && !token.IsCancellationRequested; b++)
-                    queue.Add(Build(order, epoch, b, rng), token);
+                    Queue.Add(_loader.Build(_order, _epoch, b, rng), token);
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested) { }
-            catch (Exception e) { error = e; }
-            finally { queue.CompleteAdding(); }
-        })
-        { IsBackground = true, Name = "VitSharp DataLoader" };
-        worker.Start();
-        try
-        {
-            foreach (var batch in queue.GetConsumingEnumerable()) yield return batch;
-            if (error is not null) ExceptionDispatchInfo.Throw(error);
+            catch (Exception e) { Error = e; }
+            finally
+            {
+                Queue.CompleteAdding();
+                Interlocked.Decrement(ref _activeWorkers);
+            }
         }
-        finally
+
+        public void Stop(bool join)
         {
-            cts.Cancel();
-            worker.Join();
+            try { _cts.Cancel(); } catch (ObjectDisposedException) { }
+            if (!join) return;
+            _thread.Join();
+            _cts.Dispose();
+            Queue.Dispose();
         }
     }
 

@@ -10,6 +10,27 @@ public static unsafe class ImageEncoder
     public static void SavePng(string path, byte[] pixels, int width, int height, int channels) =>
         File.WriteAllBytes(path, EncodePng(pixels, width, height, channels, path));
 
+    /// <summary>
+    /// Saves a C×H×W float image (C = 1 or 3, values in [0, 1], clamped; e.g. a tensor slice or an attention
+    /// map) as an 8-bit PNG: byte = round(255·v).
+    /// </summary>
+    /// <exception cref="DataSetException">libspng is missing or encoding fails.</exception>
+    public static void SavePngFromChw(string path, ReadOnlySpan<float> chw, int channels, int height, int width)
+    {
+        if (channels is not (1 or 3)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "1 or 3 channels");
+        if (width <= 0 || height <= 0) throw new ArgumentException($"image size {width}×{height} must be positive");
+        int plane = height * width;
+        if (chw.Length != plane * channels) throw new ArgumentException($"{chw.Length} floats do not hold a {channels}×{height}×{width} image");
+        var hwc = new byte[plane * channels];
+        for (int k = 0; k < channels; k++)
+            for (int p = 0; p < plane; p++)
+            {
+                float v = chw[k * plane + p];
+                hwc[p * channels + k] = (byte)MathF.Round(255f * (float.IsNaN(v) ? 0f : Math.Clamp(v, 0f, 1f)));
+            }
+        SavePng(path, hwc, width, height, channels);
+    }
+
     /// <summary>Encodes H×W×C bytes (C = 1, 2, 3 or 4) as PNG file contents.</summary>
     /// <exception cref="DataSetException">libspng is missing or encoding fails.</exception>
     public static byte[] EncodePng(byte[] pixels, int width, int height, int channels, string name = "PNG")

@@ -77,4 +77,38 @@ public static class Dataset
         for (int i = 0; i < dataset.Count; i++) counts[dataset.Label(i)]++;
         return counts;
     }
+
+    /// <summary>
+    /// Per-channel mean and (population) standard deviation of the pixel values in [0, 1] over the whole data
+    /// set — the numbers <see cref="Normalize"/> expects (Fashion-MNIST train: 0.2860, 0.3530).
+    /// </summary>
+    public static (float[] Mean, float[] Std) ChannelMeanStd(this IImageDataset dataset)
+    {
+        ArgumentNullException.ThrowIfNull(dataset);
+        int c = dataset.Channels, plane = dataset.Height * dataset.Width;
+        var sum = new double[c];
+        var sq = new double[c];
+        var buf = new float[c * plane];
+        for (int i = 0; i < dataset.Count; i++)
+        {
+            dataset.ReadPixels(i, buf);
+            for (int k = 0; k < c; k++)
+            {
+                double s = 0, s2 = 0;
+                foreach (float v in buf.AsSpan(k * plane, plane)) { s += v; s2 += (double)v * v; }
+                sum[k] += s;
+                sq[k] += s2;
+            }
+        }
+        double n = (double)dataset.Count * plane;
+        var mean = new float[c];
+        var std = new float[c];
+        for (int k = 0; k < c; k++)
+        {
+            double m = n > 0 ? sum[k] / n : 0;
+            mean[k] = (float)m;
+            std[k] = (float)Math.Sqrt(n > 0 ? Math.Max(sq[k] / n - m * m, 0) : 0);
+        }
+        return (mean, std);
+    }
 }

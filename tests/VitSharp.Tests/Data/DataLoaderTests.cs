@@ -3,6 +3,11 @@ using VitSharp.Data;
 
 namespace VitSharp.Tests.Data;
 
+/// <summary>Runs alone: the tests count the live loader threads of the whole process.</summary>
+[CollectionDefinition(nameof(DataLoaderTests), DisableParallelization = true)]
+public sealed class DataLoaderCollection;
+
+[Collection(nameof(DataLoaderTests))]
 public sealed class DataLoaderTests
 {
     /// <summary>N grey 4×4 images; pixel k of image i is (i + k) mod 256; label i mod 3.</summary>
@@ -121,13 +126,16 @@ public sealed class DataLoaderTests
             foreach (var b in loader.Epoch(rep))
             {
                 Assert.Equal(4, b.Count);
+                Assert.Equal(1, DataLoader.ActiveWorkers);
                 break;
             }
+            Assert.Equal(0, DataLoader.ActiveWorkers);
             using (var e = loader.Epoch(rep).GetEnumerator())
             {
                 Assert.True(e.MoveNext());
                 Assert.True(e.MoveNext());
             }
+            Assert.Equal(0, DataLoader.ActiveWorkers);
         }
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10));
         // The worker was joined: it reads nothing after the enumerators were disposed.
@@ -135,6 +143,46 @@ public sealed class DataLoaderTests
         Thread.Sleep(50);
         Assert.Equal(reads, ds.Reads);
         Assert.True(reads < 200, $"{reads} samples read for 15 consumed batches");
+    }
+
+    [Fact]
+    public void AnEnumeratorAbandonedWithoutDisposeIsStoppedByTheGc()
+    {
+        var ds = new SlowDataset(Synthetic(2000));
+        var loader = new DataLoader(ds, 4, false, 0, null, prefetch: 1);
+        StartAndAbandon(loader);
+        Assert.Equal(1, DataLoader.ActiveWorkers);
+        var sw = Stopwatch.StartNew();
+        while (DataLoader.ActiveWorkers > 0 && sw.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            Thread.Sleep(10);
+        }
+        Assert.Equal(0, DataLoader.ActiveWorkers);
+        int reads = ds.Reads;
+        Thread.Sleep(100);
+        Assert.Equal(reads, ds.Reads);
+        Assert.True(reads < 100, $"{reads} samples read");
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        static void StartAndAbandon(DataLoader l)
+        {
+            var e = l.Epoch(0).GetEnumerator();
+            Assert.True(e.MoveNext());
+        }
+    }
+
+    [Fact]
+    public void EnumeratingTwiceGivesTheSameBatchesAndEmptyDatasetsWork()
+    {
+        var ds = Synthetic(30);
+        var epoch = new DataLoader(ds, 7, true, 3, Augment).Epoch(4);
+        var a = epoch.Select(b => b.Images.Data).ToList();
+        var b = epoch.Select(b => b.Images.Data).ToList();
+        Assert.Equal(a, b);
+        Assert.Empty(new DataLoader(Synthetic(0), 4, true, 0, null).Epoch(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DataLoader(ds, 0, true, 0, null));
     }
 
     [Fact]
@@ -146,6 +194,7 @@ public sealed class DataLoaderTests
         var e = Assert.Throws<DataSetException>(() => { foreach (var _ in loader.Epoch(0)) got++; });
         Assert.Contains("sample 25", e.Message);
         Assert.Equal(2, got);
+        Assert.Equal(0, DataLoader.ActiveWorkers);
     }
 
     /// <summary>Wraps a data set, counting reads, sleeping a little per read and optionally failing.</summary>

@@ -48,5 +48,8 @@ public sealed class FashionMnistTests
         byte[] labels = Head("train-labels-idx1-ubyte.gz", 8 + 50);
         for (int i = 0; i < 50; i++) Assert.Equal(labels[8 + i], ds.Label(i));
         Assert.All(ds.ClassCounts(), c => Assert.Equal(6000, c));
+        var (mean, std) = ds.ChannelMeanStd();
+        Assert.Equal(0.2860, mean[0], 3);
+        Assert.Equal(0.3530, std[0], 3);
     }
 }

@@ -110,6 +110,17 @@ public sealed class ImageDecoderTests : IDisposable
         Assert.Equal(expected.Pixels, back.Pixels);
     }
 
+    [Fact]
+    public void SavePngFromChwRoundsAndClamps()
+    {
+        float[] chw = [0f, 0.5f, 1f, 2f, -1f, 0.2f, /* G */ 0, 0, 0, 0, 0, 1, /* B */ 1, 1, 1, 1, 1, 0];
+        string path = _tmp.File("chw.png");
+        ImageEncoder.SavePngFromChw(path, chw, 3, 2, 3);
+        var img = ImageDecoder.Decode(path);
+        Assert.Equal((3, 2, 3), (img.Width, img.Height, img.Channels));
+        Assert.Equal(new byte[] { 0, 0, 255, 128, 0, 255, 255, 0, 255, 255, 0, 255, 0, 0, 255, 51, 255, 0 }, img.Pixels);
+    }
+
     [Theory]
     [InlineData(3)]
     [InlineData(1)]
