@@ -47,14 +47,29 @@ public static class F
         var y = Tensor.Empty(x.Shape);
         var mean = TensorScope.Allocate(rows, clear: false);
         var rstd = TensorScope.Allocate(rows, clear: false);
-        Kernels.LayerNormKernel.Forward(x.Data, weight.Data, bias.Data, rows, c, eps, mean, rstd, y.Data);
+        float[] xd = x.Data, yd = y.Data, wd = weight.Data, bd = bias.Data;
+        int chunks = Parallel2.Chunks(rows, c);
+        Parallel2.For(rows, chunks, (_, r0, n) => LayerNormKernel.Forward(xd.AsSpan(r0 * c, n * c), wd, bd, n, c, eps,
+            mean.AsSpan(r0, n), rstd.AsSpan(r0, n), yd.AsSpan(r0 * c, n * c)));
         return Autograd.Record(y, "layer_norm", [x, weight, bias], r =>
         {
-            Span<float> dx = x.RequiresGrad ? x.GradSpan() : default;
-            Span<float> dw = weight.RequiresGrad ? weight.GradSpan() : default;
-            Span<float> db = bias.RequiresGrad ? bias.GradSpan() : default;
-            var scratch = TensorScope.Allocate(2 * c, clear: false);
-            Kernels.LayerNormKernel.Backward(r.Grad!.Data, x.Data, weight.Data, mean, rstd, rows, c, dx, dw, db, scratch);
+            float[]? dx = x.RequiresGrad ? x.Grad0() : null;
+            bool needW = weight.RequiresGrad, needB = bias.RequiresGrad;
+            // Each chunk accumulates its weight and bias gradients into its own partial; partials are summed in chunk order.
+            var scratch = TensorScope.Allocate(chunks * 4 * c, clear: true);
+            var g = r.Grad!.Data;
+            Parallel2.For(rows, chunks, (k, r0, n) =>
+            {
+                var part = scratch.AsSpan(k * 4 * c, 4 * c);
+                LayerNormKernel.Backward(g.AsSpan(r0 * c, n * c), xd.AsSpan(r0 * c, n * c), wd, mean.AsSpan(r0, n), rstd.AsSpan(r0, n), n, c,
+                    dx is null ? default : dx.AsSpan(r0 * c, n * c), needW ? part[..c] : default, needB ? part.Slice(c, c) : default, part[(2 * c)..]);
+            });
+            for (int k = 0; k < chunks; k++)
+            {
+                var part = scratch.AsSpan(k * 4 * c, 4 * c);
+                if (needW) TensorPrimitives.Add(weight.GradSpan(), part[..c], weight.GradSpan());
+                if (needB) TensorPrimitives.Add(bias.GradSpan(), part.Slice(c, c), bias.GradSpan());
+            }
         });
     }
 

@@ -179,7 +179,13 @@ public sealed partial class Tensor
     {
         var x = this;
         var result = Empty(_shape);
-        Kernels.GeluKernel.Forward(Data, result.Data);
-        return Autograd.Record(result, "gelu", [x], r => Kernels.GeluKernel.Backward(r.Grad!.Data, x.Data, x.GradSpan()));
+        var xd = Data; var yd = result.Data;
+        int chunks = Kernels.Parallel2.Chunks(xd.Length, 1);
+        Kernels.Parallel2.For(xd.Length, chunks, (_, s, n) => Kernels.GeluKernel.Forward(xd.AsSpan(s, n), yd.AsSpan(s, n)));
+        return Autograd.Record(result, "gelu", [x], r =>
+        {
+            var g = r.Grad!.Data; x.GradSpan(); var dx = x.Grad!.Data;
+            Kernels.Parallel2.For(xd.Length, chunks, (_, s, n) => Kernels.GeluKernel.Backward(g.AsSpan(s, n), xd.AsSpan(s, n), dx.AsSpan(s, n)));
+        });
     }
 }
