@@ -94,10 +94,18 @@ public abstract class Module
     /// <summary>Sets evaluation mode (dropout off) on this module and every descendant.</summary>
     public Module Eval() => Train(false);
 
-    /// <summary>Clears the gradients of all parameters.</summary>
-    public void ZeroGrad()
+    /// <summary>
+    /// Clears the gradients of all parameters: by default drops them (PyTorch's set_to_none=True, so parameters
+    /// the next loss does not reach get no update); with <paramref name="setToNone"/> false, zeroes the existing
+    /// buffers in place so that a training loop reuses them instead of allocating new ones every step.
+    /// </summary>
+    public void ZeroGrad(bool setToNone = true)
     {
-        foreach (var p in Parameters()) p.Grad = null;
+        foreach (var p in Parameters())
+        {
+            if (setToNone) p.Grad = null;
+            else if (p.Grad is not null) Array.Clear(p.Grad.Data);
+        }
     }
 
     /// <summary>Parameters and buffers under their dotted names (the tensors themselves, not copies).</summary>

@@ -27,8 +27,16 @@ public static class F
         return Autograd.Record(y, "linear", inputs, r =>
         {
             var g = r.Grad!.Data;
-            if (x.RequiresGrad) Gemm.Sgemm(false, false, rows, inF, outF, 1f, g, outF, weight.Data, inF, 1f, x.GradSpan(), inF);
-            if (weight.RequiresGrad) Gemm.Sgemm(true, false, outF, inF, rows, 1f, g, outF, x.Data, inF, 1f, weight.GradSpan(), inF);
+            if (x.RequiresGrad)
+            {
+                var dx = x.GradForWrite(out bool fresh);
+                Gemm.Sgemm(false, false, rows, inF, outF, 1f, g, outF, weight.Data, inF, fresh ? 0f : 1f, dx, inF);
+            }
+            if (weight.RequiresGrad)
+            {
+                var dw = weight.GradForWrite(out bool fresh);
+                Gemm.Sgemm(true, false, outF, inF, rows, 1f, g, outF, x.Data, inF, fresh ? 0f : 1f, dw, inF);
+            }
             if (bias is not null && bias.RequiresGrad)
             {
                 var db = bias.GradSpan();

@@ -80,10 +80,10 @@ public sealed partial class Tensor
             var g = r.Grad!.Data;
             if (same && op is BinOp.Add or BinOp.Sub)
             {
-                if (a.RequiresGrad) TensorPrimitives.Add(a.GradSpan(), g, a.GradSpan());
+                if (a.RequiresGrad) a.AccumulateGrad(g);
                 if (b.RequiresGrad)
                 {
-                    if (op == BinOp.Add) TensorPrimitives.Add(b.GradSpan(), g, b.GradSpan());
+                    if (op == BinOp.Add) b.AccumulateGrad(g);
                     else TensorPrimitives.Subtract(b.GradSpan(), g, b.GradSpan());
                 }
                 return;

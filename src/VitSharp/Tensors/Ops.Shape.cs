@@ -26,7 +26,7 @@ public sealed partial class Tensor
         if (CheckedSize(shape) != Size) throw new ArgumentException($"cannot reshape {ShapeString(_shape)} ({Size} elements) to {ShapeString(shape)}");
         var x = this;
         var result = Scoped(Data, shape);
-        return Autograd.Record(result, "reshape", [x], r => TensorPrimitives.Add(x.GradSpan(), r.Grad!.Data, x.GradSpan()));
+        return Autograd.Record(result, "reshape", [x], r => x.AccumulateGrad(r.Grad!.Data));
     }
 
     /// <summary>Flattens dimensions <paramref name="start"/>..<paramref name="end"/> into one.</summary>

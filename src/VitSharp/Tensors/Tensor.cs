@@ -178,6 +178,26 @@ public sealed partial class Tensor
         return Grad.Data;
     }
 
+    /// <summary>
+    /// A gradient buffer that the caller will fully write (fresh = true, contents arbitrary) or accumulate into
+    /// (fresh = false, an existing gradient): lets backward functions write the first contribution with
+    /// beta = 0 or a copy instead of clearing and adding.
+    /// </summary>
+    internal float[] GradForWrite(out bool fresh)
+    {
+        fresh = Grad is null;
+        Grad ??= Creator is null ? new Tensor(_shape) : Empty(_shape);
+        return Grad.Data;
+    }
+
+    /// <summary>Adds <paramref name="g"/> (same size) to the gradient, copying when it is the first contribution.</summary>
+    internal void AccumulateGrad(ReadOnlySpan<float> g)
+    {
+        var dst = GradForWrite(out bool fresh);
+        if (fresh) g.CopyTo(dst);
+        else System.Numerics.Tensors.TensorPrimitives.Add(dst, g, dst);
+    }
+
     /// <summary>Clears the gradient (sets it to null).</summary>
     public void ZeroGrad() => Grad = null;
 

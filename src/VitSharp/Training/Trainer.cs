@@ -120,7 +120,7 @@ public static class Trainer
                 Dropout.Seed(HashCode.Combine(options.Seed, step));
                 using (var scope = TensorScope.Begin())
                 {
-                    model.ZeroGrad();
+                    model.ZeroGrad(setToNone: false);
                     var logits = model.Forward(b.Images);
                     var loss = F.CrossEntropy(logits, b.Labels, options.LabelSmoothing);
                     float value = loss.Item();
