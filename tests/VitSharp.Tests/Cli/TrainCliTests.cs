@@ -132,6 +132,18 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
         AssertOneLineError(Run("train", "--epochs", "0", "--out", Path.Combine(_dir, "x")), "epochs", "0");
 
     [Fact]
+    public void Train_DivergingLoss_ExitsWith3AndOneLine()
+    {
+        var r = Run("train", "--train-limit", "256", "--test-limit", "64", "--epochs", "1", "--batch-size", "64",
+            "--lr", "1e30", "--warmup-epochs", "0", "--out", Path.Combine(_dir, "nan"));
+        Assert.True(r.Code == 3, $"exit {r.Code}: {r.Err}");
+        var lines = Lines(r.Err);
+        Assert.Single(lines);
+        Assert.StartsWith("vit: error: loss is ", lines[0]);
+        Assert.Contains("training stopped", lines[0]);
+    }
+
+    [Fact]
     public void Train_UnknownPreset_IsAnErrorBeforeLoadingData() =>
         AssertOneLineError(Run("train", "--model", "vit-nope", "--out", Path.Combine(_dir, "x")), "vit-nope");
 
