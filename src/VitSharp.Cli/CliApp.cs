@@ -16,6 +16,10 @@ public static class CliApp
     public const int ExitFailed = 1;
     /// <summary>Exit code: bad input or usage, or an error while running.</summary>
     public const int ExitError = 2;
+    /// <summary>Exit code: training stopped because the loss became NaN or infinite (the last good checkpoint is kept).</summary>
+    public const int ExitNonFinite = 3;
+    /// <summary>Exit code: interrupted by Ctrl-C (128 + SIGINT), after saving what can be resumed.</summary>
+    public const int ExitInterrupted = 130;
 
     /// <summary>Runs the CLI with <paramref name="args"/>, writing to <paramref name="stdout"/> and <paramref name="stderr"/>.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -26,10 +30,13 @@ public static class CliApp
             Recursive = true,
         };
         var context = new CliContext(stdout, stderr);
-        var root = new RootCommand("VitSharp: Vision Transformers on .NET (build, inspect and check models against PyTorch)");
+        var root = new RootCommand("VitSharp: Vision Transformers on .NET (build, inspect and check models against PyTorch; train, evaluate, classify)");
         root.Options.Add(verbose);
         root.Subcommands.Add(SummaryCommand.Create(context));
         root.Subcommands.Add(ParityCommand.Create(context));
+        root.Subcommands.Add(TrainCommand.Create(context));
+        root.Subcommands.Add(EvalCommand.Create(context));
+        root.Subcommands.Add(PredictCommand.Create(context));
 
         ParseResult parsed;
         try { parsed = root.Parse(args); }
@@ -48,7 +55,10 @@ public static class CliApp
     private static bool Debug(bool verbose) =>
         verbose || Environment.GetEnvironmentVariable("VITSHARP_DEBUG") is { Length: > 0 } v && v != "0" && !v.Equals("false", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Writes one <c>vit: error: …</c> line (plus the stack trace when asked) and returns <see cref="ExitError"/>.</summary>
+    /// <summary>
+    /// Writes one <c>vit: error: …</c> line (plus the stack trace when asked) and returns <see cref="ExitError"/>
+    /// (<see cref="ExitNonFinite"/> for a training run whose loss became NaN or infinite).
+    /// </summary>
     internal static int ReportError(Exception e, TextWriter stderr, bool debug)
     {
         while (e is AggregateException { InnerExceptions.Count: 1 } ae) e = ae.InnerException!;
@@ -56,7 +66,7 @@ public static class CliApp
         stderr.WriteLine("vit: error: " + OneLine(Describe(e)));
         if (debug) stderr.WriteLine(e.ToString());
         stderr.Flush();
-        return ExitError;
+        return e is VitSharp.Training.NonFiniteLossException ? ExitNonFinite : ExitError;
     }
 
     private static string Describe(Exception e) => e switch
@@ -64,7 +74,8 @@ public static class CliApp
         // Bad-input exceptions carry messages written for the user.
         VitSharp.IO.SafeTensorsException or VitSharp.Parity.ParityException or VitSharp.Models.ModelConfigException
             or VitSharp.NN.StateDictException or ArgumentException or IOException or UnauthorizedAccessException
-            or System.Text.Json.JsonException or FormatException or InvalidDataException => e.Message,
+            or System.Text.Json.JsonException or FormatException or InvalidDataException
+            or VitSharp.Data.DataSetException or VitSharp.Training.CheckpointException or VitSharp.Training.NonFiniteLossException => e.Message,
         OutOfMemoryException => "out of memory: " + e.Message,
         // Anything else is a bug in VitSharp: say so, with the type, so it can be reported.
         _ => $"internal error ({e.GetType().Name}): {e.Message} (run with --verbose for the stack trace)",
@@ -85,13 +96,16 @@ public sealed class CliContext(TextWriter stdout, TextWriter stderr)
     /// <summary>Standard error.</summary>
     public TextWriter Err { get; } = stderr;
 
+    /// <summary>Whether <see cref="Out"/> is the process's stdout on a real terminal (live displays, colours); false for pipes, files and tests.</summary>
+    public bool IsTerminal => ReferenceEquals(Out, System.Console.Out) && !System.Console.IsOutputRedirected;
+
     /// <summary>A Spectre console over <see cref="Out"/>: colours only on a real terminal; wide when redirected.</summary>
     public IAnsiConsole Console
     {
         get
         {
             if (_console is not null) return _console;
-            bool terminal = ReferenceEquals(Out, System.Console.Out) && !System.Console.IsOutputRedirected;
+            bool terminal = IsTerminal;
             var c = AnsiConsole.Create(new AnsiConsoleSettings
             {
                 Out = new AnsiConsoleOutput(Out),

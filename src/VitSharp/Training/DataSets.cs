@@ -97,6 +97,46 @@ public static class DataSets
         }
     }
 
+    /// <summary>
+    /// Loads only the test split described by a checkpoint's <paramref name="info"/>, as <see cref="Load"/> would
+    /// (for a folder without train/ and test/: the same seeded 10% hold-out), without loading the training split
+    /// where the files allow it. <paramref name="directory"/> is the data folder (null: the data set's default).
+    /// </summary>
+    /// <exception cref="DataSetException">The data is missing or its classes differ from the checkpoint's.</exception>
+    public static IImageDataset LoadTest(DataInfo info, string? directory, int seed = 0)
+    {
+        IImageDataset test;
+        switch (info.Name.ToLowerInvariant())
+        {
+            case "fashion-mnist" or "fmnist":
+                test = FashionMnist.Load(directory, train: false);
+                break;
+            case "mnist":
+                test = Mnist.Load(directory ?? throw new DataSetException("mnist: give the folder with the four IDX files with --data DIR"), train: false);
+                break;
+            case "cifar10" or "cifar-10":
+                test = Cifar.Load10(directory ?? throw new DataSetException("cifar10: give the folder with data_batch_1.bin … test_batch.bin with --data DIR"), train: false);
+                break;
+            case "cifar100" or "cifar-100":
+                test = Cifar.Load100(directory ?? throw new DataSetException("cifar100: give the folder with train.bin and test.bin with --data DIR"), train: false);
+                break;
+            case "folder":
+            {
+                string dir = directory ?? throw new DataSetException("folder: give the image folder (one sub-folder per class) with --data DIR");
+                string? testDir = new[] { "test", "val" }.Select(s => Path.Combine(dir, s)).FirstOrDefault(Directory.Exists);
+                test = Directory.Exists(Path.Combine(dir, "train")) && testDir is not null
+                    ? new ImageFolderDataset(testDir, info.Height, info.Channels)
+                    : Load("folder", dir, seed, info.Height, info.Channels).Test;
+                break;
+            }
+            default:
+                throw new DataSetException($"unknown data set '{info.Name}' (known: {string.Join(", ", Names)})");
+        }
+        if (!test.ClassNames.SequenceEqual(info.ClassNames))
+            throw new DataSetException($"{info.Name}: the classes in {directory ?? "the data folder"} ({string.Join(", ", test.ClassNames)}) differ from the checkpoint's ({string.Join(", ", info.ClassNames)})");
+        return test;
+    }
+
     /// <summary>The first <paramref name="limit"/> samples (or all), for quick runs.</summary>
     public static IImageDataset Limit(IImageDataset data, int? limit) =>
         limit is int n && n < data.Count ? new SubsetDataset(data, Enumerable.Range(0, n).ToArray()) : data;
