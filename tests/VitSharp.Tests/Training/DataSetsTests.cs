@@ -33,6 +33,15 @@ public class DataSetsTests
         Assert.All(DataSets.Names, n => Assert.Contains(n, e.Message));
     }
 
+    [Fact]
+    public void NamesAreCaseInsensitiveWithAliases()
+    {
+        var (train, _, info) = DataSets.Load("FMNIST", FashionMnist.DefaultDirectory);
+        Assert.Equal(("fashion-mnist", 60000), (info.Name, train.Count));
+        var e = Assert.Throws<DataSetException>(() => DataSets.Load("fashion-mnist", "/nonexistent/fmnist"));
+        Assert.Contains("/nonexistent/fmnist", e.Message);
+    }
+
     [Theory]
     [InlineData("mnist")]
     [InlineData("cifar10")]

@@ -188,6 +188,23 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
     }
 
     [Fact]
+    public void ResumingAFinishedRunOnlyEvaluatesAndWritesNothing()
+    {
+        string ckpt = baseline.Result.CheckpointPath;
+        byte[] before = File.ReadAllBytes(ckpt);
+        string metrics = File.ReadAllText(Path.Combine(baseline.Dir.Path, Trainer.MetricsFile));
+        var progress = new SyncProgress(_ => { });
+        var r = Trainer.Run(new TrainOptions { OutDir = baseline.Dir.Path }, resume: true, progress: progress);
+        Assert.False(r.Interrupted);
+        AssertSameCurve(baseline.Result.History, r.History);
+        Assert.Empty(progress.Events.OfType<StepProgress>());
+        Assert.Equal(baseline.Result.FinalEvaluation!.Accuracy, r.FinalEvaluation!.Accuracy);
+        Assert.Equal(baseline.Result.FinalEvaluation.Loss, r.FinalEvaluation.Loss);
+        Assert.Equal(before, File.ReadAllBytes(ckpt));
+        Assert.Equal(metrics, File.ReadAllText(Path.Combine(baseline.Dir.Path, Trainer.MetricsFile)));
+    }
+
+    [Fact]
     public void ResumeWithoutCheckpointFails()
     {
         using var dir = new TempDir("train");
