@@ -81,6 +81,7 @@ public static class Trainer
             history = t["history"].Deserialize<List<EpochMetrics>>(Snake) ?? new();
             partial = t["partial"].Deserialize<EpochSums>(Snake) ?? new();
             optimizer.LoadStateDict(restored.OptimizerState, step);
+            if (step > 0) optimizer.LearningRate = schedule.At(step - 1); // the rate of the last step taken
         }
 
         void Save(int epoch, int batch, EpochSums sums)
@@ -146,7 +147,16 @@ public static class Trainer
                 }
             }
             double trainSeconds = epochClock.Elapsed.TotalSeconds;
-            var eval = lastEval = Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel);
+            EvalResult eval;
+            try { eval = lastEval = Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel); }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                // Cancelled during the end-of-epoch evaluation: keep the epoch's training (position = after its last
+                // batch, so resuming only re-runs the evaluation).
+                Save(epoch, batch, sums);
+                progress?.Report(new TrainMessage($"interrupted at the end of epoch {epoch + 1}: checkpoint saved to {ckptPath}"));
+                return new TrainResult(ckptPath, history, Interrupted: true, null);
+            }
             var metrics = new EpochMetrics(epoch + 1, step, sums.LossSum / Math.Max(1, sums.Seen), (double)sums.Correct / Math.Max(1, sums.Seen),
                 eval.Loss, eval.Accuracy, epochClock.Elapsed.TotalSeconds, sums.Seen / trainSeconds, optimizer.LearningRate);
             history.Add(metrics);
