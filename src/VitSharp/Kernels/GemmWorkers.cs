@@ -40,7 +40,9 @@ internal static class GemmWorkers
         if (count <= 0) return;
         if (count == 1 || Environment.ProcessorCount < 2 || Interlocked.CompareExchange(ref s_owner, 1, 0) != 0)
         {
-            for (int i = 0; i < count; i++) body(i);
+            // Inline (single item, one core, or another caller owns the pool): same exception contract as a pooled round.
+            try { for (int i = 0; i < count; i++) body(i); }
+            catch (Exception e) { throw new AggregateException(e); }
             return;
         }
         try

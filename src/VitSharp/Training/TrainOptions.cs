@@ -51,6 +51,7 @@ public sealed record TrainOptions
         if (Epochs < 1) throw new ArgumentException($"epochs must be ≥ 1, got {Epochs}");
         if (BatchSize < 1) throw new ArgumentException($"batch size must be ≥ 1, got {BatchSize}");
         if (!(LearningRate > 0)) throw new ArgumentException($"learning rate must be > 0, got {LearningRate}");
+        if (MinLearningRate < 0 || MinLearningRate > LearningRate) throw new ArgumentException($"minimum learning rate must lie in [0, {LearningRate}] (the peak), got {MinLearningRate}");
         if (WeightDecay < 0) throw new ArgumentException($"weight decay must be ≥ 0, got {WeightDecay}");
         if (LabelSmoothing < 0 || LabelSmoothing >= 1) throw new ArgumentException($"label smoothing must lie in [0, 1), got {LabelSmoothing}");
         if (WarmupEpochs < 0) throw new ArgumentException($"warm-up must be ≥ 0 epochs, got {WarmupEpochs}");
