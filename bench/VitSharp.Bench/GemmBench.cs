@@ -148,7 +148,7 @@ public static class GemmTable
 
     private static void PrintHeader()
     {
-        Console.WriteLine($"managed kernel: {GemmManaged.KernelName}, MR={GemmManaged.MR} NR={GemmManaged.NR} KC={GemmManaged.KC} MC={GemmManaged.MC} NC={GemmManaged.NC}, threads={GemmManaged.MaxThreads}");
+        Console.WriteLine($"managed kernel: {GemmManaged.KernelName}, MR={GemmManaged.MR} NR={GemmManaged.NR} KC={GemmManaged.KC} MC={GemmManaged.MC} NC={GemmManaged.NC}, threads={GemmWorkers.Threads}");
         Console.WriteLine(Gemm.OpenBlasAvailable
             ? $"openblas: core {OpenBlas.CoreName} (OPENBLAS_CORETYPE set to {OpenBlas.RequestedCoreType ?? "<inherited>"} before load; inherited env: {Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") ?? "<unset>"}), threads {OpenBlas.Threads}, OPENBLAS_THREAD_TIMEOUT {OpenBlas.ThreadTimeout ?? "<default>"}"
             : "openblas: not available");

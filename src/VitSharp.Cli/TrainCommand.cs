@@ -21,6 +21,7 @@ public static class TrainCommand
     {
         var d = new TrainOptions();
         string F(float x) => x.ToString("0.#####", Inv);
+        var recipe = new Option<string?>("--recipe") { Description = $"Named option set: {string.Join(", ", TrainRecipes.All.Keys)} (default: default); explicit options override it" };
         var model = new Option<string?>("--model", "-m") { Description = $"Model preset (default: {d.Model}); image size, channels and classes follow the data set" };
         var dataset = new Option<string?>("--dataset") { Description = $"Data set: {string.Join(", ", DataSets.Names)} (default: {d.Dataset})" };
         var data = new Option<string?>("--data") { Description = "Data folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; required for the others)" };
@@ -40,15 +41,17 @@ public static class TrainCommand
         var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images" };
         var testLimit = new Option<int?>("--test-limit") { Description = "Use only the first N test images" };
         var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir})" };
+        var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
         var cmd = new Command("train", "Train a ViT on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
-            model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
-            noFlip, seed, trainLimit, testLimit, outDir, resume,
+            recipe, model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
+            noFlip, seed, trainLimit, testLimit, outDir, threads, resume,
         };
         cmd.SetAction(pr =>
         {
-            var o = new TrainOptions();
+            if (pr.GetValue(threads) is int nThreads) VitSharp.Kernels.ComputeThreads.Count = nThreads;
+            var o = TrainRecipes.Get(pr.GetValue(recipe) ?? "default");
             var given = new List<string>();
             T? Take<T>(Option<T?> opt) where T : struct { var v = pr.GetValue(opt); if (v is not null) given.Add(opt.Name); return v; }
             string? TakeS(Option<string?> opt) { var v = pr.GetValue(opt); if (v is not null) given.Add(opt.Name); return v; }

@@ -120,7 +120,7 @@ public static class Gemm
                 return;
             }
             double flops = 2.0 * m * n * k * batch;
-            if (flops < GemmManaged.ParallelThresholdFlops || Environment.ProcessorCount == 1)
+            if (flops < GemmManaged.ParallelThresholdFlops || ComputeThreads.Count == 1)
             {
                 for (int i = 0; i < batch; i++)
                     Run(backend, transA, transB, m, n, k, alpha, pa + i * strideA, lda, pb + i * strideB, ldb, beta,
@@ -133,7 +133,7 @@ public static class Gemm
                 Lda = lda, StrideA = strideA, B = pb, Ldb = ldb, StrideB = strideB, Beta = beta, C = pc, Ldc = ldc,
                 StrideC = strideC,
             };
-            int parts = Math.Min(batch, Environment.ProcessorCount);
+            int parts = Math.Min(batch, ComputeThreads.Count);
             job.Per = (batch + parts - 1) / parts;
             job.Batch = batch;
             Parallel.For(0, (batch + job.Per - 1) / job.Per, job.Execute);

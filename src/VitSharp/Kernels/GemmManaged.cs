@@ -67,7 +67,7 @@ internal static unsafe class GemmManaged
     internal static bool PrefetchC = true;
 
     /// <summary>Maximum number of threads one call uses.</summary>
-    internal static int MaxThreads = Environment.ProcessorCount;
+    internal static int MaxThreads = int.MaxValue;
 
     /// <summary>Which micro-kernel is in use ("avx512 6x64", "avx2 6x16" or "scalar 6x16").</summary>
     internal static string KernelName => DefaultKind switch
@@ -87,7 +87,7 @@ internal static unsafe class GemmManaged
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
     {
         if (m <= 0 || n <= 0) return;
-        int threads = parallel ? Math.Min(MaxThreads, Environment.ProcessorCount) : 1;
+        int threads = parallel ? Math.Min(MaxThreads, GemmWorkers.Threads) : 1;
         double flops = 2.0 * m * n * k;
         if (threads <= 1 || flops < ParallelThresholdFlops || k == 0 || alpha == 0)
         {
@@ -220,7 +220,7 @@ internal static unsafe class GemmManaged
     internal static bool UseWorkerThreads = Environment.GetEnvironmentVariable("VITSHARP_GEMM_THREADS") != "parallelfor";
 
     [ThreadStatic] private static ParallelJob? t_job;
-    private static readonly ParallelOptions s_options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
+    private static readonly ParallelOptions s_options = new() { MaxDegreeOfParallelism = ComputeThreads.Count };
 
     private sealed class ParallelJob
     {

@@ -32,13 +32,13 @@ internal static class GemmWorkers
     internal static double SpinMicroseconds = 200;
 
     /// <summary>Number of threads that take part in a round (workers + caller).</summary>
-    public static int Threads => Environment.ProcessorCount;
+    public static int Threads => ComputeThreads.Count;
 
     /// <summary>Runs body(0..count-1) on the calling thread and the workers; returns when all are done.</summary>
     public static void For(int count, Action<int> body)
     {
         if (count <= 0) return;
-        if (count == 1 || Environment.ProcessorCount < 2 || Interlocked.CompareExchange(ref s_owner, 1, 0) != 0)
+        if (count == 1 || Threads < 2 || Interlocked.CompareExchange(ref s_owner, 1, 0) != 0)
         {
             // Inline (single item, one core, or another caller owns the pool): same exception contract as a pooled round.
             try { for (int i = 0; i < count; i++) body(i); }
@@ -100,7 +100,7 @@ internal static class GemmWorkers
         lock (s_startLock)
         {
             if (s_workers != null) return s_workers;
-            var list = new Worker[Math.Max(0, Environment.ProcessorCount - 1)];
+            var list = new Worker[Math.Max(0, ComputeThreads.Freeze() - 1)];
             for (int t = 0; t < list.Length; t++)
             {
                 var w = list[t] = new Worker();

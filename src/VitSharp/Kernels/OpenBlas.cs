@@ -86,7 +86,7 @@ internal static unsafe class OpenBlas
                 s_getThreads = (delegate* unmanaged<int>)get;
             if (NativeLibrary.TryGetExport(lib, "openblas_get_corename", out nint core))
                 s_coreName = (delegate* unmanaged<byte*>)core;
-            int threads = Environment.ProcessorCount;
+            int threads = ComputeThreads.Freeze();
             if (int.TryParse(Environment.GetEnvironmentVariable("VITSHARP_OPENBLAS_THREADS"), out int t) && t > 0)
                 threads = t;
             if (s_setThreads != null) s_setThreads(threads);

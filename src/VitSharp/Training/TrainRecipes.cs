@@ -1,0 +1,16 @@
+namespace VitSharp.Training;
+
+/// <summary>Named sets of training options (<c>vit train --recipe NAME</c>); options given explicitly override them.</summary>
+public static class TrainRecipes
+{
+    /// <summary>The recipes by name: "default" (the ≤ 15-minute Fashion-MNIST run) and "long" (more epochs for the best accuracy).</summary>
+    public static IReadOnlyDictionary<string, TrainOptions> All { get; } = new Dictionary<string, TrainOptions>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["default"] = new TrainOptions(),
+        ["long"] = new TrainOptions { Epochs = 20, WarmupEpochs = 1f, OutDir = Path.Combine("runs", "vit-fmnist-long") },
+    };
+
+    /// <summary>A recipe by name; throws naming the known ones.</summary>
+    public static TrainOptions Get(string name) =>
+        All.TryGetValue(name, out var o) ? o : throw new ArgumentException($"unknown recipe '{name}' (known: {string.Join(", ", All.Keys)})");
+}
