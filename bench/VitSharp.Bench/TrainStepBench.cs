@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using VitSharp.Models;
+using VitSharp.Optim;
+
+namespace VitSharp.Bench;
+
+/// <summary>
+/// One training step of a preset (forward, cross-entropy with label smoothing, backward, gradient clipping,
+/// AdamW) on random images, as <c>vit train</c> runs it: median and min milliseconds, images/s, managed bytes
+/// allocated per step, and the per-op profile of the timed steps.
+/// </summary>
+public static class TrainStepBench
+{
+    public static void Run(string[] args)
+    {
+        string preset = Arg(args, "--model") ?? "vit-fmnist";
+        int batch = int.Parse(Arg(args, "--batch") ?? "128");
+        int steps = int.Parse(Arg(args, "--steps") ?? "10");
+        int warmup = int.Parse(Arg(args, "--warmup") ?? "3");
+        var p = Presets.Get(preset);
+        var model = p.Build();
+        model.Train();
+        var opt = new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f);
+        var images = Tensor.RandN(new Random(1), 0, 1, batch, p.Channels, p.ImageSize, p.ImageSize);
+        int classes = ((ViT)model).Config.NumClasses;
+        var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
+        var times = new List<double>();
+        long allocated = 0;
+        for (int it = 0; it < warmup + steps; it++)
+        {
+            if (it == warmup) OpProfiler.Enable();
+            long bytes = GC.GetAllocatedBytesForCurrentThread();
+            var sw = Stopwatch.StartNew();
+            using (TensorScope.Begin())
+            {
+                model.ZeroGrad(setToNone: false);
+                OpProfiler.Mark();
+                var loss = F.CrossEntropy(model.Forward(images), labels, 0.1f);
+                loss.Backward();
+                GradClip.ClipGradNorm(model.Parameters(), 1f);
+                opt.Step();
+                OpProfiler.Mark();
+            }
+            if (it >= warmup) { times.Add(sw.Elapsed.TotalMilliseconds); allocated += GC.GetAllocatedBytesForCurrentThread() - bytes; }
+        }
+        var profile = OpProfiler.Disable();
+        times.Sort();
+        double median = times[times.Count / 2], min = times[0];
+        Console.WriteLine($"{preset}, batch {batch}, {steps} steps after {warmup} warm-up, {Kernels.ComputeThreads.Count} threads");
+        Console.WriteLine($"step: median {median:F1} ms, min {min:F1} ms, max {times[^1]:F1} ms; {batch * 1000 / median:F0} images/s (median), {batch * 1000 / min:F0} (best)");
+        Console.WriteLine($"managed bytes allocated per step (calling thread): {allocated / steps:N0}");
+        double total = profile.Sum(r => r.Ms);
+        Console.WriteLine("op profile (per step):");
+        foreach (var r in profile.Take(15))
+            Console.WriteLine($"  {r.Op,-20} {r.Ms / steps,8:F1} ms  {r.Calls / steps,5} calls  {100 * r.Ms / total,5:F1}%");
+    }
+
+    private static string? Arg(string[] args, string name)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+}
