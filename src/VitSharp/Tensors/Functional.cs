@@ -39,8 +39,7 @@ public static class F
             }
             if (bias is not null && bias.RequiresGrad)
             {
-                var db = bias.GradSpan();
-                for (int i = 0; i < rows; i++) TensorPrimitives.Add(db, g.AsSpan(i * outF, outF), db);
+                ColumnSumKernel.Accumulate(g, rows, outF, bias.GradSpan());
             }
         });
     }
