@@ -36,7 +36,8 @@ public static class TrainCommand
         var smoothing = new Option<float?>("--label-smoothing") { Description = $"Label smoothing (default: {F(d.LabelSmoothing)})" };
         var clip = new Option<float?>("--clip-grad") { Description = $"Clip the global gradient norm to this, 0 = off (default: {F(d.ClipGradNorm)})" };
         var shift = new Option<int?>("--shift") { Description = $"Random shift augmentation by up to N pixels, 0 = off (default: {d.ShiftPixels})" };
-        var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips" };
+        var flip = new Option<bool>("--flip") { Description = $"Random horizontal flips (default: {(d.Flip ? "on" : "off")})" };
+        var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips (to switch off a recipe's flips)" };
         var seed = new Option<int?>("--seed") { Description = $"Seed of initialisation, shuffling, augmentation and dropout (default: {d.Seed})" };
         var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images" };
         var testLimit = new Option<int?>("--test-limit") { Description = "Use only the first N test images" };
@@ -46,7 +47,7 @@ public static class TrainCommand
         var cmd = new Command("train", "Train a ViT on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
             recipe, model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
-            noFlip, seed, trainLimit, testLimit, outDir, threads, resume,
+            flip, noFlip, seed, trainLimit, testLimit, outDir, threads, resume,
         };
         cmd.SetAction(pr =>
         {
@@ -69,6 +70,7 @@ public static class TrainCommand
             if (Take(smoothing) is { } ls) o = o with { LabelSmoothing = ls };
             if (Take(clip) is { } cg) o = o with { ClipGradNorm = cg };
             if (Take(shift) is { } sh) o = o with { ShiftPixels = sh };
+            if (pr.GetValue(flip)) { o = o with { Flip = true }; given.Add(flip.Name); }
             if (pr.GetValue(noFlip)) { o = o with { Flip = false }; given.Add(noFlip.Name); }
             if (Take(seed) is { } sd) o = o with { Seed = sd };
             if (Take(trainLimit) is { } tl) o = o with { TrainLimit = tl };

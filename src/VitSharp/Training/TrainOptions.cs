@@ -32,10 +32,10 @@ public sealed record TrainOptions
     public float LabelSmoothing { get; init; } = 0.1f;
     /// <summary>Global gradient-norm clip (0 = off).</summary>
     public float ClipGradNorm { get; init; } = 1f;
-    /// <summary>Random shift by up to this many pixels (0 = off).</summary>
-    public int ShiftPixels { get; init; } = 2;
-    /// <summary>Random horizontal flips.</summary>
-    public bool Flip { get; init; } = true;
+    /// <summary>Random shift by up to this many pixels (0 = off; off by default: it slows a short run's convergence).</summary>
+    public int ShiftPixels { get; init; }
+    /// <summary>Random horizontal flips (off by default, as the shift).</summary>
+    public bool Flip { get; init; }
     /// <summary>Seed of initialisation, shuffling, augmentation and dropout.</summary>
     public int Seed { get; init; }
     /// <summary>Use only the first N training images (quick runs, tests).</summary>

@@ -7,7 +7,7 @@ public static class TrainRecipes
     public static IReadOnlyDictionary<string, TrainOptions> All { get; } = new Dictionary<string, TrainOptions>(StringComparer.OrdinalIgnoreCase)
     {
         ["default"] = new TrainOptions(),
-        ["long"] = new TrainOptions { Epochs = 20, WarmupEpochs = 1f, OutDir = Path.Combine("runs", "vit-fmnist-long") },
+        ["long"] = new TrainOptions { Epochs = 20, WarmupEpochs = 1f, ShiftPixels = 2, Flip = true, OutDir = Path.Combine("runs", "vit-fmnist-long") },
     };
 
     /// <summary>A recipe by name; throws naming the known ones.</summary>

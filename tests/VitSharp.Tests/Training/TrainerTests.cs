@@ -15,6 +15,7 @@ public sealed class BaselineRun : IDisposable
     public static TrainOptions Tiny(string outDir) => new()
     {
         TrainLimit = 96, TestLimit = 32, BatchSize = 16, Epochs = 2, Seed = 7, WarmupEpochs = 0.5f, OutDir = outDir,
+        ShiftPixels = 2, Flip = true, // augmentation on, so exact resume covers its per-sample seeding too
     };
 
     public TempDir Dir { get; } = new("train");
