@@ -21,7 +21,7 @@ public static class BenchCommand
     public sealed record Result(
         string Model, int Batch, bool Train, int Threads, int Warmup, int Steps,
         double MedianMs, double MinMs, double MaxMs, double ImagesPerSecond, double GFlopPerStep, double GFlops,
-        double PeakRssMb, long AllocBytesPerStep);
+        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs);
 
     /// <summary>Creates the command.</summary>
     public static Command Create(CliContext ctx)
@@ -115,7 +115,7 @@ public static class BenchCommand
         double flops = train ? Flops.ViTTrainStepFlops(cfg, batch) : Flops.ViTForwardFlops(cfg, batch);
         return new Result(preset.Name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
-            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps);
+            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times);
     }
 
     /// <summary>Peak resident set size: VmHWM from /proc/self/status on Linux, else the process's peak working set.</summary>
@@ -161,6 +161,7 @@ public static class BenchCommand
             ["gflops"] = Math.Round(r.GFlops, 3),
             ["peak_rss_mb"] = Math.Round(r.PeakRssMb, 1),
             ["alloc_bytes_per_step"] = r.AllocBytesPerStep,
+            ["times_ms"] = new JsonArray(r.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
         };
         o.WriteLine(root.ToJsonString());
     }
