@@ -37,6 +37,7 @@ public static class CliApp
         root.Subcommands.Add(TrainCommand.Create(context));
         root.Subcommands.Add(EvalCommand.Create(context));
         root.Subcommands.Add(PredictCommand.Create(context));
+        root.Subcommands.Add(BenchCommand.Create(context));
 
         ParseResult parsed;
         try { parsed = root.Parse(args); }

@@ -1,0 +1,168 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using VitSharp.Models;
+using VitSharp.NN;
+using VitSharp.Optim;
+
+namespace VitSharp.Cli;
+
+/// <summary>
+/// <c>vit bench</c>: times inference (forward, no grad, eval mode) or a training step (forward, cross-entropy
+/// with label smoothing 0.1, backward, AdamW) of a preset on random images; prints median/min/max ms per step,
+/// images/s, effective GFLOP/s (<see cref="Flops"/>), peak working set and managed bytes allocated per step.
+/// </summary>
+public static class BenchCommand
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    /// <summary>The measured figures of one run.</summary>
+    public sealed record Result(
+        string Model, int Batch, bool Train, int Threads, int Warmup, int Steps,
+        double MedianMs, double MinMs, double MaxMs, double ImagesPerSecond, double GFlopPerStep, double GFlops,
+        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs);
+
+    /// <summary>Creates the command.</summary>
+    public static Command Create(CliContext ctx)
+    {
+        var model = new Option<string>("--model", "-m")
+        {
+            Description = $"Model preset: {string.Join(", ", Presets.All.Select(p => p.Name))}",
+            DefaultValueFactory = _ => "vit-fmnist",
+        };
+        var batch = new Option<int>("--batch", "-b") { Description = "Images per step", DefaultValueFactory = _ => 1 };
+        var train = new Option<bool>("--train") { Description = "Time a training step (forward, cross-entropy, backward, AdamW) instead of inference" };
+        var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
+        var warmup = new Option<int>("--warmup") { Description = "Untimed steps first", DefaultValueFactory = _ => 3 };
+        var steps = new Option<int>("--steps") { Description = "Timed steps", DefaultValueFactory = _ => 10 };
+        var json = new Option<bool>("--json") { Description = "End with one JSON object on the last line" };
+        var cmd = new Command("bench", "Time inference or a training step of a model preset on random images (median, min, max ms; images/s; GFLOP/s; memory)")
+        {
+            model, batch, train, threads, warmup, steps, json,
+        };
+        cmd.SetAction(pr =>
+        {
+            if (pr.GetValue(threads) is int t)
+            {
+                if (t < 1) throw new ArgumentException($"--threads must be ≥ 1, got {t}");
+                try { VitSharp.Kernels.ComputeThreads.Count = t; }
+                catch (InvalidOperationException e) { throw new ArgumentException(e.Message); }
+            }
+            var preset = Presets.Get(pr.GetValue(model)!);
+            int b = pr.GetValue(batch), w = pr.GetValue(warmup), s = pr.GetValue(steps);
+            if (b < 1) throw new ArgumentException($"--batch must be ≥ 1, got {b}");
+            if (w < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {w}");
+            if (s < 1) throw new ArgumentException($"--steps must be ≥ 1, got {s}");
+            var r = Run(preset, b, pr.GetValue(train), w, s);
+            Write(ctx.Out, r, pr.GetValue(json));
+            return CliApp.ExitOk;
+        });
+        return cmd;
+    }
+
+    /// <summary>Builds the preset (seed 0) and times <paramref name="warmup"/> + <paramref name="steps"/> steps.</summary>
+    public static Result Run(Preset preset, int batch, bool train, int warmup, int steps)
+    {
+        Init.Seed(0);
+        var module = preset.Build();
+        if (module is not ViT vit) throw new ArgumentException($"vit bench supports ViT presets only, '{preset.Name}' is a {module.GetType().Name}");
+        var cfg = vit.Config;
+        var images = Tensor.RandN(new Random(1), 0, 1, batch, cfg.Channels, cfg.ImageHeight, cfg.ImageWidth);
+        int classes = Math.Max(1, cfg.NumClasses);
+        var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
+        AdamW? opt = null;
+        if (train)
+        {
+            if (cfg.NumClasses <= 0) throw new ArgumentException($"--train needs a preset with classes, '{preset.Name}' has none");
+            vit.Train();
+            opt = new AdamW(vit.NamedParameters(), 1e-3f, weightDecay: 0.05f);
+        }
+        else vit.Eval();
+
+        var times = new double[steps];
+        long allocated = 0;
+        for (int it = 0; it < warmup + steps; it++)
+        {
+            long bytes = GC.GetAllocatedBytesForCurrentThread();
+            long start = Stopwatch.GetTimestamp();
+            if (train)
+            {
+                using (TensorScope.Begin())
+                {
+                    vit.ZeroGrad(setToNone: false);
+                    var loss = F.CrossEntropy(vit.Forward(images), labels, 0.1f);
+                    loss.Backward();
+                    opt!.Step();
+                }
+            }
+            else
+            {
+                using (TensorScope.Begin())
+                using (Autograd.NoGrad())
+                    vit.Forward(images);
+            }
+            double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (it >= warmup)
+            {
+                times[it - warmup] = ms;
+                allocated += GC.GetAllocatedBytesForCurrentThread() - bytes;
+            }
+        }
+
+        var sorted = times.Order().ToArray();
+        double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        double flops = train ? Flops.ViTTrainStepFlops(cfg, batch) : Flops.ViTForwardFlops(cfg, batch);
+        return new Result(preset.Name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
+            median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
+            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times);
+    }
+
+    /// <summary>Peak resident set size: VmHWM from /proc/self/status on Linux, else the process's peak working set.</summary>
+    public static long PeakRssBytes()
+    {
+        try
+        {
+            if (File.Exists("/proc/self/status"))
+                foreach (var line in File.ReadLines("/proc/self/status"))
+                    if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    {
+                        var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                        if (parts.Length >= 2 && long.TryParse(parts[1], NumberStyles.Integer, Inv, out long kb)) return kb * 1024;
+                    }
+        }
+        catch (IOException) { }
+        using var p = Process.GetCurrentProcess();
+        return p.PeakWorkingSet64;
+    }
+
+    private static void Write(TextWriter o, Result r, bool json)
+    {
+        string F1(double x) => x.ToString("F1", Inv);
+        o.WriteLine($"{r.Model}, batch {r.Batch}, {(r.Train ? "training step (forward, cross-entropy, backward, AdamW)" : "inference (forward, no grad, eval mode)")}, " +
+                    $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads");
+        o.WriteLine($"step: median {F1(r.MedianMs)} ms, min {F1(r.MinMs)} ms, max {F1(r.MaxMs)} ms");
+        o.WriteLine($"throughput: {F1(r.ImagesPerSecond)} images/s (median); {F1(r.GFlops)} GFLOP/s effective ({r.GFlopPerStep.ToString("F2", Inv)} GFLOP per step{(r.Train ? ", 3× forward" : "")})");
+        o.WriteLine($"memory: peak working set {F1(r.PeakRssMb)} MB; managed bytes allocated per step (calling thread): {r.AllocBytesPerStep.ToString("N0", Inv)}");
+        if (!json) return;
+        var root = new JsonObject
+        {
+            ["model"] = r.Model,
+            ["batch"] = r.Batch,
+            ["train"] = r.Train,
+            ["threads"] = r.Threads,
+            ["warmup"] = r.Warmup,
+            ["steps"] = r.Steps,
+            ["median_ms"] = Math.Round(r.MedianMs, 3),
+            ["min_ms"] = Math.Round(r.MinMs, 3),
+            ["max_ms"] = Math.Round(r.MaxMs, 3),
+            ["images_per_s"] = Math.Round(r.ImagesPerSecond, 3),
+            ["gflop_per_step"] = Math.Round(r.GFlopPerStep, 4),
+            ["gflops"] = Math.Round(r.GFlops, 3),
+            ["peak_rss_mb"] = Math.Round(r.PeakRssMb, 1),
+            ["alloc_bytes_per_step"] = r.AllocBytesPerStep,
+            ["times_ms"] = new JsonArray(r.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
+        };
+        o.WriteLine(root.ToJsonString());
+    }
+}

@@ -1,0 +1,84 @@
+using System.Text.Json.Nodes;
+using VitSharp.Cli;
+
+namespace VitSharp.Tests.Cli;
+
+/// <summary><c>vit bench</c>, run in-process on the small preset (correctness of the output, not timings).</summary>
+public sealed class BenchCliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private static JsonObject LastLineJson(string stdout)
+    {
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.NotEmpty(lines);
+        return Assert.IsType<JsonObject>(JsonNode.Parse(lines[^1]));
+    }
+
+    private static void AssertFigures(JsonObject j, bool train)
+    {
+        Assert.Equal("vit-fmnist", j["model"]!.GetValue<string>());
+        Assert.Equal(2, j["batch"]!.GetValue<int>());
+        Assert.Equal(train, j["train"]!.GetValue<bool>());
+        foreach (var key in new[] { "median_ms", "min_ms", "max_ms", "images_per_s", "gflops", "peak_rss_mb" })
+            Assert.True(j[key]!.GetValue<double>() > 0, $"{key} = {j[key]}");
+        Assert.True(j["threads"]!.GetValue<int>() >= 1);
+        Assert.True(j["alloc_bytes_per_step"]!.GetValue<long>() >= 0);
+        Assert.True(j["min_ms"]!.GetValue<double>() <= j["median_ms"]!.GetValue<double>());
+        Assert.True(j["median_ms"]!.GetValue<double>() <= j["max_ms"]!.GetValue<double>());
+    }
+
+    [Fact]
+    public void Bench_Inference_Json_LastLineHasFigures()
+    {
+        var r = Run("bench", "--model", "vit-fmnist", "--batch", "2", "--steps", "2", "--warmup", "1", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("", r.Err);
+        AssertFigures(LastLineJson(r.Out), train: false);
+    }
+
+    [Fact]
+    public void Bench_Train_Json_LastLineHasFigures()
+    {
+        var r = Run("bench", "--model", "vit-fmnist", "--batch", "2", "--steps", "2", "--warmup", "1", "--train", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("", r.Err);
+        AssertFigures(LastLineJson(r.Out), train: true);
+    }
+
+    [Fact]
+    public void Bench_WithoutJson_PrintsMedianAndThroughput()
+    {
+        var r = Run("bench", "--model", "vit-fmnist", "--batch", "2", "--steps", "1", "--warmup", "0");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("median", r.Out);
+        Assert.Contains("images/s", r.Out);
+        Assert.DoesNotContain("{", r.Out);
+    }
+
+    [Fact]
+    public void Bench_UnknownPreset_OneLineError()
+    {
+        var r = Run("bench", "--model", "no-such-model", "--batch", "2");
+        Assert.Equal(2, r.Code);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{r.Err}");
+        Assert.StartsWith("vit: error: ", lines[0]);
+        Assert.Contains("no-such-model", lines[0]);
+        Assert.DoesNotContain("   at ", r.Err);
+    }
+
+    [Fact]
+    public void Bench_BadBatch_OneLineError()
+    {
+        var r = Run("bench", "--model", "vit-fmnist", "--batch", "0");
+        Assert.Equal(2, r.Code);
+        Assert.StartsWith("vit: error: --batch", r.Err);
+    }
+}
