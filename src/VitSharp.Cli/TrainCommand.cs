@@ -105,6 +105,15 @@ public static class TrainCommand
             ctx.Err.WriteLine("vit: interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit at once)");
         };
         Console.CancelKeyPress += onCancel;
+        // SIGTERM (kill, service managers) stops the same way: a background job started by a non-interactive
+        // shell ignores SIGINT, so this is how such a run is stopped with its checkpoint saved.
+        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctxSig =>
+        {
+            if (cts.IsCancellationRequested) return;
+            ctxSig.Cancel = true;
+            cts.Cancel();
+            ctx.Err.WriteLine("vit: terminated: finishing the current step and saving a checkpoint");
+        });
         try
         {
             if (!resume)
