@@ -59,9 +59,14 @@ public static class AttentionKernel
         });
     }
 
+    /// <summary>Use the direct tile products (<see cref="AttentionTiles"/>) where the CPU and head dim allow; false forces
+    /// the packed-GEMM path (for comparison in benchmarks and tests).</summary>
+    public static bool UseTiles { get; set; } = true;
+
     private static void ForwardGroup(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
         int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
     {
+        if (UseTiles && AttentionTiles.Supported(d)) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo); return; }
         Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
         SoftmaxKernel.Forward(p, n, m, p);
         Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
@@ -73,6 +78,11 @@ public static class AttentionKernel
         int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1)
     {
         int ldDq = ldg < 0 ? ldq : ldg, ldDk = ldg < 0 ? ldk : ldg, ldDv = ldg < 0 ? ldv : ldg;
+        if (UseTiles && AttentionTiles.Supported(d))
+        {
+            BackwardTiles(dout, ldo, q, ldq, k, ldk, v, ldv, p, n, m, d, scale, dq, ldDq, dk, ldDk, dv, ldDv);
+            return;
+        }
         float[] dsBuf = ArrayPool<float>.Shared.Rent(n * m);
         try
         {
@@ -91,6 +101,52 @@ public static class AttentionKernel
             Gemm.Sgemm(true, false, m, d, n, scale, ds, m, q, ldq, 1f, dk, ldDk, parallel: false);
         }
         finally { ArrayPool<float>.Shared.Return(dsBuf); }
+    }
+
+    // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax rows into P, O = P·V.
+    private static unsafe void ForwardTiles(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
+        int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
+    {
+        int mp = AttentionTiles.Pad8(m);
+        var scratch = AttentionTiles.Scratch(d * mp + n * mp);
+        fixed (float* pq = q, pk = k, pv = v, pp = p, po = o, ps = scratch)
+        {
+            float* kt = ps, s = ps + d * mp;
+            AttentionTiles.Transpose(pk, ldk, m, d, kt, mp);
+            AttentionTiles.RowsTimesPanel(pq, ldq, kt, mp, s, mp, n, mp, d, scale, accumulate: false);
+            for (int i = 0; i < n; i++)
+                SoftmaxKernel.Forward(new ReadOnlySpan<float>(s + (long)i * mp, m), 1, m, new Span<float>(pp + (long)i * m, m));
+            AttentionTiles.RowsTimesPanel(pp, m, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
+        }
+    }
+
+    // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q — with Pᵀ, Vᵀ, dSᵀ
+    // copied to scratch panels so every product reads its right operand row by row.
+    private static unsafe void BackwardTiles(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
+        ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p, int n, int m, int d, float scale,
+        Span<float> dq, int ldDq, Span<float> dk, int ldDk, Span<float> dv, int ldDv)
+    {
+        int mp = AttentionTiles.Pad8(m), np = AttentionTiles.Pad8(n);
+        var scratch = AttentionTiles.Scratch(m * np + d * mp + n * mp);
+        fixed (float* pdo = dout, pq = q, pk = k, pv = v, pp = p, pdq = dq, pdk = dk, pdv = dv, ps = scratch)
+        {
+            float* t = ps, vt = ps + m * np, dp = vt + d * mp;
+            AttentionTiles.Transpose(pp, m, n, m, t, n);                                       // Pᵀ [M, N]
+            AttentionTiles.RowsTimesPanel(t, n, pdo, ldo, pdv, ldDv, m, d, n, 1f, accumulate: true);
+            AttentionTiles.Transpose(pv, ldv, m, d, vt, mp);                                   // Vᵀ [D, M8]
+            AttentionTiles.RowsTimesPanel(pdo, ldo, vt, mp, dp, mp, n, mp, d, 1f, accumulate: false);
+            for (int i = 0; i < n; i++)
+            {
+                var pr = new ReadOnlySpan<float>(pp + (long)i * m, m);
+                var dr = new Span<float>(dp + (long)i * mp, m);
+                float dot = TensorPrimitives.Dot(pr, dr);
+                TensorPrimitives.Subtract(dr, dot, dr);
+                TensorPrimitives.Multiply(dr, pr, dr);                                       // dS row i (stride M8)
+            }
+            AttentionTiles.RowsTimesPanel(dp, mp, pk, ldk, pdq, ldDq, n, d, m, scale, accumulate: true);
+            AttentionTiles.Transpose(dp, mp, n, m, t, n);                                      // dSᵀ [M, N]
+            AttentionTiles.RowsTimesPanel(t, n, pq, ldq, pdk, ldDk, m, d, n, scale, accumulate: true);
+        }
     }
 
     private static void Run(int groups, long flopsPerGroup, Action<int> body)

@@ -5,15 +5,29 @@ namespace VitSharp.Tests.Kernels;
 /// <summary>AttentionKernel forward and backward against a double twin over odd shapes.</summary>
 public class AttentionKernelTests
 {
-    public static TheoryData<int, int, int, int> Shapes() => new()
+    public static TheoryData<int, int, int, int, bool> Shapes()
     {
-        { 1, 1, 1, 1 }, { 2, 3, 5, 7 }, { 3, 17, 9, 8 }, { 1, 33, 65, 16 }, { 4, 7, 7, 64 }, { 2, 1, 257, 3 },
-        // 16·16·16·2·32 flops > the kernel's 200k threshold: the parallel path.
-        { 16, 16, 16, 32 },
-    };
+        var data = new TheoryData<int, int, int, int, bool>();
+        // Head dims that are multiples of 8 take the direct tile path (when the CPU has AVX2/FMA) unless it is
+        // switched off; each shape runs both ways. Tails: rows not a multiple of 4, keys not a multiple of 8.
+        foreach (var (g, n, m, d) in new[] { (1, 1, 1, 1), (2, 3, 5, 7), (3, 17, 9, 8), (1, 33, 65, 16), (4, 7, 7, 64), (2, 1, 257, 3),
+                     (2, 50, 50, 32), (1, 13, 11, 24), (1, 5, 3, 40),
+                     // 16·16·16·2·32 flops > the kernel's 200k threshold: the parallel path.
+                     (16, 16, 16, 32) })
+            foreach (bool tiles in new[] { true, false }) data.Add(g, n, m, d, tiles);
+        return data;
+    }
 
     [Theory, MemberData(nameof(Shapes))]
-    public void ForwardAndBackwardMatchReference(int groups, int n, int m, int d)
+    public void ForwardAndBackwardMatchReference(int groups, int n, int m, int d, bool tiles)
+    {
+        bool saved = AttentionKernel.UseTiles;
+        AttentionKernel.UseTiles = tiles;
+        try { Check(groups, n, m, d); }
+        finally { AttentionKernel.UseTiles = saved; }
+    }
+
+    private static void Check(int groups, int n, int m, int d)
     {
         int seed = groups * 1000 + n * 100 + m * 10 + d;
         var q = TestData.Uniform(seed, -1, 1, groups * n * d).Data;

@@ -1,0 +1,53 @@
+using System.Diagnostics;
+using VitSharp.Kernels;
+
+namespace VitSharp.Bench;
+
+/// <summary>
+/// Packed multi-head attention (AttentionKernel.ForwardPacked / BackwardPacked) with the direct tile products against
+/// the packed-GEMM path, interleaved round by round in one process so that machine noise hits both alike.
+/// </summary>
+public static class AttentionTable
+{
+    /// <summary>Runs the comparison; args: [--rounds N].</summary>
+    public static void Run(string[] args)
+    {
+        int rounds = args.Length > 1 && args[0] == "--rounds" ? int.Parse(args[1]) : 9;
+        // (batch, tokens, heads, head dim): the Fashion-MNIST model at batch 128, ViT-B/16 at batch 1, DeiT-S at batch 32.
+        var shapes = new[] { (128, 50, 4, 32), (1, 197, 12, 64), (32, 197, 6, 64) };
+        Console.WriteLine($"attention fwd+bwd, median (min) ms over {rounds} interleaved rounds; GFLOP/s of the four products");
+        Console.WriteLine($"{"B×N×H×D",-16} {"tiles fwd",16} {"gemm fwd",16} {"tiles bwd",16} {"gemm bwd",16}");
+        foreach (var (b, n, h, d) in shapes)
+        {
+            var rng = new Random(1);
+            float[] R(int len) { var a = new float[len]; for (int i = 0; i < len; i++) a[i] = (float)(rng.NextDouble() * 2 - 1); return a; }
+            var qkv = R(b * n * 3 * h * d); var dout = R(b * n * h * d);
+            var probs = new float[b * h * n * n]; var o = new float[b * n * h * d]; var dqkv = new float[qkv.Length];
+            float scale = 1 / MathF.Sqrt(d);
+            double fwdFlops = 4.0 * b * h * n * n * d, bwdFlops = 2 * fwdFlops;
+            var t = new List<double>[4];
+            for (int i = 0; i < 4; i++) t[i] = new List<double>();
+            for (int r = -2; r < rounds; r++)
+                foreach (bool tiles in new[] { true, false })
+                {
+                    AttentionKernel.UseTiles = tiles;
+                    var sw = Stopwatch.StartNew();
+                    AttentionKernel.ForwardPacked(qkv, b, n, h, d, scale, probs, o);
+                    double f = sw.Elapsed.TotalMilliseconds;
+                    sw.Restart();
+                    AttentionKernel.BackwardPacked(dout, qkv, probs, b, n, h, d, scale, dqkv);
+                    double bw = sw.Elapsed.TotalMilliseconds;
+                    if (r < 0) continue;
+                    t[tiles ? 0 : 1].Add(f); t[tiles ? 2 : 3].Add(bw);
+                }
+            AttentionKernel.UseTiles = true;
+            string Cell(List<double> x, double flops)
+            {
+                x.Sort();
+                double med = x[x.Count / 2];
+                return $"{med,6:F2} ({x[0],5:F2}) {flops / med / 1e6,4:F0}";
+            }
+            Console.WriteLine($"{$"{b}×{n}×{h}×{d}",-16} {Cell(t[0], fwdFlops),16} {Cell(t[1], fwdFlops),16} {Cell(t[2], bwdFlops),16} {Cell(t[3], bwdFlops),16}");
+        }
+    }
+}
