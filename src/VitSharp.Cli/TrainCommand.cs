@@ -43,11 +43,12 @@ public static class TrainCommand
         var testLimit = new Option<int?>("--test-limit") { Description = "Use only the first N test images" };
         var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir})" };
         var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
+        var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running two half-batches on two model replicas (the default with ≥ 2 threads)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
         var cmd = new Command("train", "Train a ViT on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
             recipe, model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
-            flip, noFlip, seed, trainLimit, testLimit, outDir, threads, resume,
+            flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, resume,
         };
         cmd.SetAction(pr =>
         {
@@ -72,6 +73,7 @@ public static class TrainCommand
             if (Take(shift) is { } sh) o = o with { ShiftPixels = sh };
             if (pr.GetValue(flip)) { o = o with { Flip = true }; given.Add(flip.Name); }
             if (pr.GetValue(noFlip)) { o = o with { Flip = false }; given.Add(noFlip.Name); }
+            if (pr.GetValue(noDataParallel)) { o = o with { DataParallel = false }; given.Add(noDataParallel.Name); }
             if (Take(seed) is { } sd) o = o with { Seed = sd };
             if (Take(trainLimit) is { } tl) o = o with { TrainLimit = tl };
             if (Take(testLimit) is { } te) o = o with { TestLimit = te };

@@ -23,6 +23,28 @@ public static class ComputeThreads
         }
     }
 
+    [ThreadStatic] private static int t_serialDepth;
+
+    /// <summary>Whether kernels called on this thread run on it alone (inside <see cref="Serial"/>).</summary>
+    public static bool IsSerialThread => t_serialDepth > 0;
+
+    /// <summary>The number of threads a kernel called on this thread may use: 1 inside <see cref="Serial"/>, else <see cref="Count"/>.</summary>
+    public static int Effective => t_serialDepth > 0 ? 1 : _count;
+
+    /// <summary>
+    /// Until the returned scope is disposed, every kernel called on this thread runs on this thread only (no GEMM
+    /// workers, no OpenBLAS threads, no chunked loops): for data-parallel work where each core runs its own model
+    /// replica. Scopes nest.
+    /// </summary>
+    public static SerialScope Serial() { t_serialDepth++; return new SerialScope(); }
+
+    /// <summary>Scope returned by <see cref="Serial"/>.</summary>
+    public readonly struct SerialScope : IDisposable
+    {
+        /// <summary>Ends the serial section on this thread.</summary>
+        public void Dispose() => t_serialDepth--;
+    }
+
     /// <summary>Called when worker threads or OpenBLAS are set up with the current count.</summary>
     internal static int Freeze()
     {

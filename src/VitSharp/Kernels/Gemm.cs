@@ -83,6 +83,7 @@ public static class Gemm
     {
         Validate(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         if (m == 0 || n == 0) return;
+        parallel &= !ComputeThreads.IsSerialThread;
         fixed (float* pa = a)
         fixed (float* pb = b)
         fixed (float* pc = c)
@@ -120,7 +121,7 @@ public static class Gemm
                 return;
             }
             double flops = 2.0 * m * n * k * batch;
-            if (flops < GemmManaged.ParallelThresholdFlops || ComputeThreads.Count == 1)
+            if (flops < GemmManaged.ParallelThresholdFlops || ComputeThreads.Effective == 1)
             {
                 for (int i = 0; i < batch; i++)
                     Run(backend, transA, transB, m, n, k, alpha, pa + i * strideA, lda, pb + i * strideB, ldb, beta,

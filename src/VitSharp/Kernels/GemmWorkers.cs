@@ -32,7 +32,7 @@ internal static class GemmWorkers
     internal static double SpinMicroseconds = 200;
 
     /// <summary>Number of threads that take part in a round (workers + caller).</summary>
-    public static int Threads => ComputeThreads.Count;
+    public static int Threads => ComputeThreads.Effective;
 
     /// <summary>Runs body(0..count-1) on the calling thread and the workers; returns when all are done.</summary>
     public static void For(int count, Action<int> body)

@@ -36,6 +36,9 @@ public sealed record TrainOptions
     public int ShiftPixels { get; init; }
     /// <summary>Random horizontal flips (off by default, as the shift).</summary>
     public bool Flip { get; init; }
+    /// <summary>Split each batch over two cores with a model replica each (<see cref="Training.DataParallel"/>) when the
+    /// machine has ≥ 2 compute threads and the model has no BatchNorm; off: every kernel splits its work instead.</summary>
+    public bool DataParallel { get; init; } = true;
     /// <summary>Seed of initialisation, shuffling, augmentation and dropout.</summary>
     public int Seed { get; init; }
     /// <summary>Use only the first N training images (quick runs, tests).</summary>

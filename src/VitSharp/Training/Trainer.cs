@@ -98,6 +98,25 @@ public static class Trainer
             Checkpoint.Save(ckptPath, model, new CheckpointInfo(spec, info.ToJson(), training), optimizer);
         }
 
+        // One forward and backward over (part of) a batch, the loss weighted by the part's share of the batch.
+        DataParallel.HalfResult HalfStep(Module m, Tensor images, int[] labels, float weight, int replica)
+        {
+            Dropout.Seed(replica == 0 ? HashCode.Combine(options.Seed, step) : HashCode.Combine(options.Seed, step, replica));
+            using var scope = TensorScope.Begin();
+            var logits = m.Forward(images);
+            var loss = F.CrossEntropy(logits, labels, options.LabelSmoothing);
+            float value = loss.Item();
+            if (!float.IsFinite(value))
+                throw new NonFiniteLossException($"loss is {value} at epoch {step / batches + 1}, step {step + 1}; training stopped. " +
+                    (File.Exists(ckptPath) ? $"The last good checkpoint is kept at {ckptPath}." : "No checkpoint had been written yet."));
+            (weight == 1f ? loss : loss * weight).Backward();
+            var predicted = Evaluator.ArgMax(logits);
+            int correct = 0;
+            for (int i = 0; i < labels.Length; i++) if (predicted[i] == labels[i]) correct++;
+            return new DataParallel.HalfResult((double)value * labels.Length, correct);
+        }
+
+        using var parallel = options.DataParallel && DataParallel.Suits(model) ? new DataParallel(model, () => spec.Build()) : null;
         EvalResult? lastEval = null;
         var total = Stopwatch.StartNew();
         long stepsThisRun = 0;
@@ -118,24 +137,14 @@ public static class Trainer
                 }
                 float lr = schedule.At(step);
                 optimizer.LearningRate = lr;
-                Dropout.Seed(HashCode.Combine(options.Seed, step));
-                using (var scope = TensorScope.Begin())
-                {
-                    model.ZeroGrad(setToNone: false);
-                    var logits = model.Forward(b.Images);
-                    var loss = F.CrossEntropy(logits, b.Labels, options.LabelSmoothing);
-                    float value = loss.Item();
-                    if (!float.IsFinite(value))
-                        throw new NonFiniteLossException($"loss is {value} at epoch {epoch + 1}, step {step + 1}; training stopped. " +
-                            (File.Exists(ckptPath) ? $"The last good checkpoint is kept at {ckptPath}." : "No checkpoint had been written yet."));
-                    loss.Backward();
-                    if (options.ClipGradNorm > 0) GradClip.ClipGradNorm(model.Parameters(), options.ClipGradNorm);
-                    optimizer.Step();
-                    var predicted = Evaluator.ArgMax(logits);
-                    for (int i = 0; i < b.Count; i++) if (predicted[i] == b.Labels[i]) sums.Correct++;
-                    sums.LossSum += (double)value * b.Count;
-                    sums.Seen += b.Count;
-                }
+                model.ZeroGrad(setToNone: false);
+                var r = parallel is null ? HalfStep(model, b.Images, b.Labels, 1f, 0) : parallel.Step(b.Images, b.Labels, HalfStep);
+                if (options.ClipGradNorm > 0) GradClip.ClipGradNorm(model.Parameters(), options.ClipGradNorm);
+                optimizer.Step();
+                parallel?.SyncReplica();
+                sums.Correct += r.Correct;
+                sums.LossSum += r.LossSum;
+                sums.Seen += b.Count;
                 step++; batch++; stepsThisRun++;
                 if (progress is not null && (lastReport.ElapsedMilliseconds >= 250 || batch == batches))
                 {
