@@ -21,7 +21,7 @@ public static class BenchCommand
     public sealed record Result(
         string Model, int Batch, bool Train, int Threads, int Warmup, int Steps,
         double MedianMs, double MinMs, double MaxMs, double ImagesPerSecond, double GFlopPerStep, double GFlops,
-        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs);
+        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs, bool DataParallel = false);
 
     /// <summary>Creates the command.</summary>
     public static Command Create(CliContext ctx)
@@ -37,9 +37,10 @@ public static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first", DefaultValueFactory = _ => 3 };
         var steps = new Option<int>("--steps") { Description = "Timed steps", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "End with one JSON object on the last line" };
+        var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running the two halves of the batch on two cores at once (the default with ≥ 2 threads and batch ≥ 2)" };
         var cmd = new Command("bench", "Time inference or a training step of a model preset on random images (median, min, max ms; images/s; GFLOP/s; memory)")
         {
-            model, batch, train, threads, warmup, steps, json,
+            model, batch, train, threads, warmup, steps, json, noDataParallel,
         };
         cmd.SetAction(pr =>
         {
@@ -54,7 +55,7 @@ public static class BenchCommand
             if (b < 1) throw new ArgumentException($"--batch must be ≥ 1, got {b}");
             if (w < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {w}");
             if (s < 1) throw new ArgumentException($"--steps must be ≥ 1, got {s}");
-            var r = Run(preset, b, pr.GetValue(train), w, s);
+            var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel));
             Write(ctx.Out, r, pr.GetValue(json));
             return CliApp.ExitOk;
         });
@@ -62,7 +63,10 @@ public static class BenchCommand
     }
 
     /// <summary>Builds the preset (seed 0) and times <paramref name="warmup"/> + <paramref name="steps"/> steps.</summary>
-    public static Result Run(Preset preset, int batch, bool train, int warmup, int steps)
+    /// <remarks>With <paramref name="dataParallel"/> (and ≥ 2 compute threads, batch ≥ 2), the batch's halves run at once
+    /// on two cores (<see cref="VitSharp.Training.DataParallel"/>: a model replica for training, the shared model for
+    /// inference), as <c>vit train</c> does.</remarks>
+    public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true)
     {
         Init.Seed(0);
         var module = preset.Build();
@@ -80,13 +84,32 @@ public static class BenchCommand
         }
         else vit.Eval();
 
+        using var dp = dataParallel && batch >= 2 && VitSharp.Training.DataParallel.Suits(vit)
+            ? new VitSharp.Training.DataParallel(vit, train ? () => { var r = preset.Build(); r.Train(); return r; } : null)
+            : null;
         var times = new double[steps];
         long allocated = 0;
         for (int it = 0; it < warmup + steps; it++)
         {
-            long bytes = GC.GetAllocatedBytesForCurrentThread();
+            // All threads' allocations (the data-parallel step allocates on two).
+            long bytes = GC.GetTotalAllocatedBytes(precise: true);
             long start = Stopwatch.GetTimestamp();
-            if (train)
+            if (train && dp is not null)
+            {
+                vit.ZeroGrad(setToNone: false);
+                dp.Step(images, labels, (m, x, y, weight, _) =>
+                {
+                    using var scope = TensorScope.Begin();
+                    var loss = F.CrossEntropy(m.Forward(x), y, 0.1f);
+                    (weight == 1f ? loss : loss * weight).Backward();
+                    return default;
+                });
+                opt!.Step();
+                dp.SyncReplica();
+            }
+            else if (dp is not null)
+                dp.Forward(images, (_, x) => vit.Forward(x));
+            else if (train)
             {
                 using (TensorScope.Begin())
                 {
@@ -106,7 +129,7 @@ public static class BenchCommand
             if (it >= warmup)
             {
                 times[it - warmup] = ms;
-                allocated += GC.GetAllocatedBytesForCurrentThread() - bytes;
+                allocated += GC.GetTotalAllocatedBytes(precise: true) - bytes;
             }
         }
 
@@ -115,7 +138,7 @@ public static class BenchCommand
         double flops = train ? Flops.ViTTrainStepFlops(cfg, batch) : Flops.ViTForwardFlops(cfg, batch);
         return new Result(preset.Name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
-            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times);
+            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, dp is not null);
     }
 
     /// <summary>Peak resident set size: VmHWM from /proc/self/status on Linux, else the process's peak working set.</summary>
@@ -140,7 +163,7 @@ public static class BenchCommand
     {
         string F1(double x) => x.ToString("F1", Inv);
         o.WriteLine($"{r.Model}, batch {r.Batch}, {(r.Train ? "training step (forward, cross-entropy, backward, AdamW)" : "inference (forward, no grad, eval mode)")}, " +
-                    $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads");
+                    $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads{(r.DataParallel ? ", data-parallel halves" : "")}");
         o.WriteLine($"step: median {F1(r.MedianMs)} ms, min {F1(r.MinMs)} ms, max {F1(r.MaxMs)} ms");
         o.WriteLine($"throughput: {F1(r.ImagesPerSecond)} images/s (median); {F1(r.GFlops)} GFLOP/s effective ({r.GFlopPerStep.ToString("F2", Inv)} GFLOP per step{(r.Train ? ", 3× forward" : "")})");
         o.WriteLine($"memory: peak working set {F1(r.PeakRssMb)} MB; managed bytes allocated per step (calling thread): {r.AllocBytesPerStep.ToString("N0", Inv)}");
@@ -151,6 +174,7 @@ public static class BenchCommand
             ["batch"] = r.Batch,
             ["train"] = r.Train,
             ["threads"] = r.Threads,
+            ["data_parallel"] = r.DataParallel,
             ["warmup"] = r.Warmup,
             ["steps"] = r.Steps,
             ["median_ms"] = Math.Round(r.MedianMs, 3),

@@ -27,16 +27,13 @@ public sealed class DataParallel : IDisposable
     /// </summary>
     public delegate HalfResult HalfStep(Module module, Tensor images, int[] labels, float weight, int replica);
 
-    private readonly Module _model, _replica;
+    private readonly Module _model;
+    private readonly Module? _replica;
     private readonly Tensor[] _params, _replicaParams;
     private readonly Thread _thread;
     private readonly SemaphoreSlim _go = new(0), _done = new(0);
     private volatile bool _stop;
-    private HalfStep? _work;
-    private Tensor? _images;
-    private int[]? _labels;
-    private float _weight;
-    private HalfResult _result;
+    private Action<int>? _body;
     private ExceptionDispatchInfo? _error;
 
     /// <summary>Whether data-parallel steps suit this model on this machine: at least 2 compute threads and no layer
@@ -44,17 +41,24 @@ public sealed class DataParallel : IDisposable
     public static bool Suits(Module model) =>
         ComputeThreads.Count >= 2 && !model.NamedModules().Any(m => m.Module.GetType().Name.Contains("BatchNorm", StringComparison.Ordinal));
 
-    /// <summary>Sets up the replica (built by <paramref name="buildReplica"/>, same architecture) and its thread.</summary>
-    public DataParallel(Module model, Func<Module> buildReplica)
+    /// <summary>
+    /// Sets up the second thread, and with <paramref name="buildReplica"/> (same architecture) a replica for training
+    /// steps; without it only <see cref="Run"/> and <see cref="Forward"/> (inference on the shared model) are available.
+    /// </summary>
+    public DataParallel(Module model, Func<Module>? buildReplica = null)
     {
         _model = model;
-        _replica = buildReplica();
-        _replica.Train(model.Training);
         _params = model.Parameters().ToArray();
-        _replicaParams = _replica.Parameters().ToArray();
-        if (_params.Length != _replicaParams.Length || _params.Zip(_replicaParams).Any(p => p.First.Size != p.Second.Size))
-            throw new ArgumentException("the replica's parameters differ from the model's");
-        SyncReplica();
+        if (buildReplica is not null)
+        {
+            _replica = buildReplica();
+            _replica.Train(model.Training);
+            _replicaParams = _replica.Parameters().ToArray();
+            if (_params.Length != _replicaParams.Length || _params.Zip(_replicaParams).Any(p => p.First.Size != p.Second.Size))
+                throw new ArgumentException("the replica's parameters differ from the model's");
+            SyncReplica();
+        }
+        else _replicaParams = [];
         _thread = new Thread(Loop) { IsBackground = true, Name = "VitSharp data-parallel replica" };
         _thread.Start();
     }
@@ -62,10 +66,28 @@ public sealed class DataParallel : IDisposable
     /// <summary>Copies the model's parameters (and buffers) into the replica; call after every optimizer step.</summary>
     public void SyncReplica()
     {
+        if (_replica is null) return;
         for (int i = 0; i < _params.Length; i++) _params[i].Data.AsSpan().CopyTo(_replicaParams[i].Data);
         var buffers = _model.NamedBuffers().ToArray();
         var rb = _replica.NamedBuffers().ToArray();
         for (int i = 0; i < buffers.Length; i++) buffers[i].Buffer.Data.AsSpan().CopyTo(rb[i].Buffer.Data);
+    }
+
+    /// <summary>
+    /// Runs body(0) on the calling thread and body(1) on the second thread at once, each with single-threaded kernels;
+    /// returns when both are done and rethrows the first error.
+    /// </summary>
+    public void Run(Action<int> body)
+    {
+        ObjectDisposedException.ThrowIf(_stop, this);
+        _body = body; _error = null;
+        _go.Release();
+        try
+        {
+            using (ComputeThreads.Serial()) body(0);
+        }
+        finally { _done.Wait(); }
+        _error?.Throw();
     }
 
     /// <summary>
@@ -74,22 +96,16 @@ public sealed class DataParallel : IDisposable
     /// </summary>
     public HalfResult Step(Tensor images, int[] labels, HalfStep step)
     {
+        if (_replica is null) throw new InvalidOperationException("training steps need a replica (construct DataParallel with buildReplica)");
         int b = labels.Length;
         if (b < 2) return step(_model, images, labels, 1f, 0);
-        int n0 = (b + 1) / 2, n1 = b - n0;
-        var (x0, x1) = Split(images, n0);
+        int n0 = (b + 1) / 2;
+        var halves = Split(images, n0);
+        int[][] y = [labels[..n0], labels[n0..]];
         _replica.Train(_model.Training);
         foreach (var p in _replicaParams) if (p.Grad is not null) Array.Clear(p.Grad.Data);
-        _work = step; _images = x1; _labels = labels[n0..]; _weight = (float)n1 / b; _error = null;
-        _go.Release();
-        HalfResult r0;
-        try
-        {
-            using (ComputeThreads.Serial())
-                r0 = step(_model, x0, labels[..n0], (float)n0 / b, 0);
-        }
-        finally { _done.Wait(); }
-        _error?.Throw();
+        var results = new HalfResult[2];
+        Run(h => results[h] = step(h == 0 ? _model : _replica, halves[h], y[h], (float)y[h].Length / b, h));
         for (int i = 0; i < _params.Length; i++)
         {
             var g = _replicaParams[i].Grad;
@@ -97,10 +113,40 @@ public sealed class DataParallel : IDisposable
             var mine = _params[i].GradSpan();
             System.Numerics.Tensors.TensorPrimitives.Add(mine, g.Data, mine);
         }
-        return new HalfResult(r0.LossSum + _result.LossSum, r0.Correct + _result.Correct);
+        return new HalfResult(results[0].LossSum + results[1].LossSum, results[0].Correct + results[1].Correct);
     }
 
-    private static (Tensor, Tensor) Split(Tensor images, int n0)
+    /// <summary>
+    /// Inference on both halves of a batch at once on the shared model: body(half index, images of that half) runs
+    /// under no-grad in a <see cref="TensorScope"/> of its own on each thread (read what you need inside it).
+    /// </summary>
+    public void Forward(Tensor images, Action<int, Tensor> body)
+    {
+        int b = images.Dim(0);
+        if (b < 2)
+        {
+            using var noGrad = Autograd.NoGrad();
+            using var scope = TensorScope.Begin();
+            body(0, images);
+            return;
+        }
+        var halves = Split(images, (b + 1) / 2);
+        Run(h =>
+        {
+            using var noGrad = Autograd.NoGrad();
+            using var scope = TensorScope.Begin();
+            body(h, halves[h]);
+        });
+    }
+
+    /// <summary>The first <paramref name="n0"/> samples of a batch [B, …] and the rest, as two new tensors.</summary>
+    public static Tensor[] Split(Tensor images, int n0)
+    {
+        var (a, b) = SplitCore(images, n0);
+        return [a, b];
+    }
+
+    private static (Tensor, Tensor) SplitCore(Tensor images, int n0)
     {
         int b = images.Dim(0), per = images.Size / Math.Max(1, b);
         var shape0 = images.Shape; shape0[0] = n0;
@@ -118,7 +164,7 @@ public sealed class DataParallel : IDisposable
         {
             _go.Wait();
             if (_stop) return;
-            try { _result = _work!(_replica, _images!, _labels!, _weight, 1); }
+            try { _body!(1); }
             catch (Exception e) { _error = ExceptionDispatchInfo.Capture(e); }
             finally { _done.Release(); }
         }

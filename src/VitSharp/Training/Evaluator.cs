@@ -10,8 +10,10 @@ public sealed record EvalResult(double Accuracy, double[] PerClass, int[,] Confu
 public static class Evaluator
 {
     /// <summary>Evaluates <paramref name="model"/> (switched to eval mode) on <paramref name="data"/> preprocessed by <paramref name="transform"/>.</summary>
+    /// <remarks>With <paramref name="parallel"/> (a <see cref="DataParallel"/> over this model), each batch's two halves
+    /// run at once on two cores.</remarks>
     public static EvalResult Evaluate(Module model, IImageDataset data, ITransform? transform, int batchSize = 256,
-        CancellationToken cancel = default)
+        CancellationToken cancel = default, DataParallel? parallel = null)
     {
         bool wasTraining = model.Training;
         model.Eval();
@@ -26,6 +28,23 @@ public static class Evaluator
             foreach (var batch in loader.Epoch(0))
             {
                 cancel.ThrowIfCancellationRequested();
+                if (parallel is not null && batch.Count >= 2)
+                {
+                    int n0 = (batch.Count + 1) / 2;
+                    var sums = new double[2];
+                    var preds = new int[2][];
+                    parallel.Forward(batch.Images, (h, x) =>
+                    {
+                        var labels = h == 0 ? batch.Labels[..n0] : batch.Labels[n0..];
+                        var halfLogits = model.Forward(x);
+                        sums[h] = F.CrossEntropy(halfLogits, labels).Item() * (double)labels.Length;
+                        preds[h] = ArgMax(halfLogits);
+                    });
+                    lossSum += sums[0] + sums[1];
+                    for (int i = 0; i < batch.Count; i++) confusion[batch.Labels[i], i < n0 ? preds[0][i] : preds[1][i - n0]]++;
+                    count += batch.Count;
+                    continue;
+                }
                 using var scope = TensorScope.Begin();
                 var logits = model.Forward(batch.Images);
                 lossSum += F.CrossEntropy(logits, batch.Labels).Item() * batch.Count;

@@ -157,7 +157,7 @@ public static class Trainer
             }
             double trainSeconds = epochClock.Elapsed.TotalSeconds;
             EvalResult eval;
-            try { eval = lastEval = Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel); }
+            try { eval = lastEval = Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel, parallel: parallel); }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
                 // Cancelled during the end-of-epoch evaluation: keep the epoch's training (position = after its last
@@ -174,7 +174,7 @@ public static class Trainer
             progress?.Report(metrics);
         }
         // A resumed run that had already finished still reports its evaluation.
-        lastEval ??= Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel);
+        lastEval ??= Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel, parallel: parallel);
         return new TrainResult(ckptPath, history, Interrupted: false, lastEval);
     }
 

@@ -92,6 +92,37 @@ public class DataParallelTests
         dp.Step(images, new[] { 0, 1, 2, 3 }, Half);
     }
 
+    [Theory]
+    [InlineData(1, 256)]
+    [InlineData(37, 256)]
+    [InlineData(37, 9)]
+    public void EvaluationOnTwoCoresMatchesOneCore(int count, int batchSize)
+    {
+        var rng = new Random(count);
+        var pixels = new byte[count * 144];
+        rng.NextBytes(pixels);
+        var data = new VitSharp.Data.InMemoryDataset(pixels, Enumerable.Range(0, count).Select(i => i % 5).ToArray(), 1, 12, 12,
+            ["a", "b", "c", "d", "e"]);
+        var model = Build(4);
+        var expected = Evaluator.Evaluate(model, data, null, batchSize);
+        using var dp = new DataParallel(model);
+        var actual = Evaluator.Evaluate(model, data, null, batchSize, parallel: dp);
+        Assert.Equal(expected.Count, actual.Count);
+        Assert.Equal(expected.Accuracy, actual.Accuracy);
+        Assert.Equal(expected.Loss, actual.Loss, 1e-5);
+        Assert.Equal(expected.Confusion.Cast<int>(), actual.Confusion.Cast<int>());
+        Assert.True(model.Training, "Evaluate restores the training mode");
+    }
+
+    [Fact]
+    public void StepWithoutReplicaIsRefused()
+    {
+        var model = Build(1);
+        using var dp = new DataParallel(model);
+        var e = Assert.Throws<InvalidOperationException>(() => dp.Step(TestData.Uniform(1, -1, 1, 2, 1, 12, 12), [0, 1], Half));
+        Assert.Contains("replica", e.Message);
+    }
+
     [Fact]
     public void SerialScopeMakesKernelsSingleThreadedOnThisThreadOnly()
     {
