@@ -41,6 +41,8 @@ public static class Trainer
             progress?.Report(new TrainMessage($"resuming {ckptPath}"));
         }
         options.Validate();
+        if (restored is null && options.Teacher is { } teacherPath && Path.GetFullPath(teacherPath) == Path.GetFullPath(ckptPath))
+            throw new ArgumentException($"the teacher checkpoint {teacherPath} is the run's own checkpoint; give the student another --out folder");
         Directory.CreateDirectory(outDir);
 
         var (trainAll, testAll, info) = DataSets.Load(options.Dataset, options.DataDir, options.Seed, options.ImageSize, options.Channels);
@@ -54,11 +56,13 @@ public static class Trainer
         {
             spec = FitToData(Presets.Get(options.Model).Spec, info);
             Init.Seed(options.Seed);
-            model = spec.Build();
+            if (options.Teacher is null) model = spec.Build();
+            else (model, spec) = BuildDistillation(options, spec, info, progress);
         }
         model.Train();
 
-        var optimizer = new AdamW(model.NamedParameters(), options.LearningRate, weightDecay: options.WeightDecay);
+        // Frozen parameters (a distillation teacher's) are not optimised; a plain model has none.
+        var optimizer = new AdamW(model.NamedParameters().Where(p => p.Parameter.RequiresGrad), options.LearningRate, weightDecay: options.WeightDecay);
         var transforms = new List<ITransform>();
         if (options.ShiftPixels > 0) transforms.Add(new RandomCrop(options.ShiftPixels));
         if (options.Flip) transforms.Add(new RandomHorizontalFlip());
@@ -122,8 +126,18 @@ public static class Trainer
                 using (var scope = TensorScope.Begin())
                 {
                     model.ZeroGrad(setToNone: false);
-                    var logits = model.Forward(b.Images);
-                    var loss = F.CrossEntropy(logits, b.Labels, options.LabelSmoothing);
+                    Tensor logits, loss;
+                    if (model is ILossModel lossModel)
+                    {
+                        var r = lossModel.ComputeLoss(b.Images, b.Labels, options.LabelSmoothing);
+                        (logits, loss) = (r.Logits, r.Loss);
+                        if (r is DistillLoss d) sums.DistillLossSum += (double)d.DistillationLoss.Item() * b.Count;
+                    }
+                    else
+                    {
+                        logits = model.Forward(b.Images);
+                        loss = F.CrossEntropy(logits, b.Labels, options.LabelSmoothing);
+                    }
                     float value = loss.Item();
                     if (!float.IsFinite(value))
                         throw new NonFiniteLossException($"loss is {value} at epoch {epoch + 1}, step {step + 1}; training stopped. " +
@@ -158,7 +172,10 @@ public static class Trainer
                 return new TrainResult(ckptPath, history, Interrupted: true, null);
             }
             var metrics = new EpochMetrics(epoch + 1, step, sums.LossSum / Math.Max(1, sums.Seen), (double)sums.Correct / Math.Max(1, sums.Seen),
-                eval.Loss, eval.Accuracy, epochClock.Elapsed.TotalSeconds, sums.Seen / trainSeconds, optimizer.LearningRate);
+                eval.Loss, eval.Accuracy, epochClock.Elapsed.TotalSeconds, sums.Seen / trainSeconds, optimizer.LearningRate)
+            {
+                TrainDistillLoss = model is DistillWrapper ? sums.DistillLossSum / Math.Max(1, sums.Seen) : null,
+            };
             history.Add(metrics);
             Save(epoch + 1, 0, new EpochSums());
             WriteRecords(outDir, history);
@@ -167,6 +184,32 @@ public static class Trainer
         // A resumed run that had already finished still reports its evaluation.
         lastEval ??= Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel);
         return new TrainResult(ckptPath, history, Interrupted: false, lastEval);
+    }
+
+    /// <summary>
+    /// The model of a distillation run: a <see cref="DistillableViT"/> student of the preset's size (fitted to the data)
+    /// inside a <see cref="DistillWrapper"/> with the teacher loaded from <see cref="TrainOptions.Teacher"/>; and its spec
+    /// (the teacher as the teacher checkpoint's nested {constructor, kwargs}), so that the run's checkpoints rebuild it.
+    /// </summary>
+    /// <exception cref="ArgumentException">The preset is not a ViT, or the teacher does not fit the student (class count, input shape).</exception>
+    public static (DistillWrapper Model, ModelSpec Spec) BuildDistillation(TrainOptions options, ModelSpec studentPreset, DataInfo info,
+        IProgress<TrainEvent>? progress = null)
+    {
+        string path = options.Teacher ?? throw new ArgumentException("no teacher checkpoint given");
+        if (studentPreset.Constructor != "vit_pytorch.vit.ViT")
+            throw new ArgumentException($"distillation trains a DistillableViT student: the preset '{options.Model}' ({studentPreset.Constructor}) is not a ViT");
+        var teacher = Checkpoint.Load(path);
+        var teacherData = DataInfo.FromJson(teacher.Info.Data);
+        if (!string.Equals(teacherData.Name, info.Name, StringComparison.OrdinalIgnoreCase) || !teacherData.Mean.SequenceEqual(info.Mean) || !teacherData.Std.SequenceEqual(info.Std))
+            progress?.Report(new TrainMessage($"note: the teacher was trained on {teacherData.Name} (normalisation mean {string.Join("/", teacherData.Mean)}, " +
+                $"std {string.Join("/", teacherData.Std)}); it now sees {info.Name} preprocessed for the student"));
+        var studentSpec = new ModelSpec(DistillableViT.ConstructorName, studentPreset.Kwargs);
+        var student = (DistillableViT)studentSpec.Build();
+        var config = new DistillConfig { Temperature = options.Temperature, Alpha = options.Alpha, Hard = options.Distill == "hard" };
+        DistillWrapper wrapper;
+        try { wrapper = new DistillWrapper(teacher.Model, student, config); }
+        catch (ArgumentException e) { throw new ArgumentException($"teacher {path}: {e.Message}", e); }
+        return (wrapper, ModelSpec.DistillWrapper(teacher.Info.Model, studentSpec, config));
     }
 
     /// <summary>Sets image size, channels and class count of a preset's keyword arguments to the data set's.</summary>
@@ -204,5 +247,7 @@ public static class Trainer
         public long Correct { get; set; }
         /// <summary>Images seen.</summary>
         public long Seen { get; set; }
+        /// <summary>Σ distillation term × batch size (distillation runs).</summary>
+        public double DistillLossSum { get; set; }
     }
 }
