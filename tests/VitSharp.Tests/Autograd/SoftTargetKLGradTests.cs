@@ -18,7 +18,7 @@ public class SoftTargetKLGradTests
         var loss = F.SoftTargetKLDiv(s, t, temperature);
         Assert.Empty(loss.Shape);
         var (expected, _) = SoftTargetKLKernelTests.Reference(s.Data, t.Data, rows, k, temperature);
-        Assert.Equal(expected, loss.Item(), 5);
+        Assert.Equal(expected, loss.Item(), 1e-5);
         // With one class the loss is 0 whatever the logits: the gradient is identically zero.
         GradCheck.Verify(x => F.SoftTargetKLDiv(x[0], t, temperature), [s], allowZero: k == 1);
     }

@@ -84,7 +84,45 @@ public sealed class DistillCliTests(DistillCliRun run) : IClassFixture<DistillCl
         Tensor probs;
         using (VitSharp.Autograd.NoGrad()) probs = F.Softmax(student.Forward(new Tensor(x, 1, 1, 28, 28)), -1);
         foreach (var t in top)
-            Assert.Equal(probs.Data[t!["index"]!.GetValue<int>()], t["probability"]!.GetValue<double>(), 4);
+            Assert.Equal(probs.Data[t!["index"]!.GetValue<int>()], t["probability"]!.GetValue<double>(), 1e-4);
+    }
+
+    private string WritePng(int index)
+    {
+        string png = Path.Combine(run.Dir, $"attn{index}.png");
+        ImageEncoder.SavePng(png, FashionMnist.Load(train: false).RawPixels(index).ToArray(), 28, 28, 1);
+        return png;
+    }
+
+    [Fact]
+    public void Predict_Attention_WritesTheHeatMapOfTheDistilledStudent()
+    {
+        string png = WritePng(1);
+        string map = Path.Combine(run.Dir, "map.png");
+        var r = TrainCliTests.Run("predict", CheckpointPath, png, "--attention", map);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains($"{png}: attention map {map}", r.Out);
+        var decoded = ImageDecoder.Decode(map);
+        Assert.Equal((224, 224, 3), (decoded.Width, decoded.Height, decoded.Channels));   // 28×28 enlarged 8×
+        Assert.True(decoded.Pixels.Distinct().Count() > 16, "the heat map is not a flat image");
+    }
+
+    [Fact]
+    public void Predict_Attention_SeveralImagesOfAPlainViT_NumberedFilesInANewFolder()
+    {
+        string[] pngs = [WritePng(2), WritePng(3)];
+        string map = Path.Combine(run.Dir, "maps", "rollout.png");
+        var r = TrainCliTests.Run("predict", run.TeacherPath, pngs[0], pngs[1], "--attention", map, "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var predictions = JsonNode.Parse(Lines(r.Out)[^1])!["predictions"]!.AsArray();
+        for (int i = 0; i < 2; i++)
+        {
+            string expected = Path.Combine(run.Dir, "maps", $"rollout-{i + 1}.png");
+            Assert.Equal(expected, predictions[i]!["attention"]!.GetValue<string>());
+            var decoded = ImageDecoder.Decode(expected);
+            Assert.Equal((224, 224), (decoded.Width, decoded.Height));
+        }
+        Assert.False(File.Exists(map));
     }
 
     [Theory]
