@@ -3,12 +3,16 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Spectre.Console;
 using VitSharp.Data;
+using VitSharp.Inspection;
 using VitSharp.Models;
 using VitSharp.Training;
 
 namespace VitSharp.Cli;
 
-/// <summary><c>vit predict CHECKPOINT IMAGE…</c>: classifies PNG/JPEG images with a trained checkpoint and prints the top-k classes.</summary>
+/// <summary>
+/// <c>vit predict CHECKPOINT IMAGE…</c>: classifies PNG/JPEG images with a trained checkpoint and prints the top-k classes;
+/// with <c>--attention OUT.png</c> it also draws each image's attention rollout as a heat map over it.
+/// </summary>
 public static class PredictCommand
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
@@ -23,18 +27,29 @@ public static class PredictCommand
         var images = new Argument<string[]>("IMAGE") { Description = "PNG or JPEG files", Arity = ArgumentArity.OneOrMore };
         var top = new Option<int>("--top", "-k") { Description = "Show the K most probable classes (capped at the class count)", DefaultValueFactory = _ => 5 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with every image's top classes instead of tables" };
+        var attention = new Option<string?>("--attention") { Description = "Also write each image's attention rollout as a heat map over it to this PNG (several images: OUT-1.png, OUT-2.png, …)" };
         var cmd = new Command("predict", "Classify images with a trained checkpoint: the top classes and their probabilities")
         {
-            checkpoint, images, top, json,
+            checkpoint, images, top, json, attention,
         };
         cmd.SetAction(pr =>
         {
             int k = pr.GetValue(top);
             if (k < 1) throw new ArgumentException($"--top must be ≥ 1, got {k}");
             var ckpt = Checkpoint.Load(pr.GetValue(checkpoint)!);
-            var predictions = Predict(ckpt, pr.GetValue(images)!, k);
-            if (pr.GetValue(json)) WriteJson(ctx.Out, ckpt.Path, predictions);
-            else WriteTables(ctx, predictions);
+            var paths = pr.GetValue(images)!;
+            string? outPng = pr.GetValue(attention);
+            if (outPng is not null && InspectedViT(ckpt.Model) is null)
+                throw new ArgumentException($"--attention needs a ViT-family model; {ckpt.Path} holds a {ckpt.Info.Model.Constructor}");
+            var predictions = Predict(ckpt, paths, k);
+            var maps = outPng is null ? null : WriteAttentionMaps(ckpt, paths, outPng);
+            if (pr.GetValue(json)) WriteJson(ctx.Out, ckpt.Path, predictions, maps);
+            else
+            {
+                WriteTables(ctx, predictions);
+                if (maps is not null)
+                    for (int i = 0; i < paths.Length; i++) ctx.Out.WriteLine($"{paths[i]}: attention map {maps[i]}");
+            }
             return CliApp.ExitOk;
         });
         return cmd;
@@ -48,25 +63,14 @@ public static class PredictCommand
     public static IReadOnlyList<Prediction> Predict(LoadedCheckpoint ckpt, IReadOnlyList<string> paths, int k)
     {
         var info = DataInfo.FromJson(ckpt.Info.Data);
-        int h = info.Height, w = info.Width, c = info.Channels;
-        if (ckpt.Model is ViT vit) { h = vit.Config.ImageHeight; w = vit.Config.ImageWidth; }
+        var (c, h, w) = InputShape(ckpt);
         int classes = info.ClassNames.Count;
         k = Math.Min(k, classes);
-        var normalize = info.Normalize();
         int size = c * h * w;
 
         // Decode every image first, so that a bad file is reported before any work is done.
         var inputs = new float[paths.Count][];
-        for (int n = 0; n < paths.Count; n++)
-        {
-            var img = ImageOps.Resize(ImageDecoder.Decode(paths[n], c), w, h);
-            var chw = new byte[size];
-            ImageOps.HwcToChw(img.Pixels, w, h, c, chw);
-            var x = new float[size];
-            for (int i = 0; i < size; i++) x[i] = chw[i] / 255f;
-            normalize.Apply(x, c, h, w, Random.Shared);
-            inputs[n] = x;
-        }
+        for (int n = 0; n < paths.Count; n++) inputs[n] = Preprocess(ImageDecoder.Decode(paths[n], c), info, c, h, w);
 
         var model = ckpt.Model;
         model.Eval();
@@ -90,6 +94,60 @@ public static class PredictCommand
         return result;
     }
 
+    /// <summary>The model's input channels, height and width (a ViT's configuration, else the data set's).</summary>
+    private static (int C, int H, int W) InputShape(LoadedCheckpoint ckpt)
+    {
+        var info = DataInfo.FromJson(ckpt.Info.Data);
+        return InspectedViT(ckpt.Model) is { } vit ? (info.Channels, vit.Config.ImageHeight, vit.Config.ImageWidth) : (info.Channels, info.Height, info.Width);
+    }
+
+    /// <summary>The ViT of a ViT-family checkpoint model (a distillation wrapper's student), or null.</summary>
+    private static ViT? InspectedViT(VitSharp.NN.Module model) => model as ViT ?? (model as DistillWrapper)?.Student;
+
+    /// <summary>Training's preprocessing of one decoded image (already in <paramref name="c"/> channels): bilinear resize, /255, normalisation; C×H×W floats.</summary>
+    private static float[] Preprocess(DecodedImage decoded, DataInfo info, int c, int h, int w)
+    {
+        int size = c * h * w;
+        var img = ImageOps.Resize(decoded, w, h);
+        var chw = new byte[size];
+        ImageOps.HwcToChw(img.Pixels, w, h, c, chw);
+        var x = new float[size];
+        for (int i = 0; i < size; i++) x[i] = chw[i] / 255f;
+        info.Normalize().Apply(x, c, h, w, Random.Shared);
+        return x;
+    }
+
+    /// <summary>
+    /// For each image: the attention rollout of the checkpoint's ViT (class-token row, patches; see
+    /// <see cref="AttentionRollout"/>) on the preprocessed image, drawn over the image itself at its own size or an
+    /// enlarged one (<see cref="AttentionHeatmap.OutputSize"/>) and written as PNG. One image goes to
+    /// <paramref name="outPng"/>; several to OUT-1.png, OUT-2.png, … Returns the paths written.
+    /// </summary>
+    public static IReadOnlyList<string> WriteAttentionMaps(LoadedCheckpoint ckpt, IReadOnlyList<string> paths, string outPng)
+    {
+        var vit = InspectedViT(ckpt.Model) ?? throw new ArgumentException($"attention maps need a ViT-family model; {ckpt.Path} holds a {ckpt.Info.Model.Constructor}");
+        var info = DataInfo.FromJson(ckpt.Info.Data);
+        var (c, h, w) = InputShape(ckpt);
+        var cfg = vit.Config;
+        int gh = cfg.ImageHeight / cfg.PatchHeight, gw = cfg.ImageWidth / cfg.PatchWidth;
+        string ext = Path.GetExtension(outPng) is { Length: > 0 } e ? e : ".png";
+        string stem = Path.Combine(Path.GetDirectoryName(outPng) ?? "", Path.GetFileNameWithoutExtension(outPng));
+        if (Path.GetDirectoryName(Path.GetFullPath(outPng)) is { } dir) Directory.CreateDirectory(dir);
+        vit.Eval();
+        var written = new List<string>(paths.Count);
+        for (int n = 0; n < paths.Count; n++)
+        {
+            var original = ImageDecoder.Decode(paths[n]);
+            var x = Preprocess(ImageDecoder.ConvertChannels(original, c), info, c, h, w);
+            Tensor map;
+            using (var scope = TensorScope.Begin()) map = AttentionRollout.ForModel(vit, new Tensor(x, 1, c, h, w));
+            string target = paths.Count == 1 ? outPng : $"{stem}-{n + 1}{ext}";
+            AttentionHeatmap.SavePng(target, original, map.Data, gh, gw);
+            written.Add(target);
+        }
+        return written;
+    }
+
     private static void WriteTables(CliContext ctx, IReadOnlyList<Prediction> predictions)
     {
         foreach (var p in predictions)
@@ -110,18 +168,23 @@ public static class PredictCommand
         }
     }
 
-    private static void WriteJson(TextWriter o, string checkpoint, IReadOnlyList<Prediction> predictions)
+    private static void WriteJson(TextWriter o, string checkpoint, IReadOnlyList<Prediction> predictions, IReadOnlyList<string>? maps)
     {
         var arr = new JsonArray();
-        foreach (var p in predictions)
-            arr.Add(new JsonObject
+        for (int i = 0; i < predictions.Count; i++)
+        {
+            var p = predictions[i];
+            var item = new JsonObject
             {
                 ["image"] = p.Image,
                 ["top"] = new JsonArray(p.Top.Select(t => (JsonNode?)new JsonObject
                 {
                     ["index"] = t.Index, ["class"] = t.Class, ["probability"] = Math.Round((double)t.Probability, 6),
                 }).ToArray()),
-            });
+            };
+            if (maps is not null) item["attention"] = maps[i];
+            arr.Add(item);
+        }
         o.WriteLine(new JsonObject { ["checkpoint"] = checkpoint, ["predictions"] = arr }.ToJsonString());
     }
 }

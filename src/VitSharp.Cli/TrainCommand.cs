@@ -44,11 +44,15 @@ public static class TrainCommand
         var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir})" };
         var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
         var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running two half-batches on two model replicas (the default with ≥ 2 threads)" };
+        var teacher = new Option<string?>("--teacher") { Description = "Distil from this trained checkpoint (any model): trains a DistillableViT student of the --model size against it" };
+        var distill = new Option<string?>("--distill") { Description = $"With --teacher: soft (KL against the teacher's tempered softmax) or hard (its arg-max) (default: {d.Distill})" };
+        var temperature = new Option<float?>("--temperature") { Description = $"With --teacher: softmax temperature of soft distillation, > 0 (default: {F(d.Temperature)})" };
+        var alpha = new Option<float?>("--alpha") { Description = $"With --teacher: weight of the distillation term, loss = (1 − α)·CE + α·distillation (default: {F(d.Alpha)})" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
         var cmd = new Command("train", "Train a ViT on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
             recipe, model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
-            flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, resume,
+            flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, teacher, distill, temperature, alpha, resume,
         };
         cmd.SetAction(pr =>
         {
@@ -78,6 +82,20 @@ public static class TrainCommand
             if (Take(trainLimit) is { } tl) o = o with { TrainLimit = tl };
             if (Take(testLimit) is { } te) o = o with { TestLimit = te };
             if (pr.GetValue(outDir) is { } od) o = o with { OutDir = od };
+            if (TakeS(teacher) is { } tc)
+            {
+                o = o with { Teacher = tc };
+                // Never write the student over the default run (which usually holds the teacher).
+                if (pr.GetValue(outDir) is null) o = o with { OutDir = o.OutDir + "-distilled" };
+            }
+            if (TakeS(distill) is { } dk) o = o with { Distill = dk.ToLowerInvariant() };
+            if (Take(temperature) is { } tt) o = o with { Temperature = tt };
+            if (Take(alpha) is { } al) o = o with { Alpha = al };
+            if (o.Teacher is null && !pr.GetValue(resume))
+            {
+                var orphan = new[] { distill.Name, temperature.Name, alpha.Name }.Where(given.Contains).ToList();
+                if (orphan.Count > 0) throw new ArgumentException($"{string.Join(", ", orphan)} need(s) --teacher CHECKPOINT");
+            }
             return Run(ctx, o, pr.GetValue(resume), given);
         });
         return cmd;
@@ -91,7 +109,13 @@ public static class TrainCommand
             options.Validate();
             if (options.Channels is not (1 or 3)) throw new ArgumentException($"--channels must be 1 or 3, got {options.Channels}");
             if (options.ImageSize < 1) throw new ArgumentException($"--image-size must be ≥ 1, got {options.ImageSize}");
-            VitSharp.Models.Presets.Get(options.Model);   // an unknown preset fails before the data is loaded
+            var preset = VitSharp.Models.Presets.Get(options.Model);   // an unknown preset fails before the data is loaded
+            if (options.Teacher is { } t)
+            {
+                if (!File.Exists(t)) throw new ArgumentException($"--teacher {t}: checkpoint not found");
+                if (preset.Spec.Constructor != "vit_pytorch.vit.ViT")
+                    throw new ArgumentException($"--teacher trains a DistillableViT student: the preset '{options.Model}' is not a ViT");
+            }
             if (File.Exists(Path.Combine(options.OutDir, Trainer.CheckpointFile)))
                 ctx.Err.WriteLine($"vit: note: {options.OutDir} already holds a checkpoint; this new run overwrites it after its first epoch (--resume continues it instead)");
         }
@@ -121,6 +145,7 @@ public static class TrainCommand
             if (!resume)
                 ctx.Out.WriteLine($"Training {options.Model} on {options.Dataset}{(options.DataDir is null ? "" : $" ({options.DataDir})")}: " +
                     $"{options.Epochs} epoch(s), batch {options.BatchSize}, lr {options.LearningRate.ToString("G3", Inv)}, seed {options.Seed}" +
+                    $"{(options.Teacher is { } tch ? $", distilled ({options.Distill}, T {options.Temperature.ToString("G3", Inv)}, alpha {options.Alpha.ToString("G3", Inv)}) from {tch}" : "")}" +
                     $"{(options.TrainLimit is int tl ? $", first {tl} training images" : "")}{(options.TestLimit is int te ? $", first {te} test images" : "")}; output in {options.OutDir}");
             TrainResult result;
             try
@@ -172,7 +197,8 @@ public static class TrainCommand
 
     internal static string EpochText(EpochMetrics m, int epochs) =>
         $"epoch {m.Epoch}{(epochs > 0 ? "/" + epochs : "")}: train loss {m.TrainLoss.ToString("0.0000", Inv)} acc {Pct(m.TrainAccuracy)} | " +
-        $"test loss {m.TestLoss.ToString("0.0000", Inv)} acc {Pct(m.TestAccuracy)} | {m.Seconds.ToString("0.0", Inv)} s, {m.ImagesPerSecond.ToString("0", Inv)} img/s";
+        $"test loss {m.TestLoss.ToString("0.0000", Inv)} acc {Pct(m.TestAccuracy)} | {m.Seconds.ToString("0.0", Inv)} s, {m.ImagesPerSecond.ToString("0", Inv)} img/s" +
+        (m.TrainDistillLoss is double dl ? $" | distill loss {dl.ToString("0.0000", Inv)}" : "");
 
     /// <summary>Plain lines for pipes, files and tests: messages, one line per epoch, a step line every ~10 s.</summary>
     private sealed class PlainReporter(TextWriter o) : IProgress<TrainEvent>

@@ -89,6 +89,12 @@ public sealed class Transformer : Module
     /// <summary>The [attention, feed-forward] pairs (key <c>layers</c>).</summary>
     public ModuleList Layers { get; }
 
+    /// <summary>
+    /// When set, receives the layer index and the residual stream after that layer's attention and feed-forward
+    /// ([B, N, C], before the final LayerNorm) in every forward pass (used by <see cref="Inspection.Extractor"/>).
+    /// </summary>
+    public Action<int, Tensor>? LayerObserver { get; set; }
+
     /// <summary>Creates the stack.</summary>
     public Transformer(int dim, int depth, int heads, int dimHead, int mlpDim, float dropout = 0f, bool finalNorm = true)
     {
@@ -113,6 +119,7 @@ public sealed class Transformer : Module
             var pair = (ModuleList)Layers[i];
             x = pair[0].Forward(x) + x;
             x = pair[1].Forward(x) + x;
+            LayerObserver?.Invoke(i, x);
         }
         return Norm is null ? x : Norm.Forward(x);
     }

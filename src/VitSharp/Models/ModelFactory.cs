@@ -15,6 +15,8 @@ public static class ModelFactory
     private static readonly Dictionary<string, Func<Kwargs, Module>> Builders = new()
     {
         ["vit_pytorch.vit.ViT"] = k => new ViT(ViTConfigFrom(k)),
+        [DistillableViT.ConstructorName] = k => new DistillableViT(ViTConfigFrom(k)),
+        [DistillWrapper.ConstructorName] = DistillWrapperFrom,
     };
 
     /// <summary>The constructor names this factory knows.</summary>
@@ -46,6 +48,25 @@ public static class ModelFactory
             MlpDim = k.Int("mlp_dim"), Pool = k.String("pool", "cls"), Channels = k.Int("channels", 3),
             DimHead = k.Int("dim_head", 64), Dropout = k.Float("dropout", 0f), EmbDropout = k.Float("emb_dropout", 0f),
         };
+    }
+
+    /// <summary>
+    /// Reads vit_pytorch.distill.DistillWrapper's keyword arguments: <c>teacher</c> (any known constructor) and
+    /// <c>student</c> (a DistillableViT) as nested {constructor, kwargs} objects, <c>temperature</c>, <c>alpha</c>,
+    /// <c>hard</c>, <c>mlp_layernorm</c>. Builds the teacher first, then the student, then the wrapper's own parameters.
+    /// </summary>
+    public static DistillWrapper DistillWrapperFrom(Kwargs k)
+    {
+        var teacher = k.Model("teacher");
+        var student = k.Model("student");
+        if (student is not DistillableViT s)
+            throw new ModelConfigException($"{DistillWrapper.ConstructorName}: the student must be a {DistillableViT.ConstructorName}, got {student.GetType().Name}");
+        var config = new DistillConfig
+        {
+            Temperature = k.Float("temperature", 1f), Alpha = k.Float("alpha", 0.5f),
+            Hard = k.Bool("hard", false), MlpLayerNorm = k.Bool("mlp_layernorm", false),
+        };
+        return new DistillWrapper(teacher, s, config);
     }
 
     /// <summary>Keyword arguments of one constructor call; tracks which were read so leftovers are reported.</summary>
@@ -87,6 +108,28 @@ public static class ModelFactory
         {
             var n = Get(name, false);
             return n is null ? fallback : Convert(name, n, x => x.GetValue<string>(), "a string");
+        }
+
+        /// <summary>A boolean argument.</summary>
+        public bool Bool(string name, bool fallback)
+        {
+            var n = Get(name, false);
+            return n is null ? fallback : Convert(name, n, x => x.GetValue<bool>(), "true or false");
+        }
+
+        /// <summary>A nested model, given as a {constructor, kwargs} object (required), built by <see cref="Create"/>.</summary>
+        public Module Model(string name)
+        {
+            var n = Get(name, true)!;
+            if (n is not JsonObject obj || obj["constructor"] is not JsonValue cv || !cv.TryGetValue<string>(out var ctor))
+                throw new ModelConfigException($"{constructor}: argument '{name}' should be a {{\"constructor\", \"kwargs\"}} object, got {n.ToJsonString()}");
+            if (obj["kwargs"] is not null and not JsonObject)
+                throw new ModelConfigException($"{constructor}: argument '{name}': 'kwargs' should be an object, got {obj["kwargs"]!.ToJsonString()}");
+            var extra = obj.Select(kv => kv.Key).Where(key => key is not ("constructor" or "kwargs")).ToList();
+            if (extra.Count > 0)
+                throw new ModelConfigException($"{constructor}: argument '{name}' has unknown field(s) {string.Join(", ", extra.Select(e => $"'{e}'"))}");
+            try { return Create(ctor, (JsonObject?)obj["kwargs"]?.DeepClone()); }
+            catch (ModelConfigException e) { throw new ModelConfigException($"{constructor}: {name}: {e.Message}"); }
         }
 
         /// <summary>An int or an [a, b] pair (Python's <c>pair()</c>).</summary>

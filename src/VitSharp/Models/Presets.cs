@@ -12,6 +12,20 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
     /// <summary>The spec of a vit_pytorch.vit.ViT configuration.</summary>
     public static ModelSpec ViT(ViTConfig config) => new("vit_pytorch.vit.ViT", config.ToKwargs());
 
+    /// <summary>The spec of a vit_pytorch.distill.DistillableViT configuration.</summary>
+    public static ModelSpec DistillableViT(ViTConfig config) => new(Models.DistillableViT.ConstructorName, config.ToKwargs());
+
+    /// <summary>
+    /// The spec of a vit_pytorch.distill.DistillWrapper: the teacher and student as nested {constructor, kwargs} objects
+    /// (as the fixtures' JSON spells them) and the distillation hyper-parameters.
+    /// </summary>
+    public static ModelSpec DistillWrapper(ModelSpec teacher, ModelSpec student, DistillConfig config)
+    {
+        var kwargs = new JsonObject { ["teacher"] = teacher.ToJson(), ["student"] = student.ToJson() };
+        foreach (var (k, v) in config.ToKwargs()) kwargs[k] = v?.DeepClone();
+        return new(Models.DistillWrapper.ConstructorName, kwargs);
+    }
+
     /// <summary>The spec as one JSON object {constructor, kwargs}.</summary>
     public JsonObject ToJson() => new() { ["constructor"] = Constructor, ["kwargs"] = Kwargs.DeepClone() };
 

@@ -68,9 +68,9 @@ public sealed record ViTConfig
 /// Vision Transformer exactly as vit-pytorch 1.23.6 <c>vit_pytorch.vit.ViT</c>: patchify → LayerNorm →
 /// Linear → LayerNorm, class token [1, C] (none with mean pooling), learned positions [N+1, C],
 /// <see cref="Transformer"/>, pooling, <c>mlp_head</c>. Image [B, c, H, W] → logits [B, classes]
-/// (or tokens [B, N+1, C] when num_classes is 0).
+/// (or tokens [B, N+1, C] when num_classes is 0). <see cref="DistillableViT"/> derives from it, as in vit-pytorch.
 /// </summary>
-public sealed class ViT : Module
+public class ViT : Module
 {
     private readonly Dropout _embDropout;
 
@@ -113,7 +113,13 @@ public sealed class ViT : Module
     }
 
     /// <summary>Tokens after the transformer (and its final LayerNorm): [B, N(+1), C].</summary>
-    public Tensor ForwardFeatures(Tensor img)
+    public Tensor ForwardFeatures(Tensor img) => Transformer.Forward(Embed(img));
+
+    /// <summary>
+    /// The tokens that enter the transformer: patch embeddings with the class token in front, plus positions, after the
+    /// embedding dropout. [B, c, H, W] → [B, N(+1), C].
+    /// </summary>
+    public Tensor Embed(Tensor img)
     {
         CheckInput(img);
         int b = img.Dim(0);
@@ -122,8 +128,7 @@ public sealed class ViT : Module
             x = Tensor.Cat([ClsToken.Reshape(1, 1, Config.Dim).BroadcastTo(b, 1, Config.Dim), x], 1);
         int n = x.Dim(1);
         x = x + (n == PosEmbedding.Dim(0) ? PosEmbedding : PosEmbedding.Slice(0, 0, n));
-        x = _embDropout.Forward(x);
-        return Transformer.Forward(x);
+        return _embDropout.Forward(x);
     }
 
     /// <summary>Pooling: token 0 ('cls') or the mean over tokens ('mean'). [B, N, C] → [B, C].</summary>

@@ -16,12 +16,34 @@ public abstract class Module
     /// <summary>Called after every <see cref="Forward(Tensor)"/> with the module and its output (used by summaries and recorders).</summary>
     [ThreadStatic] internal static Action<Module, Tensor>? ForwardHook;
 
+    private List<Action<Module, Tensor>>? _forwardHooks;
+
     /// <summary>Runs the module on one input.</summary>
     public Tensor Forward(Tensor input)
     {
         var output = ForwardCore(input);
         ForwardHook?.Invoke(this, output);
+        if (_forwardHooks is { Count: > 0 } hooks)
+            foreach (var hook in hooks.ToArray()) hook(this, output);
         return output;
+    }
+
+    /// <summary>
+    /// Registers <paramref name="hook"/> to be called with this module and its output after every
+    /// <see cref="Forward(Tensor)"/> (PyTorch's <c>register_forward_hook</c>); dispose the result to remove it.
+    /// The output may be pooled storage of a <see cref="TensorScope"/>: clone what must outlive the scope.
+    /// </summary>
+    public IDisposable RegisterForwardHook(Action<Module, Tensor> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        (_forwardHooks ??= new()).Add(hook);
+        return new HookHandle(() => _forwardHooks.Remove(hook));
+    }
+
+    private sealed class HookHandle(Action remove) : IDisposable
+    {
+        private Action? _remove = remove;
+        public void Dispose() { _remove?.Invoke(); _remove = null; }
     }
 
     /// <summary>The computation of a single-input module.</summary>

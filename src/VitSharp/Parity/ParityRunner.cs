@@ -21,7 +21,8 @@ public sealed class ParityException(string message) : Exception(message);
 /// <summary>
 /// Checks a model against a PyTorch fixture (PREFIX.json, PREFIX.weights.safetensors, PREFIX.io.safetensors):
 /// builds it from the JSON's constructor and kwargs, loads the weights strictly, runs forward and backward in
-/// eval mode and compares logits, loss, every gradient and (where present) one AdamW step.
+/// eval mode and compares logits, loss, every gradient and (where present) one AdamW step. The loss is mean
+/// cross-entropy, or the model's own loss when it is an <see cref="ILossModel"/> (DistillWrapper's distillation loss).
 /// </summary>
 public static class ParityRunner
 {
@@ -57,7 +58,10 @@ public static class ParityRunner
         model.ZeroGrad();
         var logits = model.Forward(input);
         rows.Add(Compare("logits", logits.Data, io.ReadFloat32("logits"), OutputTolerance, output: true));
-        var loss = F.CrossEntropy(logits, labels);
+        // Models with their own training loss (DistillWrapper: cross-entropy plus distillation) use it; the fixture's
+        // logits are then the model's plain forward (for DistillWrapper, the student without the distillation token).
+        var lossModel = model as ILossModel;
+        var loss = lossModel is null ? F.CrossEntropy(logits, labels) : lossModel.ComputeLoss(input, labels).Loss;
         rows.Add(Compare("loss", loss.Data, io.ReadFloat32("loss"), OutputTolerance, output: true));
         loss.Backward();
 
@@ -65,7 +69,13 @@ public static class ParityRunner
         foreach (var (name, p) in parameters)
         {
             string key = "grad." + name;
-            if (!io.Contains(key)) continue;
+            if (!io.Contains(key))
+            {
+                // A loss model's parameters without a reference gradient (a distillation teacher) must not get one.
+                if (lossModel is not null && p.Grad is not null)
+                    rows.Add(new ParityRow(key, double.NaN, double.NaN, GradientTolerance, false, "received a gradient; the reference has none"));
+                continue;
+            }
             var reference = io.ReadFloat32(key);
             if (p.Grad is null)
                 rows.Add(new ParityRow(key, double.NaN, double.NaN, GradientTolerance, false, "no gradient reached this parameter"));

@@ -135,6 +135,28 @@ public static class F
     }
 
     /// <summary>
+    /// Soft-target distillation loss, as vit-pytorch's <c>DistillWrapper</c> computes it:
+    /// <c>kl_div(log_softmax(logits / T), softmax(targetLogits / T), reduction='batchmean') · T²</c> — the KL divergence
+    /// KL(p ‖ q) of the student's tempered distribution q from the target's p, summed over classes, averaged over the
+    /// R rows and scaled by T². logits and targetLogits [R, K]. The target is a constant (as <c>.detach()</c>): no
+    /// gradient flows into <paramref name="targetLogits"/>; ∂loss/∂logits = T/R · (q − p).
+    /// </summary>
+    /// <exception cref="ArgumentException">The shapes differ or are not [R, K], or <paramref name="temperature"/> ≤ 0.</exception>
+    public static Tensor SoftTargetKLDiv(Tensor logits, Tensor targetLogits, float temperature = 1f)
+    {
+        if (logits.Rank != 2 || !logits.SameShape(targetLogits))
+            throw new ArgumentException($"soft-target KL expects logits and target logits of the same shape [batch, classes], got {Tensor.ShapeString(logits.ShapeSpan)} and {Tensor.ShapeString(targetLogits.ShapeSpan)}");
+        if (!(temperature > 0) || float.IsInfinity(temperature)) throw new ArgumentException($"temperature must be a positive number, got {temperature}");
+        int rows = logits.Dim(0), k = logits.Dim(1);
+        var logQ = TensorScope.Allocate(logits.Size, clear: false);
+        var logP = TensorScope.Allocate(logits.Size, clear: false);
+        float loss = Kernels.SoftTargetKLKernel.Forward(logits.Data, targetLogits.Data, rows, k, temperature, logQ, logP);
+        var y = Tensor.Empty(); y.Data[0] = loss;
+        return Autograd.Record(y, "soft_target_kl", [logits], r =>
+            Kernels.SoftTargetKLKernel.Backward(r.Grad!.Data[0], logQ, logP, rows, k, temperature, logits.GradSpan()));
+    }
+
+    /// <summary>
     /// Multi-head self-attention core straight from a fused projection: qkv [B, N, 3·H·D] (q, k, v blocks, heads
     /// contiguous inside each, as vit-pytorch's <c>to_qkv</c>) → [B, N, H·D] ("b n (h d)"), computing
     /// softmax(scale·q·kᵀ)·v per head without permute copies. Scale defaults to D^-½; <paramref name="probs"/>

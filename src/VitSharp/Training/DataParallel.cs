@@ -17,8 +17,9 @@ namespace VitSharp.Training;
 /// results differ from a single-replica step only by float rounding, and are the same run to run.</remarks>
 public sealed class DataParallel : IDisposable
 {
-    /// <summary>What one replica's half-step returns: the sum of its per-sample losses and its correct predictions.</summary>
-    public readonly record struct HalfResult(double LossSum, int Correct);
+    /// <summary>What one replica's half-step returns: the sum of its per-sample losses, its correct predictions and
+    /// (distillation) the sum of its per-sample distillation losses.</summary>
+    public readonly record struct HalfResult(double LossSum, int Correct, double DistillLossSum = 0);
 
     /// <summary>
     /// The work on one half: (module, images, labels, weight, replica index) → result; it must run forward and
@@ -36,10 +37,12 @@ public sealed class DataParallel : IDisposable
     private Action<int>? _body;
     private ExceptionDispatchInfo? _error;
 
-    /// <summary>Whether data-parallel steps suit this model on this machine: at least 2 compute threads and no layer
-    /// that mixes the samples of a batch (BatchNorm).</summary>
+    /// <summary>Whether data-parallel steps suit this model on this machine: at least 2 compute threads, no layer
+    /// that mixes the samples of a batch (BatchNorm), and not a model with its own loss (distillation: its teacher would
+    /// be replicated too; it trains with every kernel split over the cores instead).</summary>
     public static bool Suits(Module model) =>
-        ComputeThreads.Count >= 2 && !model.NamedModules().Any(m => m.Module.GetType().Name.Contains("BatchNorm", StringComparison.Ordinal));
+        ComputeThreads.Count >= 2 && model is not Models.ILossModel &&
+        !model.NamedModules().Any(m => m.Module.GetType().Name.Contains("BatchNorm", StringComparison.Ordinal));
 
     /// <summary>
     /// Sets up the second thread, and with <paramref name="buildReplica"/> (same architecture) a replica for training
@@ -113,7 +116,8 @@ public sealed class DataParallel : IDisposable
             var mine = _params[i].GradSpan();
             System.Numerics.Tensors.TensorPrimitives.Add(mine, g.Data, mine);
         }
-        return new HalfResult(results[0].LossSum + results[1].LossSum, results[0].Correct + results[1].Correct);
+        return new HalfResult(results[0].LossSum + results[1].LossSum, results[0].Correct + results[1].Correct,
+            results[0].DistillLossSum + results[1].DistillLossSum);
     }
 
     /// <summary>

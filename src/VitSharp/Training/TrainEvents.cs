@@ -9,7 +9,15 @@ public sealed record StepProgress(int Epoch, int Epochs, int Batch, int Batches,
 
 /// <summary>One finished epoch (what metrics.jsonl records).</summary>
 public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy,
-    double Seconds, double ImagesPerSecond, float LearningRate) : TrainEvent;
+    double Seconds, double ImagesPerSecond, float LearningRate) : TrainEvent
+{
+    /// <summary>
+    /// In a distillation run, the epoch's mean distillation term (soft: KL·T², hard: cross-entropy against the teacher's
+    /// arg-max); <see cref="TrainLoss"/> is then the whole wrapper loss. Null (and absent from metrics.jsonl) otherwise.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? TrainDistillLoss { get; init; }
+}
 
 /// <summary>A message for the person watching (checkpoint written, resumed, …).</summary>
 public sealed record TrainMessage(string Text) : TrainEvent;

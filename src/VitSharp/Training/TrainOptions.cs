@@ -45,6 +45,17 @@ public sealed record TrainOptions
     public int? TrainLimit { get; init; }
     /// <summary>Use only the first N test images.</summary>
     public int? TestLimit { get; init; }
+    /// <summary>
+    /// A trained teacher's checkpoint (any model a checkpoint can hold): when set, the run trains a DistillableViT student
+    /// of the <see cref="Model"/> preset's size inside a <see cref="Models.DistillWrapper"/> against it (null: plain training).
+    /// </summary>
+    public string? Teacher { get; init; }
+    /// <summary>Distillation kind with <see cref="Teacher"/>: "soft" (KL against the teacher's tempered softmax) or "hard" (cross-entropy against its arg-max).</summary>
+    public string Distill { get; init; } = "soft";
+    /// <summary>Softmax temperature of soft distillation (vit-pytorch's default 1); must be &gt; 0.</summary>
+    public float Temperature { get; init; } = 1f;
+    /// <summary>Weight α of the distillation term: loss = (1 − α)·CE + α·distillation (vit-pytorch's default 0.5); in [0, 1].</summary>
+    public float Alpha { get; init; } = 0.5f;
     /// <summary>Output folder: checkpoint, metrics, plot.</summary>
     public string OutDir { get; init; } = Path.Combine("runs", "vit-fmnist");
 
@@ -60,6 +71,9 @@ public sealed record TrainOptions
         if (WarmupEpochs < 0) throw new ArgumentException($"warm-up must be ≥ 0 epochs, got {WarmupEpochs}");
         if (ShiftPixels < 0) throw new ArgumentException($"shift must be ≥ 0 pixels, got {ShiftPixels}");
         if (TrainLimit is < 1 || TestLimit is < 1) throw new ArgumentException("train and test limits must be ≥ 1");
+        if (Distill is not ("soft" or "hard")) throw new ArgumentException($"distillation must be 'soft' or 'hard', got '{Distill}'");
+        if (!(Temperature > 0) || float.IsInfinity(Temperature)) throw new ArgumentException($"distillation temperature must be > 0, got {Temperature}");
+        if (!(Alpha >= 0 && Alpha <= 1)) throw new ArgumentException($"distillation alpha must lie in [0, 1], got {Alpha}");
     }
 
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };

@@ -41,6 +41,8 @@ public static class Trainer
             progress?.Report(new TrainMessage($"resuming {ckptPath}"));
         }
         options.Validate();
+        if (restored is null && options.Teacher is { } teacherPath && Path.GetFullPath(teacherPath) == Path.GetFullPath(ckptPath))
+            throw new ArgumentException($"the teacher checkpoint {teacherPath} is the run's own checkpoint; give the student another --out folder");
         Directory.CreateDirectory(outDir);
 
         var (trainAll, testAll, info) = DataSets.Load(options.Dataset, options.DataDir, options.Seed, options.ImageSize, options.Channels);
@@ -54,11 +56,13 @@ public static class Trainer
         {
             spec = FitToData(Presets.Get(options.Model).Spec, info);
             Init.Seed(options.Seed);
-            model = spec.Build();
+            if (options.Teacher is null) model = spec.Build();
+            else (model, spec) = BuildDistillation(options, spec, info, progress);
         }
         model.Train();
 
-        var optimizer = new AdamW(model.NamedParameters(), options.LearningRate, weightDecay: options.WeightDecay);
+        // Frozen parameters (a distillation teacher's) are not optimised; a plain model has none.
+        var optimizer = new AdamW(model.NamedParameters().Where(p => p.Parameter.RequiresGrad), options.LearningRate, weightDecay: options.WeightDecay);
         var transforms = new List<ITransform>();
         if (options.ShiftPixels > 0) transforms.Add(new RandomCrop(options.ShiftPixels));
         if (options.Flip) transforms.Add(new RandomHorizontalFlip());
@@ -103,8 +107,19 @@ public static class Trainer
         {
             Dropout.Seed(replica == 0 ? HashCode.Combine(options.Seed, step) : HashCode.Combine(options.Seed, step, replica));
             using var scope = TensorScope.Begin();
-            var logits = m.Forward(images);
-            var loss = F.CrossEntropy(logits, labels, options.LabelSmoothing);
+            Tensor logits, loss;
+            double distillSum = 0;
+            if (m is ILossModel lossModel)
+            {
+                var lr = lossModel.ComputeLoss(images, labels, options.LabelSmoothing);
+                (logits, loss) = (lr.Logits, lr.Loss);
+                if (lr is DistillLoss d) distillSum = (double)d.DistillationLoss.Item() * labels.Length;
+            }
+            else
+            {
+                logits = m.Forward(images);
+                loss = F.CrossEntropy(logits, labels, options.LabelSmoothing);
+            }
             float value = loss.Item();
             if (!float.IsFinite(value))
                 throw new NonFiniteLossException($"loss is {value} at epoch {step / batches + 1}, step {step + 1}; training stopped. " +
@@ -113,7 +128,7 @@ public static class Trainer
             var predicted = Evaluator.ArgMax(logits);
             int correct = 0;
             for (int i = 0; i < labels.Length; i++) if (predicted[i] == labels[i]) correct++;
-            return new DataParallel.HalfResult((double)value * labels.Length, correct);
+            return new DataParallel.HalfResult((double)value * labels.Length, correct, distillSum);
         }
 
         using var parallel = options.DataParallel && DataParallel.Suits(model) ? new DataParallel(model, () => spec.Build()) : null;
@@ -144,6 +159,7 @@ public static class Trainer
                 parallel?.SyncReplica();
                 sums.Correct += r.Correct;
                 sums.LossSum += r.LossSum;
+                sums.DistillLossSum += r.DistillLossSum;
                 sums.Seen += b.Count;
                 step++; batch++; stepsThisRun++;
                 if (progress is not null && (lastReport.ElapsedMilliseconds >= 250 || batch == batches))
@@ -167,7 +183,10 @@ public static class Trainer
                 return new TrainResult(ckptPath, history, Interrupted: true, null);
             }
             var metrics = new EpochMetrics(epoch + 1, step, sums.LossSum / Math.Max(1, sums.Seen), (double)sums.Correct / Math.Max(1, sums.Seen),
-                eval.Loss, eval.Accuracy, epochClock.Elapsed.TotalSeconds, sums.Seen / trainSeconds, optimizer.LearningRate);
+                eval.Loss, eval.Accuracy, epochClock.Elapsed.TotalSeconds, sums.Seen / trainSeconds, optimizer.LearningRate)
+            {
+                TrainDistillLoss = model is DistillWrapper ? sums.DistillLossSum / Math.Max(1, sums.Seen) : null,
+            };
             history.Add(metrics);
             Save(epoch + 1, 0, new EpochSums());
             WriteRecords(outDir, history);
@@ -176,6 +195,32 @@ public static class Trainer
         // A resumed run that had already finished still reports its evaluation.
         lastEval ??= Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel, parallel: parallel);
         return new TrainResult(ckptPath, history, Interrupted: false, lastEval);
+    }
+
+    /// <summary>
+    /// The model of a distillation run: a <see cref="DistillableViT"/> student of the preset's size (fitted to the data)
+    /// inside a <see cref="DistillWrapper"/> with the teacher loaded from <see cref="TrainOptions.Teacher"/>; and its spec
+    /// (the teacher as the teacher checkpoint's nested {constructor, kwargs}), so that the run's checkpoints rebuild it.
+    /// </summary>
+    /// <exception cref="ArgumentException">The preset is not a ViT, or the teacher does not fit the student (class count, input shape).</exception>
+    public static (DistillWrapper Model, ModelSpec Spec) BuildDistillation(TrainOptions options, ModelSpec studentPreset, DataInfo info,
+        IProgress<TrainEvent>? progress = null)
+    {
+        string path = options.Teacher ?? throw new ArgumentException("no teacher checkpoint given");
+        if (studentPreset.Constructor != "vit_pytorch.vit.ViT")
+            throw new ArgumentException($"distillation trains a DistillableViT student: the preset '{options.Model}' ({studentPreset.Constructor}) is not a ViT");
+        var teacher = Checkpoint.Load(path);
+        var teacherData = DataInfo.FromJson(teacher.Info.Data);
+        if (!string.Equals(teacherData.Name, info.Name, StringComparison.OrdinalIgnoreCase) || !teacherData.Mean.SequenceEqual(info.Mean) || !teacherData.Std.SequenceEqual(info.Std))
+            progress?.Report(new TrainMessage($"note: the teacher was trained on {teacherData.Name} (normalisation mean {string.Join("/", teacherData.Mean)}, " +
+                $"std {string.Join("/", teacherData.Std)}); it now sees {info.Name} preprocessed for the student"));
+        var studentSpec = new ModelSpec(DistillableViT.ConstructorName, studentPreset.Kwargs);
+        var student = (DistillableViT)studentSpec.Build();
+        var config = new DistillConfig { Temperature = options.Temperature, Alpha = options.Alpha, Hard = options.Distill == "hard" };
+        DistillWrapper wrapper;
+        try { wrapper = new DistillWrapper(teacher.Model, student, config); }
+        catch (ArgumentException e) { throw new ArgumentException($"teacher {path}: {e.Message}", e); }
+        return (wrapper, ModelSpec.DistillWrapper(teacher.Info.Model, studentSpec, config));
     }
 
     /// <summary>Sets image size, channels and class count of a preset's keyword arguments to the data set's.</summary>
@@ -213,5 +258,7 @@ public static class Trainer
         public long Correct { get; set; }
         /// <summary>Images seen.</summary>
         public long Seen { get; set; }
+        /// <summary>Σ distillation term × batch size (distillation runs).</summary>
+        public double DistillLossSum { get; set; }
     }
 }
