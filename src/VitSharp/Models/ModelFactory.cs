@@ -15,6 +15,9 @@ public static class ModelFactory
     private static readonly Dictionary<string, Func<Kwargs, Module>> Builders = new()
     {
         ["vit_pytorch.vit.ViT"] = k => new ViT(ViTConfigFrom(k)),
+        [SimpleViTConfig.Constructor] = k => new SimpleViT(SimpleViTConfig.FromKwargs(k)),
+        [DeepViTConfig.Constructor] = k => new DeepViT(DeepViTConfig.FromKwargs(k)),
+        [CaiTConfig.Constructor] = k => new CaiT(CaiTConfig.FromKwargs(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>
