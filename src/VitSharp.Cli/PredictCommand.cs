@@ -49,7 +49,7 @@ public static class PredictCommand
     {
         var info = DataInfo.FromJson(ckpt.Info.Data);
         int h = info.Height, w = info.Width, c = info.Channels;
-        if (ckpt.Model is ViT vit) { h = vit.Config.ImageHeight; w = vit.Config.ImageWidth; }
+        if (ckpt.Model is IImageModel im) { h = im.InputHeight; w = im.InputWidth; }
         int classes = info.ClassNames.Count;
         k = Math.Min(k, classes);
         var normalize = info.Normalize();

@@ -41,7 +41,7 @@ public static class TrainCommand
         var seed = new Option<int?>("--seed") { Description = $"Seed of initialisation, shuffling, augmentation and dropout (default: {d.Seed})" };
         var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images" };
         var testLimit = new Option<int?>("--test-limit") { Description = "Use only the first N test images" };
-        var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir})" };
+        var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir}, or runs/PRESET for another --model)" };
         var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
         var cmd = new Command("train", "Train a ViT on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
@@ -76,9 +76,22 @@ public static class TrainCommand
             if (Take(trainLimit) is { } tl) o = o with { TrainLimit = tl };
             if (Take(testLimit) is { } te) o = o with { TestLimit = te };
             if (pr.GetValue(outDir) is { } od) o = o with { OutDir = od };
+            else o = o with { OutDir = DefaultOutDir(o, TrainRecipes.Get(pr.GetValue(recipe) ?? "default")) };
             return Run(ctx, o, pr.GetValue(resume), given);
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The output folder when --out is not given: the recipe's (runs/vit-fmnist, runs/vit-fmnist-long), with the recipe's
+    /// model name replaced by the chosen preset's, so that training another preset never overwrites the default run.
+    /// </summary>
+    public static string DefaultOutDir(TrainOptions options, TrainOptions recipe)
+    {
+        if (string.Equals(options.Model, recipe.Model, StringComparison.OrdinalIgnoreCase)) return recipe.OutDir;
+        string name = Path.GetFileName(recipe.OutDir);
+        string renamed = name.StartsWith(recipe.Model, StringComparison.Ordinal) ? options.Model + name[recipe.Model.Length..] : options.Model;
+        return Path.Combine(Path.GetDirectoryName(recipe.OutDir) ?? "", renamed);
     }
 
     /// <summary>Runs the training with Ctrl-C handling and progress output; returns the exit code.</summary>

@@ -311,26 +311,42 @@ public sealed class CaiT : Module, IImageModel
     /// </summary>
     public Tensor ForwardFeatures(Tensor img)
     {
+        var cls = Encode(img, out var patches);
+        return Tensor.Cat([cls, patches], 1);
+    }
+
+    /// <summary>Patch transformer, then class attention: the class token [B, 1, C] and the patch tokens [B, N, C].</summary>
+    private Tensor Encode(Tensor img, out Tensor patches)
+    {
         CheckInput(img);
         int b = img.Dim(0), c = Config.Dim;
         var x = ToPatchEmbedding.Forward(img);                       // [B, N, C]
         x = x + PosEmbedding;                                        // positions for the patches only
         x = _embDropout.Forward(x);
-        x = PatchTransformer.Forward(x, null);
-        var cls = ClsTransformer.Forward(ClsToken.BroadcastTo(b, 1, c), x);   // [B, 1, C]
-        return Tensor.Cat([cls, x], 1);
+        patches = PatchTransformer.Forward(x, null);
+        return ClsTransformer.Forward(ClsToken.BroadcastTo(b, 1, c), patches);
     }
 
     /// <summary>
     /// Token 0, then <c>mlp_head</c>; with <paramref name="preLogits"/> the class token after the head's LayerNorm (what
     /// the final Linear sees), [B, C].
     /// </summary>
-    public Tensor ForwardHead(Tensor tokens, bool preLogits = false)
+    public Tensor ForwardHead(Tensor tokens, bool preLogits = false) => Head(tokens.Slice(1, 0, 1), preLogits);
+
+    private Tensor Head(Tensor cls, bool preLogits)
     {
-        var x = MlpHead[0].Forward(tokens.Slice(1, 0, 1).Reshape(tokens.Dim(0), tokens.Dim(2)));
-        return preLogits ? x : MlpHead[1].Forward(x);
+        var x = MlpHead[0].Forward(cls.Reshape(cls.Dim(0), cls.Dim(2)));
+        if (preLogits) return x;
+        var logits = MlpHead[1].Forward(x);
+        ForwardHook?.Invoke(MlpHead, logits);
+        return logits;
     }
 
     /// <inheritdoc/>
-    protected override Tensor ForwardCore(Tensor img) => ForwardHead(ForwardFeatures(img));
+    /// <remarks>
+    /// The head reads the class token straight from the class-attention stage (not through <see cref="ForwardFeatures"/>'s
+    /// concatenation), so that, as in the reference, nothing links the patch tokens to the logits when cls_depth is 0 and
+    /// their parameters then get no gradient at all (rather than zeros that weight decay would still act on).
+    /// </remarks>
+    protected override Tensor ForwardCore(Tensor img) => Head(Encode(img, out _), preLogits: false);
 }

@@ -223,7 +223,10 @@ public sealed class DeepViT : Module, IImageModel
     public Tensor ForwardHead(Tensor tokens, bool preLogits = false)
     {
         var x = MlpHead[0].Forward(Pool(tokens));
-        return preLogits ? x : MlpHead[1].Forward(x);
+        if (preLogits) return x;
+        var logits = MlpHead[1].Forward(x);
+        ForwardHook?.Invoke(MlpHead, logits);
+        return logits;
     }
 
     /// <inheritdoc/>
