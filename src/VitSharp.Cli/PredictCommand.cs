@@ -98,7 +98,8 @@ public static class PredictCommand
     private static (int C, int H, int W) InputShape(LoadedCheckpoint ckpt)
     {
         var info = DataInfo.FromJson(ckpt.Info.Data);
-        return InspectedViT(ckpt.Model) is { } vit ? (info.Channels, vit.Config.ImageHeight, vit.Config.ImageWidth) : (info.Channels, info.Height, info.Width);
+        var model = ckpt.Model is DistillWrapper dw ? dw.Student : ckpt.Model;
+        return model is IImageModel im ? (info.Channels, im.InputHeight, im.InputWidth) : (info.Channels, info.Height, info.Width);
     }
 
     /// <summary>The ViT of a ViT-family checkpoint model (a distillation wrapper's student), or null.</summary>

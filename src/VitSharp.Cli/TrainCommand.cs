@@ -41,7 +41,7 @@ public static class TrainCommand
         var seed = new Option<int?>("--seed") { Description = $"Seed of initialisation, shuffling, augmentation and dropout (default: {d.Seed})" };
         var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images" };
         var testLimit = new Option<int?>("--test-limit") { Description = "Use only the first N test images" };
-        var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir})" };
+        var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir}, or runs/PRESET for another --model)" };
         var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
         var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running two half-batches on two model replicas (the default with ≥ 2 threads)" };
         var teacher = new Option<string?>("--teacher") { Description = "Distil from this trained checkpoint (any model): trains a DistillableViT student of the --model size against it" };
@@ -82,6 +82,7 @@ public static class TrainCommand
             if (Take(trainLimit) is { } tl) o = o with { TrainLimit = tl };
             if (Take(testLimit) is { } te) o = o with { TestLimit = te };
             if (pr.GetValue(outDir) is { } od) o = o with { OutDir = od };
+            else o = o with { OutDir = DefaultOutDir(o, TrainRecipes.Get(pr.GetValue(recipe) ?? "default")) };
             if (TakeS(teacher) is { } tc)
             {
                 o = o with { Teacher = tc };
@@ -99,6 +100,18 @@ public static class TrainCommand
             return Run(ctx, o, pr.GetValue(resume), given);
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The output folder when --out is not given: the recipe's (runs/vit-fmnist, runs/vit-fmnist-long), with the recipe's
+    /// model name replaced by the chosen preset's, so that training another preset never overwrites the default run.
+    /// </summary>
+    public static string DefaultOutDir(TrainOptions options, TrainOptions recipe)
+    {
+        if (string.Equals(options.Model, recipe.Model, StringComparison.OrdinalIgnoreCase)) return recipe.OutDir;
+        string name = Path.GetFileName(recipe.OutDir);
+        string renamed = name.StartsWith(recipe.Model, StringComparison.Ordinal) ? options.Model + name[recipe.Model.Length..] : options.Model;
+        return Path.Combine(Path.GetDirectoryName(recipe.OutDir) ?? "", renamed);
     }
 
     /// <summary>Runs the training with Ctrl-C handling and progress output; returns the exit code.</summary>

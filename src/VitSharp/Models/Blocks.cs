@@ -5,7 +5,8 @@ namespace VitSharp.Models;
 /// <summary>
 /// Multi-head self-attention as vit-pytorch's <c>vit.Attention</c>: LayerNorm (<c>norm</c>), fused
 /// <c>to_qkv</c> (no bias), softmax(q·kᵀ·D^-½)·v per head, <c>to_out.0</c> (absent when H = 1 and D = C).
-/// Shapes: x [B, N, C] → [B, N, C]; H heads of D dims.
+/// Shapes: x [B, N, C] → [B, N, C]; H heads of D dims. With <c>bareOut</c> it is SimpleViT's variant: <c>to_out</c> is
+/// a bare Linear (key <c>to_out.weight</c>), always present.
 /// </summary>
 public sealed class Attention : Module
 {
@@ -23,7 +24,13 @@ public sealed class Attention : Module
     public Action<Tensor>? AttentionObserver { get; set; }
 
     /// <summary>Creates the block.</summary>
-    public Attention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f, bool outBias = true)
+    /// <param name="dim">Token width C.</param>
+    /// <param name="heads">Heads H.</param>
+    /// <param name="dimHead">Head width D.</param>
+    /// <param name="dropout">Dropout on the attention probabilities and after the output projection.</param>
+    /// <param name="outBias">Whether the output projection has a bias.</param>
+    /// <param name="bareOut">SimpleViT's layout: <c>to_out</c> is a bare Linear, present even when H = 1 and D = C.</param>
+    public Attention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f, bool outBias = true, bool bareOut = false)
     {
         if (heads < 1 || dimHead < 1) throw new ArgumentOutOfRangeException(nameof(heads), $"attention needs heads ≥ 1 and dim_head ≥ 1 (got {heads}, {dimHead})");
         _heads = heads; _dimHead = dimHead;
@@ -32,7 +39,7 @@ public sealed class Attention : Module
         Norm = RegisterModule("norm", new LayerNorm(dim));
         _dropout = RegisterModule("dropout", new Dropout(dropout));
         ToQkv = RegisterModule("to_qkv", new Linear(dim, inner * 3, bias: false));
-        ToOut = RegisterModule<Module>("to_out", projectOut
+        ToOut = RegisterModule<Module>("to_out", bareOut ? new Linear(inner, dim, outBias) : projectOut
             ? new Sequential(new Linear(inner, dim, outBias), new Dropout(dropout))
             : new Identity());
     }
@@ -60,18 +67,22 @@ public sealed class Attention : Module
     }
 }
 
-/// <summary>Pre-norm MLP as vit-pytorch's <c>vit.FeedForward</c>: <c>net.0</c> LayerNorm → <c>net.1</c> Linear → GELU → Dropout → <c>net.4</c> Linear → Dropout.</summary>
+/// <summary>
+/// Pre-norm MLP as vit-pytorch's <c>vit.FeedForward</c>: <c>net.0</c> LayerNorm → <c>net.1</c> Linear → GELU → Dropout →
+/// <c>net.4</c> Linear → Dropout; without dropout layers (SimpleViT) the second Linear is <c>net.3</c>.
+/// </summary>
 public sealed class FeedForward : Module
 {
     /// <summary>The layers (key <c>net</c>).</summary>
     public Sequential Net { get; }
 
-    /// <summary>Creates the block.</summary>
-    public FeedForward(int dim, int hiddenDim, float dropout = 0f)
+    /// <summary>Creates the block; <paramref name="dropoutLayers"/> false gives SimpleViT's LayerNorm → Linear → GELU → Linear.</summary>
+    public FeedForward(int dim, int hiddenDim, float dropout = 0f, bool dropoutLayers = true)
     {
-        Net = RegisterModule("net", new Sequential(
-            new LayerNorm(dim), new Linear(dim, hiddenDim), new GELU(), new Dropout(dropout),
-            new Linear(hiddenDim, dim), new Dropout(dropout)));
+        Net = RegisterModule("net", dropoutLayers
+            ? new Sequential(new LayerNorm(dim), new Linear(dim, hiddenDim), new GELU(), new Dropout(dropout),
+                new Linear(hiddenDim, dim), new Dropout(dropout))
+            : new Sequential(new LayerNorm(dim), new Linear(dim, hiddenDim), new GELU(), new Linear(hiddenDim, dim)));
     }
 
     /// <inheritdoc/>
@@ -97,18 +108,32 @@ public sealed class Transformer : Module
 
     /// <summary>Creates the stack.</summary>
     public Transformer(int dim, int depth, int heads, int dimHead, int mlpDim, float dropout = 0f, bool finalNorm = true)
+        : this(dim, depth, _ => new Attention(dim, heads, dimHead, dropout), _ => new FeedForward(dim, mlpDim, dropout), finalNorm)
+    {
+    }
+
+    /// <summary>
+    /// Creates a stack of other blocks with the same layout and residuals: layer i is
+    /// [<paramref name="attention"/>(i), <paramref name="feedForward"/>(i)] (each a single-input module mapping
+    /// [B, N, C] → [B, N, C]), built in that order.
+    /// </summary>
+    public Transformer(int dim, int depth, Func<int, Module> attention, Func<int, Module> feedForward, bool finalNorm = true)
     {
         if (depth < 0) throw new ArgumentOutOfRangeException(nameof(depth), $"depth must be ≥ 0, got {depth}");
         if (finalNorm) Norm = RegisterModule("norm", new LayerNorm(dim));
         Layers = RegisterModule("layers", new ModuleList());
         for (int i = 0; i < depth; i++)
-            Layers.Add(new ModuleList(new Attention(dim, heads, dimHead, dropout), new FeedForward(dim, mlpDim, dropout)));
+        {
+            var a = attention(i);
+            Layers.Add(new ModuleList(a, feedForward(i)));
+        }
     }
 
-    /// <summary>The attention blocks, in order.</summary>
+    /// <summary>The <see cref="Attention"/> blocks, in order (none when the layers use another attention block).</summary>
     public IEnumerable<Attention> AttentionBlocks()
     {
-        for (int i = 0; i < Layers.Count; i++) yield return (Attention)((ModuleList)Layers[i])[0];
+        for (int i = 0; i < Layers.Count; i++)
+            if (((ModuleList)Layers[i])[0] is Attention a) yield return a;
     }
 
     /// <inheritdoc/>

@@ -17,6 +17,9 @@ public static class ModelFactory
         ["vit_pytorch.vit.ViT"] = k => new ViT(ViTConfigFrom(k)),
         [DistillableViT.ConstructorName] = k => new DistillableViT(ViTConfigFrom(k)),
         [DistillWrapper.ConstructorName] = DistillWrapperFrom,
+        [SimpleViTConfig.Constructor] = k => new SimpleViT(SimpleViTConfig.FromKwargs(k)),
+        [DeepViTConfig.Constructor] = k => new DeepViT(DeepViTConfig.FromKwargs(k)),
+        [CaiTConfig.Constructor] = k => new CaiT(CaiTConfig.FromKwargs(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>

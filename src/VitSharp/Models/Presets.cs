@@ -64,7 +64,38 @@ public static class Presets
         P("deit-ti16", "DeiT-Tiny/16 size (vit-pytorch ViT, dim 192, 3 heads)", Vit(224, 16, 1000, 192, 12, 3, 768)),
         P("deit-s16", "DeiT-Small/16 size (vit-pytorch ViT, dim 384, 6 heads)", Vit(224, 16, 1000, 384, 12, 6, 1536)),
         P("deit-b16", "DeiT-Base/16 size (vit-pytorch ViT, dim 768, 12 heads)", Vit(224, 16, 1000, 768, 12, 12, 3072)),
+        new("simplevit-fmnist", "SimpleViT for Fashion-MNIST (28×28×1, patch 4, dim 128, depth 6, 4 heads, sin-cos positions, mean pool)",
+            SimpleViTFashionMnist.ToSpec(), 28, 1),
+        new("deepvit-fmnist", "DeepViT for Fashion-MNIST (28×28×1, patch 4, dim 128, depth 6, 4 heads, re-attention)",
+            DeepViTFashionMnist.ToSpec(), 28, 1),
+        new("cait-fmnist", "CaiT for Fashion-MNIST (28×28, patch 4, dim 128, depth 6 + 2 class-attention layers, 4 heads); " +
+            "CaiT always takes 3 channels, so training repeats each grey image into 3", CaiTFashionMnist.ToSpec(), 28, CaiTConfig.Channels),
+        // Ours: 11,943,080 parameters. The published 12.0M (timm's cait_xxs24_224: 11.96M) counts another layout.
+        new("cait-xxs24", "CaiT-XXS24 size (vit-pytorch CaiT, 224², patch 16, dim 192, depth 24 + 2 class-attention layers, 4 heads of 48): " +
+            "11.94M parameters in vit-pytorch's layout; the published 12.0M is the paper's/timm's layout (conv patch embedding without " +
+            "LayerNorms, q/k/v biases, talking heads as Linear(4, 4) with bias, no talking heads in class attention), so it is not shown",
+            new CaiTConfig { ImageSize = 224, PatchSize = 16, NumClasses = 1000, Dim = 192, Depth = 24, ClsDepth = 2, Heads = 4, MlpDim = 768, DimHead = 48 }.ToSpec(),
+            224, CaiTConfig.Channels),
     ];
+
+    /// <summary>SimpleViT for 28×28 grey Fashion-MNIST images, sized as <see cref="FashionMnist"/>.</summary>
+    public static SimpleViTConfig SimpleViTFashionMnist => new()
+    {
+        ImageHeight = 28, ImageWidth = 28, PatchHeight = 4, PatchWidth = 4, NumClasses = 10, Dim = 128, Depth = 6, Heads = 4,
+        MlpDim = 256, DimHead = 32, Channels = 1,
+    };
+
+    /// <summary>DeepViT for 28×28 grey Fashion-MNIST images, sized as <see cref="FashionMnist"/>.</summary>
+    public static DeepViTConfig DeepViTFashionMnist => new()
+    {
+        ImageSize = 28, PatchSize = 4, NumClasses = 10, Dim = 128, Depth = 6, Heads = 4, MlpDim = 256, DimHead = 32, Channels = 1,
+    };
+
+    /// <summary>CaiT for 28×28 Fashion-MNIST images (3 channels: the trainer repeats the grey plane), sized as <see cref="FashionMnist"/>.</summary>
+    public static CaiTConfig CaiTFashionMnist => new()
+    {
+        ImageSize = 28, PatchSize = 4, NumClasses = 10, Dim = 128, Depth = 6, ClsDepth = 2, Heads = 4, MlpDim = 256, DimHead = 32,
+    };
 
     /// <summary>Finds a preset by name (case-insensitive); throws naming the known ones.</summary>
     public static Preset Get(string name) =>

@@ -70,7 +70,7 @@ public sealed record ViTConfig
 /// <see cref="Transformer"/>, pooling, <c>mlp_head</c>. Image [B, c, H, W] → logits [B, classes]
 /// (or tokens [B, N+1, C] when num_classes is 0). <see cref="DistillableViT"/> derives from it, as in vit-pytorch.
 /// </summary>
-public class ViT : Module
+public class ViT : Module, IImageModel
 {
     private readonly Dropout _embDropout;
 
@@ -103,6 +103,13 @@ public class ViT : Module
         Transformer = RegisterModule("transformer", new Transformer(config.Dim, config.Depth, config.Heads, config.DimHead, config.MlpDim, config.Dropout));
         if (config.NumClasses > 0) MlpHead = RegisterModule("mlp_head", new Linear(config.Dim, config.NumClasses));
     }
+
+    /// <inheritdoc/>
+    public int InputChannels => Config.Channels;
+    /// <inheritdoc/>
+    public int InputHeight => Config.ImageHeight;
+    /// <inheritdoc/>
+    public int InputWidth => Config.ImageWidth;
 
     /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
     public void CheckInput(Tensor img)

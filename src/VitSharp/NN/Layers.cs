@@ -78,8 +78,11 @@ public sealed class Dropout : Module
     /// <summary>Reseeds the dropout generator of this thread.</summary>
     public static void Seed(int seed) => _rng = new Random(seed);
 
+    /// <summary>The dropout generator of this thread (also drawn by stochastic layer dropping, so one seed covers both).</summary>
+    internal static Random Rng => _rng ??= new Random(0);
+
     /// <inheritdoc/>
-    protected override Tensor ForwardCore(Tensor input) => F.Dropout(input, P, Training, _rng ??= new Random(0));
+    protected override Tensor ForwardCore(Tensor input) => F.Dropout(input, P, Training, Rng);
 }
 
 /// <summary>GELU activation (exact erf form).</summary>

@@ -9,6 +9,16 @@ public sealed record DataInfo(string Name, IReadOnlyList<string> ClassNames, int
     /// <summary>The normalisation transform.</summary>
     public Normalize Normalize() => new(Mean, Std);
 
+    /// <summary>
+    /// The same grey data seen with <paramref name="channels"/> channels (each a copy of the grey plane, see
+    /// <see cref="RepeatChannelsDataset"/>): the channel count and the per-channel mean and std repeated.
+    /// </summary>
+    public DataInfo WithRepeatedChannels(int channels) =>
+        Channels == 1 ? this with { Channels = channels, Mean = Repeat(Mean, channels), Std = Repeat(Std, channels) }
+        : throw new ArgumentException($"{Name} has {Channels}-channel images; only grey images can be repeated into {channels} channels");
+
+    private static float[] Repeat(float[] values, int channels) => values.Length == 1 ? Enumerable.Repeat(values[0], channels).ToArray() : values;
+
     /// <summary>As JSON for checkpoints.</summary>
     public JsonObject ToJson() => new()
     {
@@ -132,6 +142,8 @@ public static class DataSets
             default:
                 throw new DataSetException($"unknown data set '{info.Name}' (known: {string.Join(", ", Names)})");
         }
+        // A grey data set that was trained as C channels (a model that always takes RGB): repeat it again.
+        if (test.Channels == 1 && info.Channels > 1) test = new RepeatChannelsDataset(test, info.Channels);
         if (!test.ClassNames.SequenceEqual(info.ClassNames))
             throw new DataSetException($"{info.Name}: the classes in {directory ?? "the data folder"} ({string.Join(", ", test.ClassNames)}) differ from the checkpoint's ({string.Join(", ", info.ClassNames)})");
         return test;

@@ -46,8 +46,8 @@ public static class Trainer
         Directory.CreateDirectory(outDir);
 
         var (trainAll, testAll, info) = DataSets.Load(options.Dataset, options.DataDir, options.Seed, options.ImageSize, options.Channels);
-        var train = DataSets.Limit(trainAll, options.TrainLimit);
-        var test = DataSets.Limit(testAll, options.TestLimit);
+        IImageDataset train = DataSets.Limit(trainAll, options.TrainLimit);
+        IImageDataset test = DataSets.Limit(testAll, options.TestLimit);
 
         Module model;
         ModelSpec spec;
@@ -59,6 +59,7 @@ public static class Trainer
             if (options.Teacher is null) model = spec.Build();
             else (model, spec) = BuildDistillation(options, spec, info, progress);
         }
+        (train, test, info) = FitChannels(model, train, test, info, options.Model, progress);
         model.Train();
 
         // Frozen parameters (a distillation teacher's) are not optimised; a plain model has none.
@@ -232,6 +233,21 @@ public static class Trainer
         if (kwargs.ContainsKey("channels")) kwargs["channels"] = info.Channels;
         if (kwargs.ContainsKey("num_classes")) kwargs["num_classes"] = info.ClassNames.Count;
         return spec with { Kwargs = kwargs };
+    }
+
+    /// <summary>
+    /// Matches the data's channels to a model with a fixed channel count (<see cref="IImageModel.InputChannels"/>):
+    /// grey images for a model that takes 3 channels (CaiT) are repeated into 3 (and the data info says so, so that
+    /// evaluation and prediction preprocess the same way); any other mismatch is an error naming both counts.
+    /// </summary>
+    public static (IImageDataset Train, IImageDataset Test, DataInfo Info) FitChannels(Module model, IImageDataset train, IImageDataset test,
+        DataInfo info, string modelName, IProgress<TrainEvent>? progress = null)
+    {
+        if (model is not IImageModel im || im.InputChannels == info.Channels) return (train, test, info);
+        if (info.Channels != 1)
+            throw new ArgumentException($"{modelName} takes {im.InputChannels}-channel images but {info.Name} has {info.Channels} channels");
+        progress?.Report(new TrainMessage($"{modelName} takes {im.InputChannels}-channel images: each grey {info.Name} image is repeated into {im.InputChannels} channels"));
+        return (new RepeatChannelsDataset(train, im.InputChannels), new RepeatChannelsDataset(test, im.InputChannels), info.WithRepeatedChannels(im.InputChannels));
     }
 
     /// <summary>Rewrites metrics.jsonl and curves.svg from the history (each via a temporary file).</summary>

@@ -1,0 +1,74 @@
+using System.Text.Json.Nodes;
+using VitSharp.IO;
+using VitSharp.Models;
+using VitSharp.NN;
+using VitSharp.Parity;
+
+namespace VitSharp.Tests.Models;
+
+/// <summary>Shared assertions for a model family's PyTorch fixture: parity, state_dict layout, gradients reaching every parameter.</summary>
+internal static class FixtureChecks
+{
+    /// <summary>Runs <see cref="ParityRunner"/> and asserts every row passed and every reference gradient was compared.</summary>
+    public static ParityReport AssertParity(string fixture, string constructor)
+    {
+        var report = ParityRunner.Run(TestFixtures.Prefix(fixture));
+        Assert.Equal(constructor, report.Constructor);
+        var bad = report.Rows.Where(r => !r.Passed).Select(r => $"{r.Name}: max abs {r.MaxAbsError:E2}, rel {r.RelativeError:E2} (tol {r.Tolerance:E0}) {r.Note}");
+        Assert.True(report.Passed, "parity failed:\n" + string.Join("\n", bad));
+        Assert.Contains(report.Rows, r => r.Name == "logits");
+        Assert.Contains(report.Rows, r => r.Name == "loss");
+        using var io = SafeTensorsFile.Open(TestFixtures.Prefix(fixture) + ".io.safetensors");
+        int grads = io.Tensors.Count(t => t.Name.StartsWith("grad.", StringComparison.Ordinal));
+        Assert.True(grads > 0);
+        Assert.Equal(grads, report.Rows.Count(r => r.Name.StartsWith("grad.", StringComparison.Ordinal)));
+        return report;
+    }
+
+    /// <summary>The model the fixture's JSON describes, freshly initialised.</summary>
+    public static Module Build(string fixture)
+    {
+        var spec = (JsonObject)JsonNode.Parse(File.ReadAllText(TestFixtures.Prefix(fixture) + ".json"))!;
+        return ModelFactory.Create(spec["constructor"]!.GetValue<string>(), (JsonObject)spec["kwargs"]!);
+    }
+
+    /// <summary>The fixture's weights file and the model built from its JSON have the same keys and shapes.</summary>
+    public static void AssertStateDictMatches(string fixture)
+    {
+        var model = Build(fixture);
+        using var file = SafeTensorsFile.Open(TestFixtures.Prefix(fixture) + ".weights.safetensors");
+        var expected = file.Tensors.ToDictionary(t => t.Name, t => t.Shape);
+        var actual = model.StateDict();
+        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
+        foreach (var (k, shape) in expected)
+            Assert.True(shape.SequenceEqual(actual[k].Shape), $"{k}: {Tensor.ShapeString(actual[k].Shape)} vs fixture {Tensor.ShapeString(shape)}");
+    }
+
+    /// <summary>One backward pass of the cross-entropy reaches every parameter with a non-zero gradient.</summary>
+    public static void AssertEveryParameterGetsAGradient(Module model, Tensor images, int[] labels)
+    {
+        model.ZeroGrad();
+        F.CrossEntropy(model.Forward(images), labels).Backward();
+        foreach (var (name, p) in model.NamedParameters())
+        {
+            Assert.True(p.Grad is not null, $"no gradient reached {name}");
+            Assert.True(p.Grad!.Data.Any(v => v != 0), $"the gradient of {name} is all zeros");
+            Assert.True(p.Grad.Data.All(float.IsFinite), $"the gradient of {name} is not finite");
+        }
+        model.ZeroGrad();
+    }
+
+    /// <summary>Finite-difference check of the loss gradient for the named parameters of a (tiny) model.</summary>
+    public static void AssertGradCheck(Module model, Tensor images, int[] labels, IEnumerable<string> names, double h = Autograd.GradCheck.DefaultStep)
+    {
+        var sd = model.StateDict();
+        foreach (var name in names)
+        {
+            Assert.True(sd.ContainsKey(name), $"no parameter {name}");
+            var p = sd[name];
+            var failures = Autograd.GradCheck.Compare(_ => F.CrossEntropy(model.Forward(images), labels), [p], h: h);
+            Assert.True(failures.Count == 0, $"{name}: " + string.Join("; ", failures.Take(5).Select(f => $"[{f.Element}] analytic {f.Analytic:G5} numeric {f.Numeric:G5}")));
+            Assert.True(p.RequiresGrad);
+        }
+    }
+}
