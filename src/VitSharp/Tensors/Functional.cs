@@ -4,7 +4,7 @@ using VitSharp.Kernels;
 namespace VitSharp;
 
 /// <summary>Functional ops (as torch.nn.functional): fused, with hand-written backward passes.</summary>
-public static class F
+public static partial class F
 {
     /// <summary>y = x·Wᵀ + b over the last dimension. x [..., in], weight [out, in], bias [out] or null.</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
