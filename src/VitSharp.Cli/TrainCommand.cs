@@ -41,10 +41,10 @@ public static class TrainCommand
         var seed = new Option<int?>("--seed") { Description = $"Seed of initialisation, shuffling, augmentation and dropout (default: {d.Seed})" };
         var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images" };
         var testLimit = new Option<int?>("--test-limit") { Description = "Use only the first N test images" };
-        var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir})" };
+        var outDir = new Option<string?>("--out", "-o") { Description = $"Output folder: checkpoint.safetensors, metrics.jsonl, curves.svg (default: {d.OutDir}; runs/MODEL for another --model)" };
         var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
-        var cmd = new Command("train", "Train a ViT on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
+        var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
             recipe, model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
             flip, noFlip, seed, trainLimit, testLimit, outDir, threads, resume,
@@ -76,6 +76,11 @@ public static class TrainCommand
             if (Take(trainLimit) is { } tl) o = o with { TrainLimit = tl };
             if (Take(testLimit) is { } te) o = o with { TestLimit = te };
             if (pr.GetValue(outDir) is { } od) o = o with { OutDir = od };
+            else if (o.Model != d.Model && Path.GetFileName(o.OutDir).Contains(d.Model, StringComparison.Ordinal))
+            {
+                // Another model without --out: runs/MODEL (runs/MODEL-long with the long recipe), never the default model's folder.
+                o = o with { OutDir = Path.Combine(Path.GetDirectoryName(o.OutDir) ?? "", Path.GetFileName(o.OutDir).Replace(d.Model, o.Model, StringComparison.Ordinal)) };
+            }
             return Run(ctx, o, pr.GetValue(resume), given);
         });
         return cmd;

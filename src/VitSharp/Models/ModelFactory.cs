@@ -15,6 +15,7 @@ public static class ModelFactory
     private static readonly Dictionary<string, Func<Kwargs, Module>> Builders = new()
     {
         ["vit_pytorch.vit.ViT"] = k => new ViT(ViTConfigFrom(k)),
+        ["torchvision.models.resnet.ResNet"] = k => new ResNet(ResNetConfigFrom(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>
@@ -48,6 +49,24 @@ public static class ModelFactory
         };
     }
 
+    /// <summary>
+    /// Reads torchvision.models.resnet.ResNet's keyword arguments: block ("BasicBlock" or "Bottleneck", the class name),
+    /// layers, num_classes, zero_init_residual, groups, width_per_group, replace_stride_with_dilation (only null or all
+    /// false: dilation is not supported), and the extension in_chans (input channels, default 3).
+    /// </summary>
+    public static ResNetConfig ResNetConfigFrom(Kwargs k)
+    {
+        var dilation = k.BoolListOrNull("replace_stride_with_dilation");
+        if (dilation is not null && dilation.Any(d => d))
+            throw new ModelConfigException("torchvision.models.resnet.ResNet: replace_stride_with_dilation is not supported (dilated convolutions)");
+        return new ResNetConfig
+        {
+            Block = k.String("block"), Layers = k.IntList("layers"), NumClasses = k.Int("num_classes", 1000),
+            ZeroInitResidual = k.Bool("zero_init_residual", false), Groups = k.Int("groups", 1),
+            WidthPerGroup = k.Int("width_per_group", 64), InChans = k.Int("in_chans", 3),
+        };
+    }
+
     /// <summary>Keyword arguments of one constructor call; tracks which were read so leftovers are reported.</summary>
     public sealed class Kwargs(string constructor, JsonObject values)
     {
@@ -75,6 +94,39 @@ public static class ModelFactory
             return n is null ? fallback!.Value : Convert(name, n, x => x.GetValue<int>(), "an integer");
         }
 
+        /// <summary>An optional integer argument: null when absent or JSON null (Python's None).</summary>
+        public int? IntOrNull(string name)
+        {
+            var n = Get(name, false);
+            return n is null ? null : Convert(name, n, x => x.GetValue<int>(), "an integer or null");
+        }
+
+        /// <summary>A boolean argument.</summary>
+        public bool Bool(string name, bool fallback)
+        {
+            var n = Get(name, false);
+            return n is null ? fallback : Convert(name, n, x => x.GetValue<bool>(), "true or false");
+        }
+
+        /// <summary>A list of integers (required).</summary>
+        public int[] IntList(string name)
+        {
+            var n = Get(name, true)!;
+            if (n is not JsonArray arr) throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of integers, got {n.ToJsonString()}");
+            return arr.Select(e => e is null ? throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of integers, got {n.ToJsonString()}")
+                : Convert(name, e, x => x.GetValue<int>(), "a list of integers")).ToArray();
+        }
+
+        /// <summary>An optional list of booleans: null when absent or JSON null.</summary>
+        public bool[]? BoolListOrNull(string name)
+        {
+            var n = Get(name, false);
+            if (n is null) return null;
+            if (n is not JsonArray arr) throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of booleans or null, got {n.ToJsonString()}");
+            return arr.Select(e => e is null ? throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of booleans, got {n.ToJsonString()}")
+                : Convert(name, e, x => x.GetValue<bool>(), "a list of booleans")).ToArray();
+        }
+
         /// <summary>A float argument.</summary>
         public float Float(string name, float fallback)
         {
@@ -82,11 +134,11 @@ public static class ModelFactory
             return n is null ? fallback : Convert(name, n, x => float.Parse(x.AsValue().ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), "a number");
         }
 
-        /// <summary>A string argument.</summary>
-        public string String(string name, string fallback)
+        /// <summary>A string argument (required unless a fallback is given).</summary>
+        public string String(string name, string? fallback = null)
         {
-            var n = Get(name, false);
-            return n is null ? fallback : Convert(name, n, x => x.GetValue<string>(), "a string");
+            var n = Get(name, fallback is null);
+            return n is null ? fallback! : Convert(name, n, x => x.GetValue<string>(), "a string");
         }
 
         /// <summary>An int or an [a, b] pair (Python's <c>pair()</c>).</summary>

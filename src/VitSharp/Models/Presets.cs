@@ -12,6 +12,9 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
     /// <summary>The spec of a vit_pytorch.vit.ViT configuration.</summary>
     public static ModelSpec ViT(ViTConfig config) => new("vit_pytorch.vit.ViT", config.ToKwargs());
 
+    /// <summary>The spec of a torchvision.models.resnet.ResNet configuration.</summary>
+    public static ModelSpec ResNet(ResNetConfig config) => new("torchvision.models.resnet.ResNet", config.ToKwargs());
+
     /// <summary>The spec as one JSON object {constructor, kwargs}.</summary>
     public JsonObject ToJson() => new() { ["constructor"] = Constructor, ["kwargs"] = Kwargs.DeepClone() };
 
@@ -40,6 +43,15 @@ public static class Presets
     /// <summary>The default model for 28×28 grey Fashion-MNIST images: dim 128, depth 6, 4 heads of 32, patch 4.</summary>
     public static ViTConfig FashionMnist => Vit(28, 4, 10, 128, 6, 4, 256, dimHead: 32, channels: 1);
 
+    private static ResNetConfig Res(string block, int[] layers, int classes = 1000, int inChans = 3) =>
+        new() { Block = block, Layers = layers, NumClasses = classes, InChans = inChans };
+
+    private static Preset R(string name, string description, ResNetConfig c, int imageSize, long? published = null) =>
+        new(name, description, ModelSpec.ResNet(c), imageSize, c.InChans, published);
+
+    /// <summary>ResNet-18 for 28×28 grey Fashion-MNIST images: torchvision's layout with a one-channel stem and 10 classes.</summary>
+    public static ResNetConfig ResNet18FashionMnist => Res("BasicBlock", [2, 2, 2, 2], 10, inChans: 1);
+
     /// <summary>All presets by name.</summary>
     public static IReadOnlyList<Preset> All { get; } =
     [
@@ -50,6 +62,11 @@ public static class Presets
         P("deit-ti16", "DeiT-Tiny/16 size (vit-pytorch ViT, dim 192, 3 heads)", Vit(224, 16, 1000, 192, 12, 3, 768)),
         P("deit-s16", "DeiT-Small/16 size (vit-pytorch ViT, dim 384, 6 heads)", Vit(224, 16, 1000, 384, 12, 6, 1536)),
         P("deit-b16", "DeiT-Base/16 size (vit-pytorch ViT, dim 768, 12 heads)", Vit(224, 16, 1000, 768, 12, 12, 3072)),
+        R("resnet18", "ResNet-18 (torchvision, BasicBlock [2, 2, 2, 2], 1000 classes)", Res("BasicBlock", [2, 2, 2, 2]), 224, 11_689_512),
+        R("resnet34", "ResNet-34 (torchvision, BasicBlock [3, 4, 6, 3], 1000 classes)", Res("BasicBlock", [3, 4, 6, 3]), 224, 21_797_672),
+        R("resnet50", "ResNet-50 (torchvision, Bottleneck [3, 4, 6, 3], 1000 classes)", Res("Bottleneck", [3, 4, 6, 3]), 224, 25_557_032),
+        R("resnet101", "ResNet-101 (torchvision, Bottleneck [3, 4, 23, 3], 1000 classes)", Res("Bottleneck", [3, 4, 23, 3]), 224, 44_549_160),
+        R("resnet18-fmnist", "ResNet-18 for Fashion-MNIST (torchvision layout, 1-channel stem, 10 classes)", ResNet18FashionMnist, 28),
     ];
 
     /// <summary>Finds a preset by name (case-insensitive); throws naming the known ones.</summary>
