@@ -16,6 +16,7 @@ public static class ModelFactory
     {
         ["vit_pytorch.vit.ViT"] = k => new ViT(ViTConfigFrom(k)),
         ["torchvision.models.resnet.ResNet"] = k => new ResNet(ResNetConfigFrom(k)),
+        ["torchvision.models.vision_transformer.VisionTransformer"] = k => new VisionTransformer(VisionTransformerConfigFrom(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>
@@ -66,6 +67,19 @@ public static class ModelFactory
             WidthPerGroup = k.Int("width_per_group", 64), InChans = k.Int("in_chans", 3),
         };
     }
+
+    /// <summary>
+    /// Reads torchvision.models.vision_transformer.VisionTransformer's keyword arguments: image_size, patch_size,
+    /// num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout, num_classes (default 1000),
+    /// representation_size (null = none), and the extension in_chans (default 3).
+    /// </summary>
+    public static VisionTransformerConfig VisionTransformerConfigFrom(Kwargs k) => new()
+    {
+        ImageSize = k.Int("image_size"), PatchSize = k.Int("patch_size"), NumLayers = k.Int("num_layers"), NumHeads = k.Int("num_heads"),
+        HiddenDim = k.Int("hidden_dim"), MlpDim = k.Int("mlp_dim"), Dropout = k.Float("dropout", 0f),
+        AttentionDropout = k.Float("attention_dropout", 0f), NumClasses = k.Int("num_classes", 1000),
+        RepresentationSize = k.IntOrNull("representation_size"), InChans = k.Int("in_chans", 3),
+    };
 
     /// <summary>Keyword arguments of one constructor call; tracks which were read so leftovers are reported.</summary>
     public sealed class Kwargs(string constructor, JsonObject values)
