@@ -13,6 +13,9 @@ public static partial class F
     private const int ConvTargetColumns = 2048;
     private const int ConvMaxColumnElements = 1 << 23;
 
+    /// <summary>Tests: when set, depthwise convolutions take the im2col + GEMM path on this thread.</summary>
+    [ThreadStatic] internal static bool DepthwiseViaGemm;
+
     /// <summary>Tests: when positive, overrides the GEMM column target of convolutions on this thread (1 = one image per block).</summary>
     [ThreadStatic] internal static int ConvTargetColumnsOverride;
 
@@ -88,7 +91,8 @@ public static partial class F
     /// <summary>
     /// torch.nn.functional.conv2d (dilation 1): x [B, Cin, H, W], weight [Cout, Cin/groups, kh, kw], bias [Cout] or null →
     /// [B, Cout, OH, OW]. Computed as im2col + GEMM per group (small feature maps of several images share one GEMM); a
-    /// 1×1, stride-1, unpadded convolution multiplies the images directly. The backward pass recomputes the columns.
+    /// 1×1, stride-1, unpadded convolution multiplies the images directly; a depthwise one (groups = Cin, any channel
+    /// multiplier) runs a direct kernel. The backward pass recomputes the columns.
     /// </summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, (int H, int W) stride, (int H, int W) padding, int groups = 1)
     {
@@ -105,8 +109,28 @@ public static partial class F
         window.Validate("conv2d", h, w);
         var g = new ConvGeometry(b, cin, h, w, cout, groups, window);
         var y = Tensor.Empty(b, cout, g.OutH, g.OutW);
-        ConvForward(g, x.Data, weight.Data, bias?.Data, y.Data);
         Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
+        if (groups == cin && groups > 1 && !window.IsPointwise && !DepthwiseViaGemm)
+        {
+            // Depthwise: a direct kernel (a GEMM per channel would have one row and kh·kw columns of depth).
+            int mult = cout / cin, chunks = Parallel2.Chunks(cin, (long)b * mult * g.L * window.KernelH * window.KernelW);
+            float[] xd = x.Data, wd = weight.Data, yd = y.Data; float[]? bd = bias?.Data;
+            Parallel2.For(cin, chunks, (_, c0, n) => DepthwiseConv2dKernel.Forward(xd, b, cin, h, w, mult, wd, bd, window, c0, n, yd));
+            return Autograd.Record(y, "conv2d_depthwise", inputs, r =>
+            {
+                var dy = r.Grad!.Data;
+                float[]? dx = x.RequiresGrad ? x.Grad0() : null, dw = weight.RequiresGrad ? weight.Grad0() : null;
+                if (bias is not null && bias.RequiresGrad)
+                {
+                    var db = bias.GradSpan();
+                    for (int i = 0; i < b; i++)
+                        for (int co = 0; co < cout; co++) db[co] += TensorPrimitives.Sum(dy.AsSpan((i * cout + co) * g.L, g.L));
+                }
+                if (dx is null && dw is null) return;
+                Parallel2.For(cin, chunks, (_, c0, n) => DepthwiseConv2dKernel.Backward(dy, xd, b, cin, h, w, mult, wd, window, c0, n, dx, dw));
+            });
+        }
+        ConvForward(g, x.Data, weight.Data, bias?.Data, y.Data);
         return Autograd.Record(y, "conv2d", inputs, r => ConvBackward(g, x, weight, bias, r.Grad!.Data));
     }
 

@@ -10,11 +10,13 @@ namespace VitSharp.Tests.Autograd;
 public class SpatialGradTests
 {
     /// <summary>Runs <paramref name="body"/> with convolutions blocked as given (1 = one image per GEMM, 0 = default, large = whole batch).</summary>
-    private static void WithConvBlock(int columns, Action body)
+    private static void WithConvBlock(int columns, Action body, bool depthwiseViaGemm = false)
     {
         int old = F.ConvTargetColumnsOverride;
+        bool oldDw = F.DepthwiseViaGemm;
         F.ConvTargetColumnsOverride = columns;
-        try { body(); } finally { F.ConvTargetColumnsOverride = old; }
+        F.DepthwiseViaGemm = depthwiseViaGemm;
+        try { body(); } finally { F.ConvTargetColumnsOverride = old; F.DepthwiseViaGemm = oldDw; }
     }
 
     public static TheoryData<int, int, int, int, int, int, int> UnfoldCases() => new()
@@ -81,6 +83,8 @@ public class SpatialGradTests
         { 2, 4, 5, 5, 4, 1, 2, 0, 4, false },    // strided pointwise depthwise
         { 1, 1, 11, 9, 2, 5, 3, 2, 1, true },
         { 2, 2, 3, 3, 2, 3, 1, 2, 1, true },     // padding beyond half the kernel
+        { 2, 6, 9, 9, 12, 3, 2, 1, 6, true },    // depthwise with 2 outputs per channel (PiT's pooling)
+        { 1, 3, 6, 7, 3, 2, 1, 0, 3, false },    // depthwise, even kernel
     };
 
     public static TheoryData<int> Blocks() => new() { 1, 0, 1 << 20 };
@@ -94,13 +98,15 @@ public class SpatialGradTests
         var expected = SpatialReference.Conv2d(x.Data, wt.Data, bt?.Data, b, cin, h, w, cout, k, k, s, s, p, p, groups);
         int l = SpatialReference.OutSize(h, k, s, p) * SpatialReference.OutSize(w, k, s, p);
         // One image per block, the default, two images per block (the last block shorter when B is odd), all at once.
-        foreach (int cols in new[] { 1, 0, 2 * l, 1 << 20 })
-            WithConvBlock(cols, () =>
-            {
-                var y = F.Conv2d(x, wt, bt, s, p, groups);
-                Assert.Equal(new[] { b, cout, SpatialReference.OutSize(h, k, s, p), SpatialReference.OutSize(w, k, s, p) }, y.Shape);
-                TestData.AssertClose(expected, y.Data, 1e-5, 1e-5, $"conv2d (block columns {cols})");
-            });
+        // Depthwise convolutions have their own kernel; the GEMM path must agree too.
+        foreach (bool viaGemm in groups == cin && groups > 1 ? new[] { false, true } : new[] { false })
+            foreach (int cols in new[] { 1, 0, 2 * l, 1 << 20 })
+                WithConvBlock(cols, () =>
+                {
+                    var y = F.Conv2d(x, wt, bt, s, p, groups);
+                    Assert.Equal(new[] { b, cout, SpatialReference.OutSize(h, k, s, p), SpatialReference.OutSize(w, k, s, p) }, y.Shape);
+                    TestData.AssertClose(expected, y.Data, 1e-5, 1e-5, $"conv2d (block columns {cols}, depthwise via GEMM {viaGemm})");
+                }, viaGemm);
     }
 
     [Theory, MemberData(nameof(ConvCases))]
@@ -109,8 +115,9 @@ public class SpatialGradTests
         var x = TestData.Uniform(2 * b + cin + h, -1, 1, b, cin, h, w);
         var wt = TestData.Uniform(cout + 2 * k, -1, 1, cout, cin / groups, k, k);
         Tensor[] inputs = bias ? [x, wt, TestData.Uniform(9, -1, 1, cout)] : [x, wt];
-        foreach (int cols in new[] { 1, 1 << 20 })
-            WithConvBlock(cols, () => GradCheck.Verify(t => F.Conv2d(t[0], t[1], t.Length > 2 ? t[2] : null, s, p, groups), inputs));
+        foreach (bool viaGemm in groups == cin && groups > 1 ? new[] { false, true } : new[] { false })
+            foreach (int cols in new[] { 1, 1 << 20 })
+                WithConvBlock(cols, () => GradCheck.Verify(t => F.Conv2d(t[0], t[1], t.Length > 2 ? t[2] : null, s, p, groups), inputs), viaGemm);
     }
 
     [Fact]
