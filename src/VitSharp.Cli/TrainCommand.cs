@@ -49,7 +49,7 @@ public static class TrainCommand
         var temperature = new Option<float?>("--temperature") { Description = $"With --teacher: softmax temperature of soft distillation, > 0 (default: {F(d.Temperature)})" };
         var alpha = new Option<float?>("--alpha") { Description = $"With --teacher: weight of the distillation term, loss = (1 − α)·CE + α·distillation (default: {F(d.Alpha)})" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
-        var cmd = new Command("train", "Train a ViT on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
+        var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
             recipe, model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
             flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, teacher, distill, temperature, alpha, resume,

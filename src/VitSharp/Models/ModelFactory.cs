@@ -20,6 +20,8 @@ public static class ModelFactory
         [SimpleViTConfig.Constructor] = k => new SimpleViT(SimpleViTConfig.FromKwargs(k)),
         [DeepViTConfig.Constructor] = k => new DeepViT(DeepViTConfig.FromKwargs(k)),
         [CaiTConfig.Constructor] = k => new CaiT(CaiTConfig.FromKwargs(k)),
+        ["torchvision.models.resnet.ResNet"] = k => new ResNet(ResNetConfigFrom(k)),
+        ["torchvision.models.vision_transformer.VisionTransformer"] = k => new VisionTransformer(VisionTransformerConfigFrom(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>
@@ -72,6 +74,37 @@ public static class ModelFactory
         return new DistillWrapper(teacher, s, config);
     }
 
+    /// <summary>
+    /// Reads torchvision.models.resnet.ResNet's keyword arguments: block ("BasicBlock" or "Bottleneck", the class name),
+    /// layers, num_classes, zero_init_residual, groups, width_per_group, replace_stride_with_dilation (only null or all
+    /// false: dilation is not supported), and the extension in_chans (input channels, default 3).
+    /// </summary>
+    public static ResNetConfig ResNetConfigFrom(Kwargs k)
+    {
+        var dilation = k.BoolListOrNull("replace_stride_with_dilation");
+        if (dilation is not null && dilation.Any(d => d))
+            throw new ModelConfigException("torchvision.models.resnet.ResNet: replace_stride_with_dilation is not supported (dilated convolutions)");
+        return new ResNetConfig
+        {
+            Block = k.String("block"), Layers = k.IntList("layers"), NumClasses = k.Int("num_classes", 1000),
+            ZeroInitResidual = k.Bool("zero_init_residual", false), Groups = k.Int("groups", 1),
+            WidthPerGroup = k.Int("width_per_group", 64), InChans = k.Int("in_chans", 3),
+        };
+    }
+
+    /// <summary>
+    /// Reads torchvision.models.vision_transformer.VisionTransformer's keyword arguments: image_size, patch_size,
+    /// num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout, num_classes (default 1000),
+    /// representation_size (null = none), and the extension in_chans (default 3).
+    /// </summary>
+    public static VisionTransformerConfig VisionTransformerConfigFrom(Kwargs k) => new()
+    {
+        ImageSize = k.Int("image_size"), PatchSize = k.Int("patch_size"), NumLayers = k.Int("num_layers"), NumHeads = k.Int("num_heads"),
+        HiddenDim = k.Int("hidden_dim"), MlpDim = k.Int("mlp_dim"), Dropout = k.Float("dropout", 0f),
+        AttentionDropout = k.Float("attention_dropout", 0f), NumClasses = k.Int("num_classes", 1000),
+        RepresentationSize = k.IntOrNull("representation_size"), InChans = k.Int("in_chans", 3),
+    };
+
     /// <summary>Keyword arguments of one constructor call; tracks which were read so leftovers are reported.</summary>
     public sealed class Kwargs(string constructor, JsonObject values)
     {
@@ -99,18 +132,11 @@ public static class ModelFactory
             return n is null ? fallback!.Value : Convert(name, n, x => x.GetValue<int>(), "an integer");
         }
 
-        /// <summary>A float argument.</summary>
-        public float Float(string name, float fallback)
+        /// <summary>An optional integer argument: null when absent or JSON null (Python's None).</summary>
+        public int? IntOrNull(string name)
         {
             var n = Get(name, false);
-            return n is null ? fallback : Convert(name, n, x => float.Parse(x.AsValue().ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), "a number");
-        }
-
-        /// <summary>A string argument.</summary>
-        public string String(string name, string fallback)
-        {
-            var n = Get(name, false);
-            return n is null ? fallback : Convert(name, n, x => x.GetValue<string>(), "a string");
+            return n is null ? null : Convert(name, n, x => x.GetValue<int>(), "an integer or null");
         }
 
         /// <summary>A boolean argument.</summary>
@@ -118,6 +144,39 @@ public static class ModelFactory
         {
             var n = Get(name, false);
             return n is null ? fallback : Convert(name, n, x => x.GetValue<bool>(), "true or false");
+        }
+
+        /// <summary>A list of integers (required).</summary>
+        public int[] IntList(string name)
+        {
+            var n = Get(name, true)!;
+            if (n is not JsonArray arr) throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of integers, got {n.ToJsonString()}");
+            return arr.Select(e => e is null ? throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of integers, got {n.ToJsonString()}")
+                : Convert(name, e, x => x.GetValue<int>(), "a list of integers")).ToArray();
+        }
+
+        /// <summary>An optional list of booleans: null when absent or JSON null.</summary>
+        public bool[]? BoolListOrNull(string name)
+        {
+            var n = Get(name, false);
+            if (n is null) return null;
+            if (n is not JsonArray arr) throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of booleans or null, got {n.ToJsonString()}");
+            return arr.Select(e => e is null ? throw new ModelConfigException($"{constructor}: argument '{name}' should be a list of booleans, got {n.ToJsonString()}")
+                : Convert(name, e, x => x.GetValue<bool>(), "a list of booleans")).ToArray();
+        }
+
+        /// <summary>A float argument.</summary>
+        public float Float(string name, float fallback)
+        {
+            var n = Get(name, false);
+            return n is null ? fallback : Convert(name, n, x => float.Parse(x.AsValue().ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), "a number");
+        }
+
+        /// <summary>A string argument (required unless a fallback is given).</summary>
+        public string String(string name, string? fallback = null)
+        {
+            var n = Get(name, fallback is null);
+            return n is null ? fallback! : Convert(name, n, x => x.GetValue<string>(), "a string");
         }
 
         /// <summary>A nested model, given as a {constructor, kwargs} object (required), built by <see cref="Create"/>.</summary>

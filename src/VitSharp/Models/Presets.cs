@@ -25,6 +25,11 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
         foreach (var (k, v) in config.ToKwargs()) kwargs[k] = v?.DeepClone();
         return new(Models.DistillWrapper.ConstructorName, kwargs);
     }
+    /// <summary>The spec of a torchvision.models.resnet.ResNet configuration.</summary>
+    public static ModelSpec ResNet(ResNetConfig config) => new("torchvision.models.resnet.ResNet", config.ToKwargs());
+
+    /// <summary>The spec of a torchvision.models.vision_transformer.VisionTransformer configuration.</summary>
+    public static ModelSpec VisionTransformer(VisionTransformerConfig config) => new("torchvision.models.vision_transformer.VisionTransformer", config.ToKwargs());
 
     /// <summary>The spec as one JSON object {constructor, kwargs}.</summary>
     public JsonObject ToJson() => new() { ["constructor"] = Constructor, ["kwargs"] = Kwargs.DeepClone() };
@@ -54,6 +59,21 @@ public static class Presets
     /// <summary>The default model for 28×28 grey Fashion-MNIST images: dim 128, depth 6, 4 heads of 32, patch 4.</summary>
     public static ViTConfig FashionMnist => Vit(28, 4, 10, 128, 6, 4, 256, dimHead: 32, channels: 1);
 
+    private static ResNetConfig Res(string block, int[] layers, int classes = 1000, int inChans = 3) =>
+        new() { Block = block, Layers = layers, NumClasses = classes, InChans = inChans };
+
+    private static Preset R(string name, string description, ResNetConfig c, int imageSize, long? published = null) =>
+        new(name, description, ModelSpec.ResNet(c), imageSize, c.InChans, published);
+
+    /// <summary>ResNet-18 for 28×28 grey Fashion-MNIST images: torchvision's layout with a one-channel stem and 10 classes.</summary>
+    public static ResNetConfig ResNet18FashionMnist => Res("BasicBlock", [2, 2, 2, 2], 10, inChans: 1);
+
+    private static Preset T(string name, string description, int patch, int layers, int heads, int hidden, int mlp, long published)
+    {
+        var c = new VisionTransformerConfig { ImageSize = 224, PatchSize = patch, NumLayers = layers, NumHeads = heads, HiddenDim = hidden, MlpDim = mlp };
+        return new(name, description, ModelSpec.VisionTransformer(c), 224, 3, published);
+    }
+
     /// <summary>All presets by name.</summary>
     public static IReadOnlyList<Preset> All { get; } =
     [
@@ -76,6 +96,14 @@ public static class Presets
             "LayerNorms, q/k/v biases, talking heads as Linear(4, 4) with bias, no talking heads in class attention), so it is not shown",
             new CaiTConfig { ImageSize = 224, PatchSize = 16, NumClasses = 1000, Dim = 192, Depth = 24, ClsDepth = 2, Heads = 4, MlpDim = 768, DimHead = 48 }.ToSpec(),
             224, CaiTConfig.Channels),
+        R("resnet18", "ResNet-18 (torchvision, BasicBlock [2, 2, 2, 2], 1000 classes)", Res("BasicBlock", [2, 2, 2, 2]), 224, 11_689_512),
+        R("resnet34", "ResNet-34 (torchvision, BasicBlock [3, 4, 6, 3], 1000 classes)", Res("BasicBlock", [3, 4, 6, 3]), 224, 21_797_672),
+        R("resnet50", "ResNet-50 (torchvision, Bottleneck [3, 4, 6, 3], 1000 classes)", Res("Bottleneck", [3, 4, 6, 3]), 224, 25_557_032),
+        R("resnet101", "ResNet-101 (torchvision, Bottleneck [3, 4, 23, 3], 1000 classes)", Res("Bottleneck", [3, 4, 23, 3]), 224, 44_549_160),
+        T("vit_b_16", "ViT-B/16 (torchvision VisionTransformer, 224², 1000 classes)", 16, 12, 12, 768, 3072, 86_567_656),
+        T("vit_b_32", "ViT-B/32 (torchvision VisionTransformer, 224², 1000 classes)", 32, 12, 12, 768, 3072, 88_224_232),
+        T("vit_l_16", "ViT-L/16 (torchvision VisionTransformer, 224², 1000 classes)", 16, 24, 16, 1024, 4096, 304_326_632),
+        R("resnet18-fmnist", "ResNet-18 for Fashion-MNIST (torchvision layout, 1-channel stem, 10 classes)", ResNet18FashionMnist, 28),
     ];
 
     /// <summary>SimpleViT for 28×28 grey Fashion-MNIST images, sized as <see cref="FashionMnist"/>.</summary>

@@ -74,8 +74,8 @@ public class ViT : Module, IImageModel
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public ViTConfig Config { get; }
+    /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
+    public ViTConfig Config { get; private set; }
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions [N+1, C] (key <c>pos_embedding</c>).</summary>
@@ -85,7 +85,7 @@ public class ViT : Module, IImageModel
     /// <summary>The transformer (key <c>transformer</c>).</summary>
     public Transformer Transformer { get; }
     /// <summary>Classifier (key <c>mlp_head</c>), null when num_classes is 0.</summary>
-    public Linear? MlpHead { get; }
+    public Linear? MlpHead { get; private set; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
     public ViT(ViTConfig config)
@@ -147,6 +147,19 @@ public class ViT : Module, IImageModel
     {
         var x = Pool(tokens);
         return preLogits || MlpHead is null ? x : MlpHead.Forward(x);
+    }
+
+    /// <summary>
+    /// Replaces <c>mlp_head</c> with a freshly initialised Linear(dim → <paramref name="numClasses"/>) (seeded by
+    /// <see cref="Init"/>) for fine-tuning on another label set; 0 removes it (the model then returns the tokens, as
+    /// vit-pytorch with num_classes 0). Everything else keeps its weights.
+    /// </summary>
+    public void ResetClassifier(int numClasses)
+    {
+        if (numClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {numClasses}");
+        Config = Config with { NumClasses = numClasses };
+        MlpHead = numClasses > 0 ? new Linear(Config.Dim, numClasses) : null;
+        ReplaceModule("mlp_head", MlpHead);
     }
 
     /// <inheritdoc/>

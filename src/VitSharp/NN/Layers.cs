@@ -99,6 +99,13 @@ public sealed class ReLU : Module
     protected override Tensor ForwardCore(Tensor input) => input.Relu();
 }
 
+/// <summary>Tanh activation.</summary>
+public sealed class Tanh : Module
+{
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input) => input.Tanh();
+}
+
 /// <summary>Returns its input.</summary>
 public sealed class Identity : Module
 {
@@ -149,5 +156,54 @@ public sealed class ModuleList : IndexedModules
     public ModuleList(params Module[] modules)
     {
         foreach (var m in modules) Add(m);
+    }
+}
+
+/// <summary>
+/// torch.nn.Sequential built from an OrderedDict: runs its children in order, each under its own name
+/// (torchvision's <c>encoder.layers.encoder_layer_0</c>, <c>heads.head</c>, …).
+/// </summary>
+public sealed class NamedSequential : Module
+{
+    private readonly List<(string Name, Module Module)> _modules = new();
+
+    /// <summary>Creates the container from (name, module) pairs in order.</summary>
+    public NamedSequential(params (string Name, Module Module)[] modules)
+    {
+        foreach (var (name, m) in modules) Add(name, m);
+    }
+
+    /// <summary>Appends a module under <paramref name="name"/>.</summary>
+    public void Add(string name, Module module)
+    {
+        if (_modules.Any(m => m.Name == name)) throw new ArgumentException($"NamedSequential already has a module '{name}'");
+        RegisterModule(name, module);
+        _modules.Add((name, module));
+    }
+
+    /// <summary>The module registered under <paramref name="name"/>, or null.</summary>
+    public Module? this[string name] => _modules.FirstOrDefault(m => m.Name == name).Module;
+
+    /// <summary>Number of modules.</summary>
+    public int Count => _modules.Count;
+
+    /// <summary>The modules in order.</summary>
+    public IEnumerable<Module> Modules => _modules.Select(m => m.Module);
+
+    /// <summary>Replaces the module under <paramref name="name"/> in place (appends it when absent); null removes it.</summary>
+    public void Replace(string name, Module? module)
+    {
+        int i = _modules.FindIndex(m => m.Name == name);
+        ReplaceModule(name, module);
+        if (module is null) { if (i >= 0) _modules.RemoveAt(i); }
+        else if (i >= 0) _modules[i] = (name, module);
+        else _modules.Add((name, module));
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor input)
+    {
+        foreach (var (_, m) in _modules) input = m.Forward(input);
+        return input;
     }
 }

@@ -72,6 +72,22 @@ public abstract class Module
         return module;
     }
 
+    /// <summary>
+    /// Replaces the child registered under <paramref name="name"/> (appending it when there is none); null removes it. The
+    /// new child takes this module's training mode. For heads swapped at fine-tuning time.
+    /// </summary>
+    protected void ReplaceModule(string name, Module? module)
+    {
+        int i = _children.FindIndex(c => c.Name == name);
+        if (module is null)
+        {
+            if (i >= 0) _children.RemoveAt(i);
+            return;
+        }
+        module.Train(Training);
+        if (i >= 0) _children[i] = (name, module);
+        else _children.Add((name, module));
+    }
 
     /// <summary>Direct children with their names.</summary>
     public IEnumerable<(string Name, Module Module)> NamedChildren() => _children;

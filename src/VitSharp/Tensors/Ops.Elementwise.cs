@@ -174,6 +174,19 @@ public sealed partial class Tensor
         });
     }
 
+    /// <summary>Hyperbolic tangent; backward dx += dy·(1 − y²).</summary>
+    public Tensor Tanh()
+    {
+        var x = this;
+        var result = Empty(_shape);
+        TensorPrimitives.Tanh(Data, result.Data);
+        return Autograd.Record(result, "tanh", [x], r =>
+        {
+            var dx = x.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
+            for (int i = 0; i < dx.Length; i++) dx[i] += g[i] * (1f - y[i] * y[i]);
+        });
+    }
+
     /// <summary>GELU, exact erf form.</summary>
     public Tensor Gelu()
     {

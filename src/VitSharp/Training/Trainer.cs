@@ -224,13 +224,14 @@ public static class Trainer
         return (wrapper, ModelSpec.DistillWrapper(teacher.Info.Model, studentSpec, config));
     }
 
-    /// <summary>Sets image size, channels and class count of a preset's keyword arguments to the data set's.</summary>
+    /// <summary>Sets image size, channels (<c>channels</c> or <c>in_chans</c>) and class count of a preset's keyword arguments to the data set's, where the preset has them.</summary>
     public static ModelSpec FitToData(ModelSpec spec, DataInfo info)
     {
         var kwargs = (JsonObject)spec.Kwargs.DeepClone();
         if (kwargs.ContainsKey("image_size"))
             kwargs["image_size"] = info.Height == info.Width ? info.Height : new JsonArray(info.Height, info.Width);
         if (kwargs.ContainsKey("channels")) kwargs["channels"] = info.Channels;
+        if (kwargs.ContainsKey("in_chans")) kwargs["in_chans"] = info.Channels;
         if (kwargs.ContainsKey("num_classes")) kwargs["num_classes"] = info.ClassNames.Count;
         return spec with { Kwargs = kwargs };
     }
