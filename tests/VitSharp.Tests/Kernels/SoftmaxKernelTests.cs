@@ -108,6 +108,6 @@ public class SoftmaxKernelTests
         var y = new float[6];
         SoftmaxKernel.Forward(x, 2, 3, y);
         Assert.Equal(1f / 3, y[3], 6);
-        Assert.Equal(y[0] + y[1] + y[2], 1f, 6);
+        Assert.Equal(1f, y[0] + y[1] + y[2], 6);
     }
 }
