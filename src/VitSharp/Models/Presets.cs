@@ -85,8 +85,8 @@ public static class Presets
 
     // The paper models cannot be expressed exactly in vit-pytorch's layouts, so these presets carry no published count
     // (`vit summary` would otherwise report a "difference"); the descriptions give the paper's count and why ours differs.
-    private const string T2tLayout = "vit-pytorch layout: the soft-split transformers keep the unfolded width (147, 1323) where the paper reduces tokens to 64, so more parameters than the paper's";
-    private const string PitLayout = "vit-pytorch layout: one mlp_dim for all stages (here 4× the middle stage's width; the paper has 4× each stage's), no q/k/v bias, an extra 1×1 conv in each pooling and a position for the class token, so the count differs from the paper's";
+    private const string T2tLayout = "vit-pytorch layout: soft-split transformers at the full unfolded width (147, 1323) where the paper reduces tokens to 64, hence more parameters";
+    private const string PitLayout = "vit-pytorch layout: one mlp_dim for all stages, no q/k/v bias, a 1×1 conv after each depthwise pooling conv, a class-token position, hence a different count";
 
     /// <summary>All presets by name.</summary>
     public static IReadOnlyList<Preset> All { get; } =
