@@ -174,3 +174,43 @@ public sealed class PatchRearrange : Module
         return img.Reshape(b, c, h, P1, w, P2).Permute(0, 2, 4, 3, 5, 1).Reshape(b, h * w, P1 * P2 * c);
     }
 }
+
+/// <summary>
+/// einops' <c>Rearrange('b c n -> b n c')</c> after an unfold: columns [B, C·kh·kw, L] → tokens [B, L, C·kh·kw]
+/// (one token per window position, row-major). Used by T2T-ViT's soft split and PiT's patch embedding.
+/// </summary>
+public sealed class ColumnsToTokens : Module
+{
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor cols)
+    {
+        if (cols.Rank != 3) throw new ArgumentException($"expected unfolded columns [B, C, L], got {Tensor.ShapeString(cols.ShapeSpan)}");
+        return cols.Transpose(1, 2);
+    }
+}
+
+/// <summary>
+/// einops' <c>rearrange(x, 'b (h w) c -> b c h w', h = int(sqrt(N)))</c>: tokens [B, N, C] → an image [B, C, h, N / h]
+/// (square when N is a perfect square), token index row-major over (h, w). T2T-ViT's <c>RearrangeImage</c> and the
+/// first step of PiT's pooling.
+/// </summary>
+public sealed class TokensToImage : Module
+{
+    /// <summary>The image side einops uses: ⌊√N⌋ rows (exact for perfect squares).</summary>
+    public static int Side(int tokens)
+    {
+        int h = (int)Math.Sqrt(tokens);
+        while ((long)h * h > tokens) h--;
+        while ((long)(h + 1) * (h + 1) <= tokens) h++;
+        return h;
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor ForwardCore(Tensor x)
+    {
+        if (x.Rank != 3) throw new ArgumentException($"expected tokens [B, N, C], got {Tensor.ShapeString(x.ShapeSpan)}");
+        int b = x.Dim(0), n = x.Dim(1), c = x.Dim(2), h = Side(n);
+        if (h == 0 || n % h != 0) throw new ArgumentException($"{n} tokens cannot be rearranged into an image with {h} rows");
+        return x.Reshape(b, h, n / h, c).Permute(0, 3, 1, 2);
+    }
+}

@@ -22,6 +22,8 @@ public static class ModelFactory
         [CaiTConfig.Constructor] = k => new CaiT(CaiTConfig.FromKwargs(k)),
         ["torchvision.models.resnet.ResNet"] = k => new ResNet(ResNetConfigFrom(k)),
         ["torchvision.models.vision_transformer.VisionTransformer"] = k => new VisionTransformer(VisionTransformerConfigFrom(k)),
+        ["vit_pytorch.t2t.T2TViT"] = k => new T2TViT(T2TViTConfig.FromKwargs(k)),
+        ["vit_pytorch.pit.PiT"] = k => new PiT(PiTConfig.FromKwargs(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>
@@ -138,6 +140,12 @@ public static class ModelFactory
             var n = Get(name, false);
             return n is null ? null : Convert(name, n, x => x.GetValue<int>(), "an integer or null");
         }
+
+        /// <summary>
+        /// An optional argument as raw JSON: null when absent or JSON null (Python's None). For arguments whose shape
+        /// the caller checks itself (nested tuples, an int or a tuple).
+        /// </summary>
+        public JsonNode? Node(string name) => Get(name, false);
 
         /// <summary>A boolean argument.</summary>
         public bool Bool(string name, bool fallback)

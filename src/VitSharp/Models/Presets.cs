@@ -30,6 +30,11 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
 
     /// <summary>The spec of a torchvision.models.vision_transformer.VisionTransformer configuration.</summary>
     public static ModelSpec VisionTransformer(VisionTransformerConfig config) => new("torchvision.models.vision_transformer.VisionTransformer", config.ToKwargs());
+    /// <summary>The spec of a vit_pytorch.t2t.T2TViT configuration.</summary>
+    public static ModelSpec T2TViT(T2TViTConfig config) => new(T2TViTConfig.Constructor, config.ToKwargs());
+
+    /// <summary>The spec of a vit_pytorch.pit.PiT configuration.</summary>
+    public static ModelSpec PiT(PiTConfig config) => new(PiTConfig.Constructor, config.ToKwargs());
 
     /// <summary>The spec as one JSON object {constructor, kwargs}.</summary>
     public JsonObject ToJson() => new() { ["constructor"] = Constructor, ["kwargs"] = Kwargs.DeepClone() };
@@ -74,6 +79,36 @@ public static class Presets
         return new(name, description, ModelSpec.VisionTransformer(c), 224, 3, published);
     }
 
+    private static T2TViTConfig T2t(int image, int classes, int dim, int depth, int heads, int mlp, int dimHead = 64, int channels = 3,
+        IReadOnlyList<(int, int)>? layers = null) =>
+        new() { ImageSize = image, NumClasses = classes, Dim = dim, Depth = depth, Heads = heads, MlpDim = mlp, DimHead = dimHead, Channels = channels, T2TLayers = layers ?? T2TViTConfig.DefaultT2TLayers };
+
+    private static Preset T(string name, string description, T2TViTConfig c, long? published = null) =>
+        new(name, description, ModelSpec.T2TViT(c), c.ImageSize, c.Channels, published);
+
+    /// <summary>
+    /// T2T-ViT for 28×28 grey Fashion-MNIST images: soft split (3, 2), (3, 2) (28 → 14 → 7, so 49 tokens of width 81),
+    /// then dim 128, depth 7, 4 heads of 32, mlp 256 — about 0.94M parameters.
+    /// </summary>
+    public static T2TViTConfig T2TFashionMnist => T2t(28, 10, 128, 7, 4, 256, dimHead: 32, channels: 1, layers: [(3, 2), (3, 2)]);
+
+    private static PiTConfig Pit(int image, int patch, int classes, int dim, int[] depth, int[] heads, int mlp, int dimHead, int channels = 3) =>
+        new() { ImageSize = image, PatchSize = patch, NumClasses = classes, Dim = dim, Depth = depth, Heads = heads, MlpDim = mlp, DimHead = dimHead, Channels = channels };
+
+    private static Preset Pi(string name, string description, PiTConfig c, long? published = null) =>
+        new(name, description, ModelSpec.PiT(c), c.ImageSize, c.Channels, published);
+
+    /// <summary>
+    /// PiT for 28×28 grey Fashion-MNIST images: patch 4 at stride 2 (13×13 tokens, pooled to 7×7 and 4×4), dim 64 → 128 → 256,
+    /// depth [2, 3, 1], heads [2, 4, 8] of 32, mlp 256 — about 1.03M parameters.
+    /// </summary>
+    public static PiTConfig PiTFashionMnist => Pit(28, 4, 10, 64, [2, 3, 1], [2, 4, 8], 256, 32, channels: 1);
+
+    // The paper models cannot be expressed exactly in vit-pytorch's layouts, so these presets carry no published count
+    // (`vit summary` would otherwise report a "difference"); the descriptions give the paper's count and why ours differs.
+    private const string T2tLayout = "vit-pytorch layout: soft-split transformers at the full unfolded width (147, 1323) where the paper reduces tokens to 64, hence more parameters";
+    private const string PitLayout = "vit-pytorch layout: one mlp_dim for all stages, no q/k/v bias, a 1×1 conv after each depthwise pooling conv, a class-token position, hence a different count";
+
     /// <summary>All presets by name.</summary>
     public static IReadOnlyList<Preset> All { get; } =
     [
@@ -104,6 +139,15 @@ public static class Presets
         T("vit_b_32", "ViT-B/32 (torchvision VisionTransformer, 224², 1000 classes)", 32, 12, 12, 768, 3072, 88_224_232),
         T("vit_l_16", "ViT-L/16 (torchvision VisionTransformer, 224², 1000 classes)", 16, 24, 16, 1024, 4096, 304_326_632),
         R("resnet18-fmnist", "ResNet-18 for Fashion-MNIST (torchvision layout, 1-channel stem, 10 classes)", ResNet18FashionMnist, 28),
+        T("t2t-fmnist", "T2T-ViT for Fashion-MNIST (28×28×1, soft split (3, 2), (3, 2), dim 128, depth 7, 4 heads)", T2TFashionMnist),
+        T("t2t-vit-14", $"T2T-ViT-14 size (dim 384, depth 14, 6 heads, mlp 1152, soft split (7, 4), (3, 2), (3, 2), 224²; paper 21.5M; {T2tLayout})", T2t(224, 1000, 384, 14, 6, 1152)),
+        T("t2t-vit-19", $"T2T-ViT-19 size (dim 448, depth 19, 7 heads, mlp 1344, 224²; paper 39.2M; {T2tLayout})", T2t(224, 1000, 448, 19, 7, 1344)),
+        T("t2t-vit-24", $"T2T-ViT-24 size (dim 512, depth 24, 8 heads, mlp 1536, 224²; paper 64.1M; {T2tLayout})", T2t(224, 1000, 512, 24, 8, 1536)),
+        Pi("pit-fmnist", "PiT for Fashion-MNIST (28×28×1, patch 4 stride 2, dim 64→128→256, depth [2, 3, 1], heads [2, 4, 8])", PiTFashionMnist),
+        Pi("pit-ti", $"PiT-Ti size (patch 16 stride 8, dim 64→128→256, depth [2, 6, 4], heads [2, 4, 8] of 32, mlp 512, 224²; paper 4.9M; {PitLayout})", Pit(224, 16, 1000, 64, [2, 6, 4], [2, 4, 8], 512, 32)),
+        Pi("pit-xs", $"PiT-XS size (patch 16 stride 8, dim 96→192→384, depth [2, 6, 4], heads [2, 4, 8] of 48, mlp 768, 224²; paper 10.6M; {PitLayout})", Pit(224, 16, 1000, 96, [2, 6, 4], [2, 4, 8], 768, 48)),
+        Pi("pit-s", $"PiT-S size (patch 16 stride 8, dim 144→288→576, depth [2, 6, 4], heads [3, 6, 12] of 48, mlp 1152, 224²; paper 23.5M; {PitLayout})", Pit(224, 16, 1000, 144, [2, 6, 4], [3, 6, 12], 1152, 48)),
+        Pi("pit-b", $"PiT-B size (patch 14 stride 7, dim 256→512→1024, depth [3, 6, 4], heads [4, 8, 16] of 64, mlp 2048, 224²; paper 73.8M; {PitLayout})", Pit(224, 14, 1000, 256, [3, 6, 4], [4, 8, 16], 2048, 64)),
     ];
 
     /// <summary>SimpleViT for 28×28 grey Fashion-MNIST images, sized as <see cref="FashionMnist"/>.</summary>
