@@ -66,23 +66,25 @@ public class TorchvisionViTTests
         Assert.Equal(published, ExpectedCount(model.Config));
     }
 
-    [Fact]
-    public void VitL16CountMatchesTheConstructorFormula()
+    [Theory]
+    [InlineData("vit_l_16", 304_326_632L)]
+    [InlineData("vit_h_14", 632_045_800L)]
+    public void LargePresetCountsMatchTheConstructorFormula(string name, long published)
     {
-        // ViT-L/16 (1.2 GB of weights) is checked by the formula, which the built models above and below confirm.
-        var preset = Presets.Get("vit_l_16");
-        Assert.Equal(304_326_632L, preset.PublishedParameters);
+        // ViT-L/16 and ViT-H/14 (1.2 and 2.5 GB of weights) are checked by the formula, which the built models above and below confirm.
+        var preset = Presets.Get(name);
+        Assert.Equal(published, preset.PublishedParameters);
         var kw = preset.Spec.Kwargs;
         var c = new VisionTransformerConfig
         {
             ImageSize = kw["image_size"]!.GetValue<int>(), PatchSize = kw["patch_size"]!.GetValue<int>(), NumLayers = kw["num_layers"]!.GetValue<int>(),
             NumHeads = kw["num_heads"]!.GetValue<int>(), HiddenDim = kw["hidden_dim"]!.GetValue<int>(), MlpDim = kw["mlp_dim"]!.GetValue<int>(),
         };
-        Assert.Equal(304_326_632L, ExpectedCount(c));
+        Assert.Equal(published, ExpectedCount(c));
         // The same spec, scaled down in depth, builds to the formula's count.
         var shallow = (VisionTransformer)ModelFactory.Create(preset.Spec.Constructor, new JsonObject
         {
-            ["image_size"] = 224, ["patch_size"] = 16, ["num_layers"] = 1, ["num_heads"] = 16, ["hidden_dim"] = 1024, ["mlp_dim"] = 4096,
+            ["image_size"] = 224, ["patch_size"] = c.PatchSize, ["num_layers"] = 1, ["num_heads"] = c.NumHeads, ["hidden_dim"] = c.HiddenDim, ["mlp_dim"] = c.MlpDim,
         });
         Assert.Equal(ExpectedCount(shallow.Config), shallow.ParameterCount());
     }
