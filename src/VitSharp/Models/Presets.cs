@@ -142,6 +142,11 @@ public static class Presets
         T("vit_l_16", "ViT-L/16 (torchvision VisionTransformer, 224², 1000 classes)", 16, 24, 16, 1024, 4096, 304_326_632),
         T("vit_h_14", "ViT-H/14 (torchvision VisionTransformer, 224², 1000 classes)", 14, 32, 16, 1280, 5120, 632_045_800),
         R("resnet18-fmnist", "ResNet-18 for Fashion-MNIST (torchvision layout, 1-channel stem, 10 classes)", ResNet18FashionMnist, 28),
+        new("vit_fmnist", "torchvision VisionTransformer for Fashion-MNIST (28×28×1 via in_chans, patch 4, hidden 128, 6 layers, 4 heads, MLP 256)",
+            ModelSpec.VisionTransformer(new VisionTransformerConfig
+            {
+                ImageSize = 28, PatchSize = 4, NumLayers = 6, NumHeads = 4, HiddenDim = 128, MlpDim = 256, NumClasses = 10, InChans = 1,
+            }), 28, 1),
         T("t2t-fmnist", "T2T-ViT for Fashion-MNIST (28×28×1, soft split (3, 2), (3, 2), dim 128, depth 7, 4 heads)", T2TFashionMnist),
         T("t2t-vit-14", $"T2T-ViT-14 size (dim 384, depth 14, 6 heads, mlp 1152, soft split (7, 4), (3, 2), (3, 2), 224²; paper 21.5M; {T2tLayout})", T2t(224, 1000, 384, 14, 6, 1152)),
         T("t2t-vit-19", $"T2T-ViT-19 size (dim 448, depth 19, 7 heads, mlp 1344, 224²; paper 39.2M; {T2tLayout})", T2t(224, 1000, 448, 19, 7, 1344)),

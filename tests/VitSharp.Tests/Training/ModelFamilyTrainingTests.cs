@@ -52,6 +52,7 @@ public class ModelFamilyTrainingTests
     [InlineData("simplevit-fmnist", typeof(SimpleViT), 1)]
     [InlineData("deepvit-fmnist", typeof(DeepViT), 1)]
     [InlineData("cait-fmnist", typeof(CaiT), 3)]
+    [InlineData("vit_fmnist", typeof(VisionTransformer), 1)]
     public void TrainEvaluateAndReloadEachFamilyOnFashionMnist(string preset, Type type, int channels)
     {
         using var dir = new TempDir("train-family");
