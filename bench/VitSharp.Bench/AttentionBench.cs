@@ -31,6 +31,7 @@ public static class AttentionTable
                 foreach (bool tiles in new[] { true, false })
                 {
                     AttentionKernel.UseTiles = tiles;
+                    AttentionKernel.TilesMaxKeys = int.MaxValue;
                     var sw = Stopwatch.StartNew();
                     AttentionKernel.ForwardPacked(qkv, b, n, h, d, scale, probs, o);
                     double f = sw.Elapsed.TotalMilliseconds;
@@ -41,6 +42,7 @@ public static class AttentionTable
                     t[tiles ? 0 : 1].Add(f); t[tiles ? 2 : 3].Add(bw);
                 }
             AttentionKernel.UseTiles = true;
+            AttentionKernel.TilesMaxKeys = 128;
             string Cell(List<double> x, double flops)
             {
                 x.Sort();
