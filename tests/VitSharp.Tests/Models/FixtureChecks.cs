@@ -9,8 +9,9 @@ namespace VitSharp.Tests.Models;
 /// <summary>Shared assertions for a model family's PyTorch fixture: parity, state_dict layout, gradients reaching every parameter.</summary>
 internal static class FixtureChecks
 {
-    /// <summary>Runs <see cref="ParityRunner"/> and asserts every row passed and every reference gradient was compared.</summary>
-    public static ParityReport AssertParity(string fixture, string constructor)
+    /// <summary>Runs <see cref="ParityRunner"/> and asserts every row passed and every reference gradient was compared
+    /// (<paramref name="gradients"/> false: the fixture holds none, as a forward-only one).</summary>
+    public static ParityReport AssertParity(string fixture, string constructor, bool gradients = true)
     {
         var report = ParityRunner.Run(TestFixtures.Prefix(fixture));
         Assert.Equal(constructor, report.Constructor);
@@ -20,9 +21,16 @@ internal static class FixtureChecks
         Assert.Contains(report.Rows, r => r.Name == "loss");
         using var io = SafeTensorsFile.Open(TestFixtures.Prefix(fixture) + ".io.safetensors");
         int grads = io.Tensors.Count(t => t.Name.StartsWith("grad.", StringComparison.Ordinal));
-        Assert.True(grads > 0);
+        Assert.Equal(gradients, grads > 0);
         Assert.Equal(grads, report.Rows.Count(r => r.Name.StartsWith("grad.", StringComparison.Ordinal)));
         return report;
+    }
+
+    /// <summary>How many reference gradients the fixture holds.</summary>
+    public static int GradientCount(string fixture)
+    {
+        using var io = SafeTensorsFile.Open(TestFixtures.Prefix(fixture) + ".io.safetensors");
+        return io.Tensors.Count(t => t.Name.StartsWith("grad.", StringComparison.Ordinal));
     }
 
     /// <summary>The model the fixture's JSON describes, freshly initialised.</summary>

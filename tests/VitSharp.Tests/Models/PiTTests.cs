@@ -21,35 +21,20 @@ public class PiTTests
 
     private static JsonObject Kwargs(string json) => JsonNode.Parse(json)!.AsObject();
 
-    private static JsonObject FixtureSpec() => (JsonObject)JsonNode.Parse(File.ReadAllText(TestFixtures.Prefix("pit") + ".json"))!;
 
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        var report = ParityRunner.Run(TestFixtures.Prefix("pit"));
-        var bad = report.Rows.Where(r => !r.Passed).Select(r => $"{r.Name}: max abs {r.MaxAbsError:E2}, rel {r.RelativeError:E2} (tol {r.Tolerance:E0}) {r.Note}");
-        Assert.True(report.Passed, "parity failed:\n" + string.Join("\n", bad));
-        Assert.Contains(report.Rows, r => r.Name == "logits");
-        Assert.Contains(report.Rows, r => r.Name == "loss");
-        using var io = SafeTensorsFile.Open(TestFixtures.Prefix("pit") + ".io.safetensors");
-        int grads = io.Tensors.Count(t => t.Name.StartsWith("grad.", StringComparison.Ordinal));
-        var model = ModelFactory.Create(Ctor, (JsonObject)FixtureSpec()["kwargs"]!);
-        Assert.Equal(model.NamedParameters().Count(), grads);
-        Assert.Equal(grads, report.Rows.Count(r => r.Name.StartsWith("grad.", StringComparison.Ordinal)));
+        FixtureChecks.AssertParity("pit", Ctor);
+        Assert.Equal(FixtureChecks.Build("pit").NamedParameters().Count(), FixtureChecks.GradientCount("pit"));
     }
 
     [Fact]
     public void StateDictKeysAndShapesEqualTheFixture()
     {
-        var spec = FixtureSpec();
-        var model = ModelFactory.Create(spec["constructor"]!.GetValue<string>(), (JsonObject)spec["kwargs"]!);
-        Assert.IsType<PiT>(model);
-        using var file = SafeTensorsFile.Open(TestFixtures.Prefix("pit") + ".weights.safetensors");
-        var expected = file.Tensors.ToDictionary(t => t.Name, t => t.Shape);
-        var actual = model.StateDict();
-        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
-        foreach (var (k, shape) in expected) Assert.True(shape.SequenceEqual(actual[k].Shape), $"{k}: {Tensor.ShapeString(actual[k].Shape)} vs fixture {Tensor.ShapeString(shape)}");
-        Assert.Equal(file.Tensors.Sum(t => (long)t.Shape.Aggregate(1, (a, b) => a * b)), ExpectedCount(((PiT)model).Config));
+        FixtureChecks.AssertStateDictMatches("pit");
+        var model = Assert.IsType<PiT>(FixtureChecks.Build("pit"));
+        Assert.Equal(model.ParameterCount(), ExpectedCount(model.Config));
     }
 
     /// <summary>Parameter count of vit-pytorch's PiT, written out from its constructor.</summary>

@@ -16,24 +16,14 @@ public class ResNetTests
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        var report = ParityRunner.Run(TestFixtures.Prefix("resnet_basic"));
-        var bad = report.Rows.Where(r => !r.Passed).Select(r => $"{r.Name}: max abs {r.MaxAbsError:E2}, rel {r.RelativeError:E2} {r.Note}");
-        Assert.True(report.Passed, "parity failed:\n" + string.Join("\n", bad));
-        Assert.Contains(report.Rows, r => r.Name == "logits");
-        Assert.Contains(report.Rows, r => r.Name == "loss");
+        FixtureChecks.AssertParity("resnet_basic", "torchvision.models.resnet.ResNet", gradients: false);
     }
 
     [Fact]
     public void StateDictKeysAndShapesEqualTheFixture()
     {
-        var spec = (JsonObject)JsonNode.Parse(File.ReadAllText(TestFixtures.Prefix("resnet_basic") + ".json"))!;
-        var model = ModelFactory.Create(spec["constructor"]!.GetValue<string>(), (JsonObject)spec["kwargs"]!);
-        Assert.IsType<ResNet>(model);
-        using var file = SafeTensorsFile.Open(TestFixtures.Prefix("resnet_basic") + ".weights.safetensors");
-        var expected = file.Tensors.ToDictionary(t => t.Name, t => t.Shape);
-        var actual = model.StateDict();
-        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
-        foreach (var (k, shape) in expected) Assert.True(shape.SequenceEqual(actual[k].Shape), $"{k}: {Tensor.ShapeString(actual[k].Shape)} vs fixture {Tensor.ShapeString(shape)}");
+        FixtureChecks.AssertStateDictMatches("resnet_basic");
+        Assert.IsType<ResNet>(FixtureChecks.Build("resnet_basic"));
     }
 
     [Theory]

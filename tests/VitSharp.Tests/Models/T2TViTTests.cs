@@ -21,36 +21,21 @@ public class T2TViTTests
 
     private static JsonObject Kwargs(string json) => JsonNode.Parse(json)!.AsObject();
 
-    private static JsonObject FixtureSpec() => (JsonObject)JsonNode.Parse(File.ReadAllText(TestFixtures.Prefix("t2t_vit") + ".json"))!;
 
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        var report = ParityRunner.Run(TestFixtures.Prefix("t2t_vit"));
-        var bad = report.Rows.Where(r => !r.Passed).Select(r => $"{r.Name}: max abs {r.MaxAbsError:E2}, rel {r.RelativeError:E2} (tol {r.Tolerance:E0}) {r.Note}");
-        Assert.True(report.Passed, "parity failed:\n" + string.Join("\n", bad));
-        Assert.Contains(report.Rows, r => r.Name == "logits");
-        Assert.Contains(report.Rows, r => r.Name == "loss");
-        using var io = SafeTensorsFile.Open(TestFixtures.Prefix("t2t_vit") + ".io.safetensors");
-        int grads = io.Tensors.Count(t => t.Name.StartsWith("grad.", StringComparison.Ordinal));
-        var model = ModelFactory.Create(Ctor, (JsonObject)FixtureSpec()["kwargs"]!);
-        // The fixture has a gradient for every parameter, and every one was compared.
-        Assert.Equal(model.NamedParameters().Count(), grads);
-        Assert.Equal(grads, report.Rows.Count(r => r.Name.StartsWith("grad.", StringComparison.Ordinal)));
+        FixtureChecks.AssertParity("t2t_vit", Ctor);
+        // The fixture has a gradient for every parameter.
+        Assert.Equal(FixtureChecks.Build("t2t_vit").NamedParameters().Count(), FixtureChecks.GradientCount("t2t_vit"));
     }
 
     [Fact]
     public void StateDictKeysAndShapesEqualTheFixture()
     {
-        var spec = FixtureSpec();
-        var model = ModelFactory.Create(spec["constructor"]!.GetValue<string>(), (JsonObject)spec["kwargs"]!);
-        Assert.IsType<T2TViT>(model);
-        using var file = SafeTensorsFile.Open(TestFixtures.Prefix("t2t_vit") + ".weights.safetensors");
-        var expected = file.Tensors.ToDictionary(t => t.Name, t => t.Shape);
-        var actual = model.StateDict();
-        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
-        foreach (var (k, shape) in expected) Assert.True(shape.SequenceEqual(actual[k].Shape), $"{k}: {Tensor.ShapeString(actual[k].Shape)} vs fixture {Tensor.ShapeString(shape)}");
-        Assert.Equal(file.Tensors.Sum(t => (long)t.Shape.Aggregate(1, (a, b) => a * b)), ExpectedCount(((T2TViT)model).Config));
+        FixtureChecks.AssertStateDictMatches("t2t_vit");
+        var model = Assert.IsType<T2TViT>(FixtureChecks.Build("t2t_vit"));
+        Assert.Equal(model.ParameterCount(), ExpectedCount(model.Config));
     }
 
     /// <summary>Image side after each soft split: ⌊(side − k + 2·⌊s/2⌋) / s⌋ + 1 (torch Unfold's output size).</summary>

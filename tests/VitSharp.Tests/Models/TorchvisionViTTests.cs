@@ -20,27 +20,14 @@ public class TorchvisionViTTests
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        var report = ParityRunner.Run(TestFixtures.Prefix("torchvision_vit"));
-        var bad = report.Rows.Where(r => !r.Passed).Select(r => $"{r.Name}: max abs {r.MaxAbsError:E2}, rel {r.RelativeError:E2} {r.Note}");
-        Assert.True(report.Passed, "parity failed:\n" + string.Join("\n", bad));
-        using var io = SafeTensorsFile.Open(TestFixtures.Prefix("torchvision_vit") + ".io.safetensors");
-        int grads = io.Tensors.Count(t => t.Name.StartsWith("grad.", StringComparison.Ordinal));
-        Assert.True(grads > 0);
-        Assert.Equal(grads, report.Rows.Count(r => r.Name.StartsWith("grad.", StringComparison.Ordinal)));
-        Assert.Contains(report.Rows, r => r.Name == "logits");
+        FixtureChecks.AssertParity("torchvision_vit", "torchvision.models.vision_transformer.VisionTransformer");
     }
 
     [Fact]
     public void StateDictKeysAndShapesEqualTheFixture()
     {
-        var spec = (JsonObject)JsonNode.Parse(File.ReadAllText(TestFixtures.Prefix("torchvision_vit") + ".json"))!;
-        var model = ModelFactory.Create(spec["constructor"]!.GetValue<string>(), (JsonObject)spec["kwargs"]!);
-        Assert.IsType<VisionTransformer>(model);
-        using var file = SafeTensorsFile.Open(TestFixtures.Prefix("torchvision_vit") + ".weights.safetensors");
-        var expected = file.Tensors.ToDictionary(t => t.Name, t => t.Shape);
-        var actual = model.StateDict();
-        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
-        foreach (var (k, shape) in expected) Assert.True(shape.SequenceEqual(actual[k].Shape), $"{k}: {Tensor.ShapeString(actual[k].Shape)} vs fixture {Tensor.ShapeString(shape)}");
+        FixtureChecks.AssertStateDictMatches("torchvision_vit");
+        Assert.IsType<VisionTransformer>(FixtureChecks.Build("torchvision_vit"));
     }
 
     /// <summary>Parameter count of torchvision's VisionTransformer, written out from its constructor.</summary>
