@@ -166,7 +166,7 @@ public static class BenchCommand
                     $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads{(r.DataParallel ? ", data-parallel halves" : "")}");
         o.WriteLine($"step: median {F1(r.MedianMs)} ms, min {F1(r.MinMs)} ms, max {F1(r.MaxMs)} ms");
         o.WriteLine($"throughput: {F1(r.ImagesPerSecond)} images/s (median); {F1(r.GFlops)} GFLOP/s effective ({r.GFlopPerStep.ToString("F2", Inv)} GFLOP per step{(r.Train ? ", 3× forward" : "")})");
-        o.WriteLine($"memory: peak working set {F1(r.PeakRssMb)} MB; managed bytes allocated per step (calling thread): {r.AllocBytesPerStep.ToString("N0", Inv)}");
+        o.WriteLine($"memory: peak working set {F1(r.PeakRssMb)} MB; managed bytes allocated per step (all threads): {r.AllocBytesPerStep.ToString("N0", Inv)}");
         if (!json) return;
         var root = new JsonObject
         {

@@ -35,6 +35,7 @@ public sealed class DataParallel : IDisposable
     private readonly SemaphoreSlim _go = new(0), _done = new(0);
     private volatile bool _stop;
     private Action<int>? _body;
+    private float[]? _half0, _half1;   // the split halves' storage, reused from step to step
     private ExceptionDispatchInfo? _error;
 
     /// <summary>Whether data-parallel steps suit this model on this machine: at least 2 compute threads, no layer
@@ -103,7 +104,7 @@ public sealed class DataParallel : IDisposable
         int b = labels.Length;
         if (b < 2) return step(_model, images, labels, 1f, 0);
         int n0 = (b + 1) / 2;
-        var halves = Split(images, n0);
+        var halves = SplitReusing(images, n0);
         int[][] y = [labels[..n0], labels[n0..]];
         _replica.Train(_model.Training);
         foreach (var p in _replicaParams) if (p.Grad is not null) Array.Clear(p.Grad.Data);
@@ -134,13 +135,27 @@ public sealed class DataParallel : IDisposable
             body(0, images);
             return;
         }
-        var halves = Split(images, (b + 1) / 2);
+        var halves = SplitReusing(images, (b + 1) / 2);
         Run(h =>
         {
             using var noGrad = Autograd.NoGrad();
             using var scope = TensorScope.Begin();
             body(h, halves[h]);
         });
+    }
+
+    // As Split, into this instance's two buffers (grown when a batch is larger): no allocation per step.
+    private Tensor[] SplitReusing(Tensor images, int n0)
+    {
+        int b = images.Dim(0), per = images.Size / Math.Max(1, b);
+        int len0 = n0 * per, len1 = (b - n0) * per;
+        if (_half0 is null || _half0.Length != len0) _half0 = new float[len0];
+        if (_half1 is null || _half1.Length != len1) _half1 = new float[len1];
+        images.Data.AsSpan(0, len0).CopyTo(_half0);
+        images.Data.AsSpan(len0, len1).CopyTo(_half1);
+        var shape0 = images.Shape; shape0[0] = n0;
+        var shape1 = images.Shape; shape1[0] = b - n0;
+        return [new Tensor(_half0, shape0), new Tensor(_half1, shape1)];
     }
 
     /// <summary>The first <paramref name="n0"/> samples of a batch [B, …] and the rest, as two new tensors.</summary>
