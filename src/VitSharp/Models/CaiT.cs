@@ -298,12 +298,7 @@ public sealed class CaiT : Module, IImageModel
     public int InputWidth => Config.ImageSize;
 
     /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img)
-    {
-        int s = Config.ImageSize;
-        if (img.Rank != 4 || img.Dim(1) != CaiTConfig.Channels || img.Dim(2) != s || img.Dim(3) != s)
-            throw new ArgumentException($"expected images [B, 3, {s}, {s}] (CaiT always takes 3 channels), got {Tensor.ShapeString(img.ShapeSpan)}");
-    }
+    public void CheckInput(Tensor img) => ImageInput.Check(img, CaiTConfig.Channels, Config.ImageSize, Config.ImageSize, " (CaiT always takes 3 channels)");
 
     /// <summary>
     /// The class token after the class-attention stage followed by the patch tokens after the patch transformer:

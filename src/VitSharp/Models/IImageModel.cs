@@ -14,3 +14,15 @@ public interface IImageModel
     /// <summary>Width of the input images in pixels.</summary>
     int InputWidth { get; }
 }
+
+/// <summary>The input check every <see cref="IImageModel"/> family shares.</summary>
+public static class ImageInput
+{
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the expected and the actual shape unless
+    /// <paramref name="img"/> is [B, channels, height, width].</summary>
+    public static void Check(Tensor img, int channels, int height, int width, string? note = null)
+    {
+        if (img.Rank != 4 || img.Dim(1) != channels || img.Dim(2) != height || img.Dim(3) != width)
+            throw new ArgumentException($"expected images [B, {channels}, {height}, {width}]{note}, got {Tensor.ShapeString(img.ShapeSpan)}");
+    }
+}

@@ -156,12 +156,7 @@ public sealed class SimpleViT : Module, IImageModel
     public int InputWidth => Config.ImageWidth;
 
     /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img)
-    {
-        var c = Config;
-        if (img.Rank != 4 || img.Dim(1) != c.Channels || img.Dim(2) != c.ImageHeight || img.Dim(3) != c.ImageWidth)
-            throw new ArgumentException($"expected images [B, {c.Channels}, {c.ImageHeight}, {c.ImageWidth}], got {Tensor.ShapeString(img.ShapeSpan)}");
-    }
+    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageHeight, Config.ImageWidth);
 
     /// <summary>Tokens after the transformer and its final LayerNorm: [B, N, C].</summary>
     public Tensor ForwardFeatures(Tensor img)

@@ -206,12 +206,7 @@ public sealed class T2TViT : Module
     }
 
     /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img)
-    {
-        var c = Config;
-        if (img.Rank != 4 || img.Dim(1) != c.Channels || img.Dim(2) != c.ImageSize || img.Dim(3) != c.ImageSize)
-            throw new ArgumentException($"expected images [B, {c.Channels}, {c.ImageSize}, {c.ImageSize}], got {Tensor.ShapeString(img.ShapeSpan)}");
-    }
+    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageSize, Config.ImageSize);
 
     /// <summary>Tokens after the main transformer (and its final LayerNorm): [B, N + 1, C], the class token first.</summary>
     public Tensor ForwardFeatures(Tensor img)

@@ -210,12 +210,7 @@ public sealed class VisionTransformer : Module
     }
 
     /// <summary>Checks an image batch; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img)
-    {
-        var c = Config;
-        if (img.Rank != 4 || img.Dim(1) != c.InChans || img.Dim(2) != c.ImageSize || img.Dim(3) != c.ImageSize)
-            throw new ArgumentException($"expected images [B, {c.InChans}, {c.ImageSize}, {c.ImageSize}], got {Tensor.ShapeString(img.ShapeSpan)}");
-    }
+    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.InChans, Config.ImageSize, Config.ImageSize);
 
     /// <summary>torchvision's <c>_process_input</c>: conv_proj then [B, C, h, w] → [B, h·w, C].</summary>
     public Tensor ProcessInput(Tensor img)
