@@ -144,7 +144,7 @@ public sealed class DataParallel : IDisposable
         });
     }
 
-    // As Split, into this instance's two buffers (grown when a batch is larger): no allocation per step.
+    // The first n0 samples of a batch [B, …] and the rest, copied into this instance's two buffers (grown when a batch is larger): no allocation per step.
     private Tensor[] SplitReusing(Tensor images, int n0)
     {
         int b = images.Dim(0), per = images.Size / Math.Max(1, b);
@@ -156,24 +156,6 @@ public sealed class DataParallel : IDisposable
         var shape0 = images.Shape; shape0[0] = n0;
         var shape1 = images.Shape; shape1[0] = b - n0;
         return [new Tensor(_half0, shape0), new Tensor(_half1, shape1)];
-    }
-
-    /// <summary>The first <paramref name="n0"/> samples of a batch [B, …] and the rest, as two new tensors.</summary>
-    public static Tensor[] Split(Tensor images, int n0)
-    {
-        var (a, b) = SplitCore(images, n0);
-        return [a, b];
-    }
-
-    private static (Tensor, Tensor) SplitCore(Tensor images, int n0)
-    {
-        int b = images.Dim(0), per = images.Size / Math.Max(1, b);
-        var shape0 = images.Shape; shape0[0] = n0;
-        var shape1 = images.Shape; shape1[0] = b - n0;
-        var d0 = new float[n0 * per]; var d1 = new float[(b - n0) * per];
-        images.Data.AsSpan(0, d0.Length).CopyTo(d0);
-        images.Data.AsSpan(d0.Length, d1.Length).CopyTo(d1);
-        return (new Tensor(d0, shape0), new Tensor(d1, shape1));
     }
 
     private void Loop()

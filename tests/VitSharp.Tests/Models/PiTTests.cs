@@ -139,19 +139,13 @@ public class PiTTests
         var model = new PiT(Tiny()); model.Eval();
         var img = TestData.Uniform(9, -1, 1, 2, 2, 8, 8);
         int[] labels = [2, 0];
-        var sd = model.StateDict();
         string[] names =
         [
             "to_patch_embedding.2.weight", "cls_token", "pos_embedding", "layers.0.layers.0.0.to_qkv.weight", "layers.0.layers.0.1.net.1.weight",
             "layers.1.downsample.net.0.weight", "layers.1.downsample.net.0.bias", "layers.1.downsample.net.1.weight", "layers.1.cls_ff.weight",
             "layers.2.layers.0.0.to_out.0.weight", "layers.2.layers.0.1.net.4.bias", "mlp_head.0.weight", "mlp_head.1.weight",
         ];
-        foreach (var name in names)
-        {
-            var p = sd[name];
-            var failures = GradCheck.Compare(_ => F.CrossEntropy(model.Forward(img), labels), [p]);
-            Assert.True(failures.Count == 0, $"{name}: " + string.Join("; ", failures.Take(5).Select(f => $"[{f.Element}] analytic {f.Analytic:G5} numeric {f.Numeric:G5}")));
-        }
+        FixtureChecks.AssertGradCheck(model, img, labels, names);
         GradCheck.Verify(t => F.CrossEntropy(model.Forward(t[0]), labels), [img]);
     }
 

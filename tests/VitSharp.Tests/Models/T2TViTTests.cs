@@ -151,12 +151,7 @@ public class T2TViTTests
             "cls_token", "pos_embedding", "transformer.layers.0.0.to_qkv.weight", "transformer.layers.0.0.to_out.0.weight", "mlp_head.weight",
         ];
         Assert.DoesNotContain("to_patch_embedding.3.layers.0.0.to_out.0.weight", sd.Keys);   // one head of the full width: no to_out
-        foreach (var name in names)
-        {
-            var p = sd[name];
-            var failures = GradCheck.Compare(_ => F.CrossEntropy(model.Forward(img), labels), [p]);
-            Assert.True(failures.Count == 0, $"{name}: " + string.Join("; ", failures.Take(5).Select(f => $"[{f.Element}] analytic {f.Analytic:G5} numeric {f.Numeric:G5}")));
-        }
+        FixtureChecks.AssertGradCheck(model, img, labels, names);
         // Through the whole soft split (unfold, rearranges, the stage transformer) down to the pixels.
         GradCheck.Verify(t => F.CrossEntropy(model.Forward(t[0]), labels), [img]);
     }
