@@ -4,7 +4,13 @@ using VitSharp.Optim;
 
 namespace VitSharp.Tests.Autograd;
 
+/// <summary>Runs alone: the pool is process-wide, and tests on other threads taking arrays of the same lengths would
+/// turn this class's pool hits into misses (the steady-state allocation check failed that way once).</summary>
+[CollectionDefinition(nameof(TensorScopeTests), DisableParallelization = true)]
+public sealed class TensorScopeCollection;
+
 /// <summary>Pooled storage for op results: same numbers as unpooled, released after the scope, reused across steps.</summary>
+[Collection(nameof(TensorScopeTests))]
 public class TensorScopeTests
 {
     private static ViT TinyViT()
