@@ -83,11 +83,15 @@ public class TensorScopeTests
             opt.Step();
             return GC.GetAllocatedBytesForCurrentThread() - before;
         }
+        // Start from an empty pool (this class runs alone), so that the first step allocates every activation.
+        TensorPool.Clear();
         long first = Measure();
         Measure();
-        long third = Measure();
+        // Steady state: the least of steps 3–6 (a single step can carry one-off allocations of the runtime, e.g. while
+        // the JIT re-compiles hot methods, which showed up as an occasional 120 KB step in full test runs).
+        long steady = Enumerable.Range(0, 4).Select(_ => Measure()).Min();
         // The first step allocates every activation; later ones take them from the pool and allocate only
         // bookkeeping (tape nodes, shapes), far less than the activations themselves.
-        Assert.True(third * 4 < first, $"step 1 allocated {first} bytes, step 3 {third}");
+        Assert.True(steady * 4 < first, $"step 1 allocated {first} bytes, steady state (least of steps 3–6) {steady}");
     }
 }
