@@ -9,12 +9,15 @@ namespace VitSharp.Bench;
 /// </summary>
 public static class AttentionTable
 {
-    /// <summary>Runs the comparison; args: [--rounds N].</summary>
+    /// <summary>Runs the comparison; args: [--rounds N] [--shapes BxNxHxD,…].</summary>
     public static void Run(string[] args)
     {
-        int rounds = args.Length > 1 && args[0] == "--rounds" ? int.Parse(args[1]) : 9;
+        int ri = Array.IndexOf(args, "--rounds"), si = Array.IndexOf(args, "--shapes");
+        int rounds = ri >= 0 ? int.Parse(args[ri + 1]) : 9;
         // (batch, tokens, heads, head dim): the Fashion-MNIST model at batch 128, ViT-B/16 at batch 1, DeiT-S at batch 32.
-        var shapes = new[] { (128, 50, 4, 32), (1, 197, 12, 64), (32, 197, 6, 64) };
+        var shapes = si >= 0
+            ? args[si + 1].Split(',').Select(x => x.Split('x').Select(int.Parse).ToArray()).Select(v => (v[0], v[1], v[2], v[3])).ToArray()
+            : new[] { (128, 50, 4, 32), (1, 197, 12, 64), (32, 197, 6, 64) };
         Console.WriteLine($"attention fwd+bwd, median (min) ms over {rounds} interleaved rounds; GFLOP/s of the four products");
         Console.WriteLine($"{"B×N×H×D",-16} {"tiles fwd",16} {"gemm fwd",16} {"tiles bwd",16} {"gemm bwd",16}");
         foreach (var (b, n, h, d) in shapes)

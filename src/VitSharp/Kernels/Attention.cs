@@ -112,7 +112,8 @@ public static class AttentionKernel
         finally { ArrayPool<float>.Shared.Return(dsBuf); }
     }
 
-    // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax rows into P, O = P·V.
+    // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax in place row by row (copied out to
+    // P for the backward pass), O = S·V straight from the padded rows.
     private static unsafe void ForwardTiles(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
         int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
     {
@@ -124,37 +125,33 @@ public static class AttentionKernel
             AttentionTiles.Transpose(pk, ldk, m, d, kt, mp);
             AttentionTiles.RowsTimesPanel(pq, ldq, kt, mp, s, mp, n, mp, d, scale, accumulate: false);
             for (int i = 0; i < n; i++)
-                SoftmaxKernel.Forward(new ReadOnlySpan<float>(s + (long)i * mp, m), 1, m, new Span<float>(pp + (long)i * m, m));
-            AttentionTiles.RowsTimesPanel(pp, m, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
+            {
+                float* row = s + (long)i * mp;
+                AttentionTiles.SoftmaxRow(row, m);
+                Buffer.MemoryCopy(row, pp + (long)i * m, (long)m * sizeof(float), (long)m * sizeof(float));
+            }
+            AttentionTiles.RowsTimesPanel(s, mp, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
         }
     }
 
-    // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q — with Pᵀ, Vᵀ, dSᵀ
-    // copied to scratch panels so every product reads its right operand row by row.
+    // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q — Pᵀ and dSᵀ read
+    // column-wise in place (ColsTimesPanel), Vᵀ copied to a scratch panel so dO·Vᵀ reads its right operand row by row.
     private static unsafe void BackwardTiles(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
         ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p, int n, int m, int d, float scale,
         Span<float> dq, int ldDq, Span<float> dk, int ldDk, Span<float> dv, int ldDv)
     {
-        int mp = AttentionTiles.Pad8(m), np = AttentionTiles.Pad8(n);
-        var scratch = AttentionTiles.Scratch(m * np + d * mp + n * mp);
+        int mp = AttentionTiles.Pad8(m);
+        var scratch = AttentionTiles.Scratch(d * mp + n * mp);
         fixed (float* pdo = dout, pq = q, pk = k, pv = v, pp = p, pdq = dq, pdk = dk, pdv = dv, ps = scratch)
         {
-            float* t = ps, vt = ps + m * np, dp = vt + d * mp;
-            AttentionTiles.Transpose(pp, m, n, m, t, n);                                       // Pᵀ [M, N]
-            AttentionTiles.RowsTimesPanel(t, n, pdo, ldo, pdv, ldDv, m, d, n, 1f, accumulate: true);
-            AttentionTiles.Transpose(pv, ldv, m, d, vt, mp);                                   // Vᵀ [D, M8]
-            AttentionTiles.RowsTimesPanel(pdo, ldo, vt, mp, dp, mp, n, mp, d, 1f, accumulate: false);
+            float* vt = ps, dp = ps + d * mp;
+            AttentionTiles.ColsTimesPanel(pp, m, pdo, ldo, pdv, ldDv, m, d, n, 1f, accumulate: true);     // dV += Pᵀ·dO
+            AttentionTiles.Transpose(pv, ldv, m, d, vt, mp);                                            // Vᵀ [D, M8]
+            AttentionTiles.RowsTimesPanel(pdo, ldo, vt, mp, dp, mp, n, mp, d, 1f, accumulate: false);   // dP [N, M8]
             for (int i = 0; i < n; i++)
-            {
-                var pr = new ReadOnlySpan<float>(pp + (long)i * m, m);
-                var dr = new Span<float>(dp + (long)i * mp, m);
-                float dot = TensorPrimitives.Dot(pr, dr);
-                TensorPrimitives.Subtract(dr, dot, dr);
-                TensorPrimitives.Multiply(dr, pr, dr);                                       // dS row i (stride M8)
-            }
-            AttentionTiles.RowsTimesPanel(dp, mp, pk, ldk, pdq, ldDq, n, d, m, scale, accumulate: true);
-            AttentionTiles.Transpose(dp, mp, n, m, t, n);                                      // dSᵀ [M, N]
-            AttentionTiles.RowsTimesPanel(t, n, pq, ldq, pdk, ldDk, m, d, n, scale, accumulate: true);
+                AttentionTiles.SoftmaxBackwardRow(pp + (long)i * m, dp + (long)i * mp, m);              // dS row i
+            AttentionTiles.RowsTimesPanel(dp, mp, pk, ldk, pdq, ldDq, n, d, m, scale, accumulate: true);  // dQ += s·dS·K
+            AttentionTiles.ColsTimesPanel(dp, mp, pq, ldq, pdk, ldDk, m, d, n, scale, accumulate: true);  // dK += s·dSᵀ·Q
         }
     }
 

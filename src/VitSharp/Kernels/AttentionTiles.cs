@@ -49,6 +49,136 @@ internal static unsafe class AttentionTiles
         }
     }
 
+    /// <summary>
+    /// C[rows, cols] = α·Aᵀ·B[k, cols] (+ C when <paramref name="accumulate"/>) for A stored [k, rows]: element (i, t) of
+    /// the left operand is a[t·lda + i], so Pᵀ and dSᵀ need no transposed copy. cols a multiple of 8.
+    /// </summary>
+    public static void ColsTimesPanel(float* a, int lda, float* b, int ldb, float* c, int ldc,
+        int rows, int cols, int k, float alpha, bool accumulate)
+    {
+        int i = 0;
+        for (; i + 4 <= rows; i += 4)
+        {
+            float* c0 = c + (long)i * ldc;
+            int j = 0;
+            for (; j + 16 <= cols; j += 16) Block4x16T(a + i, lda, b + j, ldb, c0 + j, ldc, k, alpha, accumulate);
+            if (j < cols) Block4x8T(a + i, lda, b + j, ldb, c0 + j, ldc, k, alpha, accumulate);
+        }
+        for (; i < rows; i++)
+        {
+            float* ci = c + (long)i * ldc;
+            for (int j = 0; j < cols; j += 8)
+            {
+                var acc = Vector256<float>.Zero;
+                float* ap = a + i, bp = b + j;
+                for (int t = 0; t < k; t++, ap += lda, bp += ldb)
+                    acc = Fma.MultiplyAdd(Vector256.Create(*ap), Avx.LoadVector256(bp), acc);
+                Store(ci + j, acc, alpha, accumulate);
+            }
+        }
+    }
+
+    private static void Block4x16T(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default,
+                         c20 = default, c21 = default, c30 = default, c31 = default;
+        for (int t = 0; t < k; t++, a += lda, b += ldb)
+        {
+            var b0 = Avx.LoadVector256(b);
+            var b1 = Avx.LoadVector256(b + 8);
+            var x = Vector256.Create(a[0]);
+            c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a[1]);
+            c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a[2]);
+            c20 = Fma.MultiplyAdd(x, b0, c20); c21 = Fma.MultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a[3]);
+            c30 = Fma.MultiplyAdd(x, b0, c30); c31 = Fma.MultiplyAdd(x, b1, c31);
+        }
+        Store(c, c00, alpha, accumulate); Store(c + 8, c01, alpha, accumulate); c += ldc;
+        Store(c, c10, alpha, accumulate); Store(c + 8, c11, alpha, accumulate); c += ldc;
+        Store(c, c20, alpha, accumulate); Store(c + 8, c21, alpha, accumulate); c += ldc;
+        Store(c, c30, alpha, accumulate); Store(c + 8, c31, alpha, accumulate);
+    }
+
+    private static void Block4x8T(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    {
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (int t = 0; t < k; t++, a += lda, b += ldb)
+        {
+            var b0 = Avx.LoadVector256(b);
+            c0 = Fma.MultiplyAdd(Vector256.Create(a[0]), b0, c0);
+            c1 = Fma.MultiplyAdd(Vector256.Create(a[1]), b0, c1);
+            c2 = Fma.MultiplyAdd(Vector256.Create(a[2]), b0, c2);
+            c3 = Fma.MultiplyAdd(Vector256.Create(a[3]), b0, c3);
+        }
+        Store(c, c0, alpha, accumulate); c += ldc;
+        Store(c, c1, alpha, accumulate); c += ldc;
+        Store(c, c2, alpha, accumulate); c += ldc;
+        Store(c, c3, alpha, accumulate);
+    }
+
+    /// <summary>
+    /// In-place softmax of one padded score row: s[0..m) ← softmax(s[0..m)), lanes m..Pad8(m) ← 0 (so the row can be
+    /// the left operand of the P·V product as it is). One pass for the max, one for exp and the sum, one to scale.
+    /// </summary>
+    public static void SoftmaxRow(float* s, int m)
+    {
+        int full = m & ~7, rem = m - full;
+        var mask = rem == 0 ? Vector256<float>.Zero : TailMask(rem);
+        var ninf = Vector256.Create(float.NegativeInfinity);
+        var vmax = ninf;
+        for (int j = 0; j < full; j += 8) vmax = Avx.Max(vmax, Avx.LoadVector256(s + j));
+        if (rem != 0) vmax = Avx.Max(vmax, Avx.BlendVariable(ninf, Avx.LoadVector256(s + full), mask));
+        var mx = Vector256.Create(HorizontalMax(vmax));
+        var vsum = Vector256<float>.Zero;
+        for (int j = 0; j < full; j += 8)
+        {
+            var e = Vector256.Exp(Avx.Subtract(Avx.LoadVector256(s + j), mx));
+            Avx.Store(s + j, e);
+            vsum = Avx.Add(vsum, e);
+        }
+        if (rem != 0)
+        {
+            var e = Avx.And(Vector256.Exp(Avx.Subtract(Avx.LoadVector256(s + full), mx)), mask);
+            Avx.Store(s + full, e);
+            vsum = Avx.Add(vsum, e);
+        }
+        var inv = Vector256.Create(1f / Vector256.Sum(vsum));
+        int padded = full + (rem == 0 ? 0 : 8);
+        for (int j = 0; j < padded; j += 8) Avx.Store(s + j, Avx.Multiply(Avx.LoadVector256(s + j), inv));
+    }
+
+    /// <summary>
+    /// The softmax backward of one row in place: d[0..m) ← p ∘ (d − Σ p∘d) (dS from dP and the probabilities P);
+    /// lanes m..Pad8(m) of d ← 0.
+    /// </summary>
+    public static void SoftmaxBackwardRow(float* p, float* d, int m)
+    {
+        int full = m & ~7, rem = m - full;
+        var vdot = Vector256<float>.Zero;
+        int j = 0;
+        for (; j < full; j += 8) vdot = Fma.MultiplyAdd(Avx.LoadVector256(p + j), Avx.LoadVector256(d + j), vdot);
+        float dot = Vector256.Sum(vdot);
+        for (int t = full; t < m; t++) dot += p[t] * d[t];
+        var vd = Vector256.Create(dot);
+        for (j = 0; j < full; j += 8)
+            Avx.Store(d + j, Avx.Multiply(Avx.LoadVector256(p + j), Avx.Subtract(Avx.LoadVector256(d + j), vd)));
+        for (int t = full; t < m; t++) d[t] = p[t] * (d[t] - dot);
+        for (int t = m; t < AttentionTiles.Pad8(m); t++) d[t] = 0f;
+    }
+
+    private static Vector256<float> TailMask(int rem) =>
+        Vector256.LessThan(Vector256.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f), Vector256.Create((float)rem));
+
+    private static float HorizontalMax(Vector256<float> v)
+    {
+        var m = Sse.Max(v.GetLower(), v.GetUpper());
+        m = Sse.Max(m, Sse.Shuffle(m, m, 0b01_00_11_10));
+        m = Sse.Max(m, Sse.Shuffle(m, m, 0b10_11_00_01));
+        return m.ToScalar();
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(float* c, Vector256<float> acc, float alpha, bool accumulate)
     {

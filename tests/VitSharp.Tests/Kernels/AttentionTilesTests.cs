@@ -1,0 +1,72 @@
+using VitSharp.Kernels;
+
+namespace VitSharp.Tests.Kernels;
+
+/// <summary>The tile path's row kernels (in-place softmax and its backward over padded rows) and the transposed-left
+/// product against double twins, over every row length 1..130 (tails of 1..7 lanes) and odd product shapes.</summary>
+public unsafe class AttentionTilesTests
+{
+    public static TheoryData<int> Lengths()
+    {
+        var data = new TheoryData<int>();
+        for (int m = 1; m <= 130; m++) data.Add(m);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(Lengths))]
+    public void SoftmaxRowMatchesReferenceAndZeroesThePadding(int m)
+    {
+        Assert.True(AttentionTiles.Supported(8), "the tile path needs AVX2 and FMA, which every machine we target has");
+        int mp = AttentionTiles.Pad8(m);
+        var x = TestData.Uniform(m, -6, 6, mp).Data;
+        for (int j = m; j < mp; j++) x[j] = 1e6f; // garbage in the padding must not reach the max or the sum
+        var expected = new double[m];
+        double max = x.Take(m).Max(), z = x.Take(m).Sum(t => Math.Exp(t - max));
+        for (int j = 0; j < m; j++) expected[j] = Math.Exp(x[j] - max) / z;
+        fixed (float* px = x) AttentionTiles.SoftmaxRow(px, m);
+        for (int j = 0; j < m; j++) Assert.True(Math.Abs(x[j] - expected[j]) <= 2e-7 + 2e-6 * expected[j], $"m={m} j={j}: {x[j]} vs {expected[j]}");
+        for (int j = m; j < mp; j++) Assert.Equal(0f, x[j]);
+    }
+
+    [Theory, MemberData(nameof(Lengths))]
+    public void SoftmaxBackwardRowMatchesReference(int m)
+    {
+        Assert.True(AttentionTiles.Supported(8), "the tile path needs AVX2 and FMA, which every machine we target has");
+        int mp = AttentionTiles.Pad8(m);
+        var p = TestData.Uniform(m + 7, 0, 1, m).Data;
+        var d = TestData.Uniform(m + 9, -1, 1, mp).Data;
+        double dot = 0;
+        for (int j = 0; j < m; j++) dot += (double)p[j] * d[j];
+        var expected = Enumerable.Range(0, m).Select(j => p[j] * (d[j] - dot)).ToArray();
+        fixed (float* pp = p, pd = d) AttentionTiles.SoftmaxBackwardRow(pp, pd, m);
+        for (int j = 0; j < m; j++) Assert.True(Math.Abs(d[j] - expected[j]) <= 1e-5, $"m={m} j={j}: {d[j]} vs {expected[j]}");
+        for (int j = m; j < mp; j++) Assert.Equal(0f, d[j]);
+    }
+
+    [Theory]
+    [InlineData(1, 8, 1, false)]
+    [InlineData(5, 8, 3, true)]
+    [InlineData(50, 32, 50, true)]
+    [InlineData(7, 24, 13, false)]
+    [InlineData(13, 40, 29, true)]
+    public void ColsTimesPanelMatchesTransposedProduct(int rows, int cols, int k, bool accumulate)
+    {
+        Assert.True(AttentionTiles.Supported(8), "the tile path needs AVX2 and FMA, which every machine we target has");
+        int lda = rows + 3, ldb = cols + 5, ldc = cols + 8;
+        var a = TestData.Uniform(rows * 31 + k, -1, 1, k * lda).Data;      // A stored [k, rows] with a row stride
+        var b = TestData.Uniform(cols * 17 + k, -1, 1, k * ldb).Data;
+        var c = TestData.Uniform(rows + cols, -1, 1, rows * ldc).Data;
+        var c0 = (float[])c.Clone();
+        const float alpha = 0.75f;
+        fixed (float* pa = a, pb = b, pc = c) AttentionTiles.ColsTimesPanel(pa, lda, pb, ldb, pc, ldc, rows, cols, k, alpha, accumulate);
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < ldc; j++)
+            {
+                if (j >= cols) { Assert.Equal(c0[i * ldc + j], c[i * ldc + j]); continue; } // outside the product: untouched
+                double acc = 0;
+                for (int t = 0; t < k; t++) acc += (double)a[t * lda + i] * b[t * ldb + j];
+                double expected = alpha * acc + (accumulate ? c0[i * ldc + j] : 0);
+                Assert.True(Math.Abs(c[i * ldc + j] - expected) <= 1e-5 * (1 + Math.Abs(expected)), $"({i},{j}): {c[i * ldc + j]} vs {expected}");
+            }
+    }
+}
