@@ -1,4 +1,6 @@
-using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace VitSharp.Kernels;
 
@@ -12,49 +14,105 @@ public static class LayerNormKernel
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
         int rows, int cols, float eps, Span<float> mean, Span<float> rstd, Span<float> y)
     {
+        if (x.Length < rows * cols || y.Length < rows * cols || weight.Length < cols || bias.Length < cols || mean.Length < rows || rstd.Length < rows)
+            throw new ArgumentException("span shorter than rows × cols");
+        ref float w0 = ref MemoryMarshal.GetReference(weight);
+        ref float b0 = ref MemoryMarshal.GetReference(bias);
+        int full = cols & ~7;
         for (int r = 0; r < rows; r++)
         {
-            var xr = x.Slice(r * cols, cols);
-            var yr = y.Slice(r * cols, cols);
-            float m = TensorPrimitives.Sum(xr) / cols;
-            // Two-pass variance for accuracy: y temporarily holds x − m.
-            TensorPrimitives.Subtract(xr, m, yr);
-            float v = TensorPrimitives.SumOfSquares(yr) / cols;
-            float s = 1f / MathF.Sqrt(v + eps);
+            ref float xr = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), r * cols);
+            ref float yr = ref Unsafe.Add(ref MemoryMarshal.GetReference(y), r * cols);
+            // Two passes for the variance (mean first), as the reference: no cancellation in E[x²] − E[x]².
+            var vs = Vector256<float>.Zero;
+            int c = 0;
+            for (; c < full; c += 8) vs += Vector256.LoadUnsafe(ref xr, (nuint)c);
+            float sum = Vector256.Sum(vs);
+            for (; c < cols; c++) sum += Unsafe.Add(ref xr, c);
+            float m = sum / cols;
+            var vm = Vector256.Create(m);
+            vs = Vector256<float>.Zero;
+            for (c = 0; c < full; c += 8) { var t = Vector256.LoadUnsafe(ref xr, (nuint)c) - vm; vs = Vector256.FusedMultiplyAdd(t, t, vs); }
+            float sq = Vector256.Sum(vs);
+            for (; c < cols; c++) { float t = Unsafe.Add(ref xr, c) - m; sq += t * t; }
+            float s = 1f / MathF.Sqrt(sq / cols + eps);
             mean[r] = m;
             rstd[r] = s;
-            TensorPrimitives.Multiply(yr, s, yr);
-            TensorPrimitives.FusedMultiplyAdd(yr, weight, bias, yr);
+            var vsc = Vector256.Create(s);
+            for (c = 0; c < full; c += 8)
+            {
+                var xh = (Vector256.LoadUnsafe(ref xr, (nuint)c) - vm) * vsc;
+                Vector256.FusedMultiplyAdd(xh, Vector256.LoadUnsafe(ref w0, (nuint)c), Vector256.LoadUnsafe(ref b0, (nuint)c)).StoreUnsafe(ref yr, (nuint)c);
+            }
+            for (; c < cols; c++) Unsafe.Add(ref yr, c) = MathF.FusedMultiplyAdd((Unsafe.Add(ref xr, c) - m) * s, Unsafe.Add(ref w0, c), Unsafe.Add(ref b0, c));
         }
     }
 
     /// <summary>
     /// Backward pass; accumulates into <paramref name="dx"/> [R, C], <paramref name="dweight"/> and
-    /// <paramref name="dbias"/> [C]. <paramref name="scratch"/> needs 2·C elements.
+    /// <paramref name="dbias"/> [C] (either may be empty: not computed). Two vector passes per row:
+    /// x̂ = (x − mean)·rstd, g = dy·w; then dx += rstd·(g − mean(g) − x̂·mean(g·x̂)).
     /// </summary>
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> weight,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, int rows, int cols,
-        Span<float> dx, Span<float> dweight, Span<float> dbias, Span<float> scratch)
+        Span<float> dx, Span<float> dweight, Span<float> dbias)
     {
-        var xhat = scratch.Slice(0, cols);
+        if (x.Length < rows * cols || dy.Length < rows * cols || weight.Length < cols || (!dx.IsEmpty && dx.Length < rows * cols)
+            || (!dweight.IsEmpty && dweight.Length < cols) || (!dbias.IsEmpty && dbias.Length < cols))
+            throw new ArgumentException("span shorter than rows × cols");
+        bool wantW = !dweight.IsEmpty, wantB = !dbias.IsEmpty, wantX = !dx.IsEmpty;
+        ref float w0 = ref MemoryMarshal.GetReference(weight);
+        ref float dw0 = ref MemoryMarshal.GetReference(dweight);
+        ref float db0 = ref MemoryMarshal.GetReference(dbias);
+        int full = cols & ~7;
         for (int r = 0; r < rows; r++)
         {
-            var dyr = dy.Slice(r * cols, cols);
-            var xr = x.Slice(r * cols, cols);
-            float s = rstd[r];
-            TensorPrimitives.Subtract(xr, mean[r], xhat);
-            TensorPrimitives.Multiply(xhat, s, xhat);
-            if (!dbias.IsEmpty) TensorPrimitives.Add(dbias, dyr, dbias);
-            if (!dweight.IsEmpty) TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dweight, dweight);
-            if (dx.IsEmpty) continue;
-            // g = dy·w; dx += s·(g − mean(g) − xhat·mean(g·xhat)), all in vector passes over the row.
-            var g = scratch.Slice(cols, cols);
-            TensorPrimitives.Multiply(dyr, weight, g);
-            float mg = TensorPrimitives.Sum(g) / cols, mgx = TensorPrimitives.Dot(g, xhat) / cols;
-            TensorPrimitives.MultiplyAdd(xhat, -mgx, g, g);
-            TensorPrimitives.Subtract(g, mg, g);
-            var dxr = dx.Slice(r * cols, cols);
-            TensorPrimitives.MultiplyAdd(g, s, dxr, dxr);
+            ref float xr = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), r * cols);
+            ref float gr = ref Unsafe.Add(ref MemoryMarshal.GetReference(dy), r * cols);
+            float m = mean[r], s = rstd[r];
+            var vm = Vector256.Create(m);
+            var vs = Vector256.Create(s);
+            var sg = Vector256<float>.Zero;
+            var sgx = Vector256<float>.Zero;
+            int c = 0;
+            for (; c < full; c += 8)
+            {
+                var xh = (Vector256.LoadUnsafe(ref xr, (nuint)c) - vm) * vs;
+                var d = Vector256.LoadUnsafe(ref gr, (nuint)c);
+                if (wantB) (Vector256.LoadUnsafe(ref db0, (nuint)c) + d).StoreUnsafe(ref db0, (nuint)c);
+                if (wantW) Vector256.FusedMultiplyAdd(d, xh, Vector256.LoadUnsafe(ref dw0, (nuint)c)).StoreUnsafe(ref dw0, (nuint)c);
+                var g = d * Vector256.LoadUnsafe(ref w0, (nuint)c);
+                sg += g;
+                sgx = Vector256.FusedMultiplyAdd(g, xh, sgx);
+            }
+            float sumG = Vector256.Sum(sg), sumGx = Vector256.Sum(sgx);
+            for (; c < cols; c++)
+            {
+                float xh = (Unsafe.Add(ref xr, c) - m) * s, d = Unsafe.Add(ref gr, c);
+                if (wantB) Unsafe.Add(ref db0, c) += d;
+                if (wantW) Unsafe.Add(ref dw0, c) += d * xh;
+                float g = d * Unsafe.Add(ref w0, c);
+                sumG += g;
+                sumGx += g * xh;
+            }
+            if (!wantX) continue;
+            float mg = sumG / cols, mgx = sumGx / cols;
+            ref float dxr = ref Unsafe.Add(ref MemoryMarshal.GetReference(dx), r * cols);
+            var vmg = Vector256.Create(mg);
+            var vmgx = Vector256.Create(mgx);
+            for (c = 0; c < full; c += 8)
+            {
+                var xh = (Vector256.LoadUnsafe(ref xr, (nuint)c) - vm) * vs;
+                var g = Vector256.LoadUnsafe(ref gr, (nuint)c) * Vector256.LoadUnsafe(ref w0, (nuint)c);
+                var t = g - vmg - xh * vmgx;
+                Vector256.FusedMultiplyAdd(t, vs, Vector256.LoadUnsafe(ref dxr, (nuint)c)).StoreUnsafe(ref dxr, (nuint)c);
+            }
+            for (; c < cols; c++)
+            {
+                float xh = (Unsafe.Add(ref xr, c) - m) * s;
+                float g = Unsafe.Add(ref gr, c) * Unsafe.Add(ref w0, c);
+                Unsafe.Add(ref dxr, c) += (g - mg - xh * mgx) * s;
+            }
         }
     }
 }

@@ -63,17 +63,17 @@ public static partial class F
             float[]? dx = x.RequiresGrad ? x.Grad0() : null;
             bool needW = weight.RequiresGrad, needB = bias.RequiresGrad;
             // Each chunk accumulates its weight and bias gradients into its own partial; partials are summed in chunk order.
-            var scratch = TensorScope.Allocate(chunks * 4 * c, clear: true);
+            var scratch = TensorScope.Allocate(chunks * 2 * c, clear: true);
             var g = r.Grad!.Data;
             Parallel2.For(rows, chunks, (k, r0, n) =>
             {
-                var part = scratch.AsSpan(k * 4 * c, 4 * c);
+                var part = scratch.AsSpan(k * 2 * c, 2 * c);
                 LayerNormKernel.Backward(g.AsSpan(r0 * c, n * c), xd.AsSpan(r0 * c, n * c), wd, mean.AsSpan(r0, n), rstd.AsSpan(r0, n), n, c,
-                    dx is null ? default : dx.AsSpan(r0 * c, n * c), needW ? part[..c] : default, needB ? part.Slice(c, c) : default, part[(2 * c)..]);
+                    dx is null ? default : dx.AsSpan(r0 * c, n * c), needW ? part[..c] : default, needB ? part.Slice(c, c) : default);
             });
             for (int k = 0; k < chunks; k++)
             {
-                var part = scratch.AsSpan(k * 4 * c, 4 * c);
+                var part = scratch.AsSpan(k * 2 * c, 2 * c);
                 if (needW) TensorPrimitives.Add(weight.GradSpan(), part[..c], weight.GradSpan());
                 if (needB) TensorPrimitives.Add(bias.GradSpan(), part.Slice(c, c), bias.GradSpan());
             }
