@@ -23,6 +23,7 @@ public static class TrainCommand
         string F(float x) => x.ToString("0.#####", Inv);
         var recipe = new Option<string?>("--recipe") { Description = $"Named option set: {string.Join(", ", TrainRecipes.All.Keys)} (default: default); explicit options override it" };
         var model = new Option<string?>("--model", "-m") { Description = $"Model preset (default: {d.Model}); image size, channels and classes follow the data set" };
+        var set = new Option<string[]>("--set") { Description = "Change one of the model's arguments, NAME=VALUE with the Python name (repeatable), e.g. --set dim=96 --set depth=4", AllowMultipleArgumentsPerToken = false };
         var dataset = new Option<string?>("--dataset") { Description = $"Data set: {string.Join(", ", DataSets.Names)} (default: {d.Dataset})" };
         var data = new Option<string?>("--data") { Description = "Data folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; required for the others)" };
         var imageSize = new Option<int?>("--image-size") { Description = $"Image side for --dataset folder (default: {d.ImageSize})" };
@@ -51,7 +52,7 @@ public static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
         var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
-            recipe, model, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
+            recipe, model, set, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
             flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, teacher, distill, temperature, alpha, resume,
         };
         cmd.SetAction(pr =>
@@ -62,6 +63,18 @@ public static class TrainCommand
             T? Take<T>(Option<T?> opt) where T : struct { var v = pr.GetValue(opt); if (v is not null) given.Add(opt.Name); return v; }
             string? TakeS(Option<string?> opt) { var v = pr.GetValue(opt); if (v is not null) given.Add(opt.Name); return v; }
             if (TakeS(model) is { } m) o = o with { Model = m };
+            if (pr.GetValue(set) is { Length: > 0 } sets)
+            {
+                var args = new Dictionary<string, string>();
+                foreach (var kv in sets)
+                {
+                    int eq = kv.IndexOf('=');
+                    if (eq <= 0 || eq == kv.Length - 1) throw new ArgumentException($"--set {kv}: expected NAME=VALUE, e.g. --set dim=96");
+                    args[kv[..eq].Trim()] = kv[(eq + 1)..].Trim();
+                }
+                o = o with { ModelArgs = args };
+                given.Add(set.Name);
+            }
             if (TakeS(dataset) is { } ds) o = o with { Dataset = ds };
             if (TakeS(data) is { } dir) o = o with { DataDir = dir };
             if (Take(imageSize) is { } isz) o = o with { ImageSize = isz };
@@ -123,6 +136,7 @@ public static class TrainCommand
             if (options.Channels is not (1 or 3)) throw new ArgumentException($"--channels must be 1 or 3, got {options.Channels}");
             if (options.ImageSize < 1) throw new ArgumentException($"--image-size must be ≥ 1, got {options.ImageSize}");
             var preset = VitSharp.Models.Presets.Get(options.Model);   // an unknown preset fails before the data is loaded
+            Trainer.WithModelArgs(preset.Spec, options.ModelArgs, options.Model);   // so does an unknown --set name
             if (options.Teacher is { } t)
             {
                 if (!File.Exists(t)) throw new ArgumentException($"--teacher {t}: checkpoint not found");

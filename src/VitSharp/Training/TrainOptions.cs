@@ -8,6 +8,11 @@ public sealed record TrainOptions
 {
     /// <summary>Model preset (its image size, channels and class count follow the data set).</summary>
     public string Model { get; init; } = "vit-fmnist";
+    /// <summary>
+    /// The model's size and other constructor arguments changed from the preset's, by their Python names (e.g. dim → 96,
+    /// depth → 4); values are JSON literals (96, 0.1, true) or plain text. Null: the preset as it is.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? ModelArgs { get; init; }
     /// <summary>Data set name (see <see cref="DataSets.Names"/>).</summary>
     public string Dataset { get; init; } = "fashion-mnist";
     /// <summary>Data directory (null: the data set's default location).</summary>

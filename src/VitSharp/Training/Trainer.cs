@@ -54,7 +54,7 @@ public static class Trainer
         if (restored is not null) { model = restored.Model; spec = restored.Info.Model; }
         else
         {
-            spec = FitToData(Presets.Get(options.Model).Spec, info);
+            spec = FitToData(WithModelArgs(Presets.Get(options.Model).Spec, options.ModelArgs, options.Model), info);
             Init.Seed(options.Seed);
             if (options.Teacher is null) model = spec.Build();
             else (model, spec) = BuildDistillation(options, spec, info, progress);
@@ -222,6 +222,26 @@ public static class Trainer
         try { wrapper = new DistillWrapper(teacher.Model, student, config); }
         catch (ArgumentException e) { throw new ArgumentException($"teacher {path}: {e.Message}", e); }
         return (wrapper, ModelSpec.DistillWrapper(teacher.Info.Model, studentSpec, config));
+    }
+
+    /// <summary>
+    /// The preset's keyword arguments with <paramref name="args"/> replacing some of them (values parsed as JSON literals, else
+    /// kept as text); a name the preset does not have is an error listing the ones it has.
+    /// </summary>
+    public static ModelSpec WithModelArgs(ModelSpec spec, IReadOnlyDictionary<string, string>? args, string presetName)
+    {
+        if (args is null || args.Count == 0) return spec;
+        var kwargs = (JsonObject)spec.Kwargs.DeepClone();
+        foreach (var (key, text) in args)
+        {
+            if (!kwargs.ContainsKey(key))
+                throw new ArgumentException($"model '{presetName}' has no argument '{key}' (it has: {string.Join(", ", kwargs.Select(kv => kv.Key))})");
+            JsonNode? value;
+            try { value = JsonNode.Parse(text); }
+            catch (JsonException) { value = JsonValue.Create(text); }
+            kwargs[key] = value;
+        }
+        return spec with { Kwargs = kwargs };
     }
 
     /// <summary>Sets image size, channels (<c>channels</c> or <c>in_chans</c>) and class count of a preset's keyword arguments to the data set's, where the preset has them.</summary>

@@ -144,6 +144,14 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
     }
 
     [Fact]
+    public void Train_UnknownModelArgument_IsAnErrorBeforeLoadingData() =>
+        AssertOneLineError(Run("train", "--set", "widht=3", "--data", "/nonexistent", "--out", Path.Combine(_dir, "x")), "widht", "vit-fmnist");
+
+    [Fact]
+    public void Train_MalformedSet_IsAnError() =>
+        AssertOneLineError(Run("train", "--set", "dim", "--out", Path.Combine(_dir, "x")), "--set dim", "NAME=VALUE");
+
+    [Fact]
     public void Train_UnknownPreset_IsAnErrorBeforeLoadingData() =>
         AssertOneLineError(Run("train", "--model", "vit-nope", "--out", Path.Combine(_dir, "x")), "vit-nope");
 

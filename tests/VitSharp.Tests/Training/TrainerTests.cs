@@ -298,6 +298,25 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
     }
 
     [Fact]
+    public void ModelArgsReplaceThePresetsArgumentsAndUnknownNamesAreErrors()
+    {
+        var preset = Presets.Get("vit-fmnist").Spec;
+        var spec = Trainer.WithModelArgs(preset, new Dictionary<string, string> { ["dim"] = "48", ["depth"] = "2", ["pool"] = "mean", ["dropout"] = "0.25" }, "vit-fmnist");
+        Assert.Equal(48, spec.Kwargs["dim"]!.GetValue<int>());
+        Assert.Equal(2, spec.Kwargs["depth"]!.GetValue<int>());
+        Assert.Equal("mean", spec.Kwargs["pool"]!.GetValue<string>());
+        Assert.Equal(0.25, spec.Kwargs["dropout"]!.GetValue<double>());
+        Assert.Equal(128, preset.Kwargs["dim"]!.GetValue<int>()); // the preset itself is untouched
+        var model = (ViT)spec.Build();
+        Assert.Equal(48, model.Config.Dim);
+        Assert.Equal(2, model.Config.Depth);
+        Assert.Same(preset, Trainer.WithModelArgs(preset, null, "vit-fmnist"));
+        var e = Assert.Throws<ArgumentException>(() => Trainer.WithModelArgs(preset, new Dictionary<string, string> { ["width"] = "3" }, "vit-fmnist"));
+        Assert.Contains("'width'", e.Message);
+        Assert.Contains("dim", e.Message);
+    }
+
+    [Fact]
     public void TrainingOnAnImageFolderFitsTheModelToIt()
     {
         using var dir = new TempDir("folder");
