@@ -7,13 +7,15 @@
       as `vit bench --json` (median_ms, min_ms, max_ms, images_per_s, gflops, times_ms, ...).
   compare_pytorch.py table FILE
       reads the JSON lines bench/compare collected (each tagged with "side" and "row") and prints the
-      markdown table: per row, the median over every timed step of every round, and the spread (min-max).
+      markdown table: per row, the median over every timed step of every round, the spread (min-max), and
+      the largest peak resident set (the whole process: runtime, model, activations) of each side.
 
 FLOP convention as VitSharp.Models.Flops: 2*m*n*k per Linear (patch embedding and head included),
 2*(2*N^2*D) per head per layer for attention, training step = 3x forward.
 """
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -175,6 +177,8 @@ def run(args):
         "max_ms": round(max(times), 3), "images_per_s": round(args.batch * 1000 / med, 3),
         "gflop_per_step": round(flops / 1e9, 4), "gflops": round(flops / 1e6 / med, 3),
         "times_ms": [round(t, 3) for t in times], "torch": torch.__version__,
+        # Peak resident set of the whole process (kB on Linux), as vit bench's VmHWM.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))
 
 
@@ -188,13 +192,16 @@ def table(path):
                 continue
             r = json.loads(line)
             if r["row"] not in rows:
-                rows[r["row"]] = {"vitsharp": [], "pytorch": [], "batch": r["batch"], "gflop": r["gflop_per_step"], "rounds": {}}
+                rows[r["row"]] = {"vitsharp": [], "pytorch": [], "batch": r["batch"], "gflop": r["gflop_per_step"], "rounds": {},
+                                  "rss": {"vitsharp": [], "pytorch": []}}
                 order.append(r["row"])
             rows[r["row"]][r["side"]] += r["times_ms"]
+            if "peak_rss_mb" in r:
+                rows[r["row"]]["rss"][r["side"]].append(r["peak_rss_mb"])
             rows[r["row"]]["rounds"][r["side"]] = rows[r["row"]]["rounds"].get(r["side"], 0) + 1
     print("| row | VitSharp median ms (min–max) | PyTorch median ms (min–max) | VitSharp images/s | PyTorch images/s "
-          "| VitSharp GFLOP/s | PyTorch GFLOP/s | PyTorch ÷ VitSharp time |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| VitSharp GFLOP/s | PyTorch GFLOP/s | PyTorch ÷ VitSharp time | peak RSS MB VitSharp / PyTorch |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label in order:
         r = rows[label]
         cells = [label]
@@ -211,6 +218,8 @@ def table(path):
         for side in ("vitsharp", "pytorch"):
             cells.append(f"{r['gflop'] * 1000 / meds[side]:.1f}" if side in meds else "–")
         cells.append(f"{meds['pytorch'] / meds['vitsharp']:.2f}×" if len(meds) == 2 else "–")
+        rss = r["rss"]
+        cells.append(" / ".join(f"{max(rss[side]):.0f}" if rss[side] else "–" for side in ("vitsharp", "pytorch")))
         print("| " + " | ".join(cells) + " |")
     counts = {label: (len(rows[label]["vitsharp"]), len(rows[label]["pytorch"]), rows[label]["rounds"]) for label in order}
     print()

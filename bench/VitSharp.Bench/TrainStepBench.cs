@@ -52,7 +52,10 @@ public static class TrainStepBench
         double total = profile.Sum(r => r.Ms);
         Console.WriteLine("op profile (per step):");
         foreach (var r in profile.Take(15))
-            Console.WriteLine($"  {r.Op,-20} {r.Ms / steps,8:F1} ms  {r.Calls / steps,5} calls  {100 * r.Ms / total,5:F1}%");
+            Console.WriteLine($"  {r.Op,-20} {r.Ms / steps,8:F1} ms  {r.Calls / steps,5} calls  {100 * r.Ms / total,5:F1}%  {r.Bytes / steps,9:N0} B");
+        Console.WriteLine("managed bytes per step by op (largest first):");
+        foreach (var r in profile.OrderByDescending(r => r.Bytes).Take(12))
+            Console.WriteLine($"  {r.Op,-20} {r.Bytes / steps,9:N0} B  {r.Calls / steps,5} calls");
     }
 
     private static string? Arg(string[] args, string name)
