@@ -17,9 +17,10 @@ public static class TrainStepBench
         int batch = int.Parse(Arg(args, "--batch") ?? "128");
         int steps = int.Parse(Arg(args, "--steps") ?? "10");
         int warmup = int.Parse(Arg(args, "--warmup") ?? "3");
+        bool infer = args.Contains("--infer");   // forward only, in eval mode without the tape
         var p = Presets.Get(preset);
         var model = p.Build();
-        model.Train();
+        if (infer) model.Eval(); else model.Train();
         var opt = new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f);
         var images = Tensor.RandN(new Random(1), 0, 1, batch, p.Channels, p.ImageSize, p.ImageSize);
         int classes = ((ViT)model).Config.NumClasses;
@@ -33,6 +34,11 @@ public static class TrainStepBench
             var sw = Stopwatch.StartNew();
             using (TensorScope.Begin())
             {
+                if (infer)
+                {
+                    using (Autograd.NoGrad()) { OpProfiler.Mark(); model.Forward(images); OpProfiler.Mark(); }
+                    goto done;
+                }
                 model.ZeroGrad(setToNone: false);
                 OpProfiler.Mark();
                 var loss = F.CrossEntropy(model.Forward(images), labels, 0.1f);
@@ -41,12 +47,13 @@ public static class TrainStepBench
                 opt.Step();
                 OpProfiler.Mark();
             }
+            done:
             if (it >= warmup) { times.Add(sw.Elapsed.TotalMilliseconds); allocated += GC.GetAllocatedBytesForCurrentThread() - bytes; }
         }
         var profile = OpProfiler.Disable();
         times.Sort();
         double median = times[times.Count / 2], min = times[0];
-        Console.WriteLine($"{preset}, batch {batch}, {steps} steps after {warmup} warm-up, {Kernels.ComputeThreads.Count} threads");
+        Console.WriteLine($"{preset}, batch {batch}, {(infer ? "inference" : "training")}, {steps} steps after {warmup} warm-up, {Kernels.ComputeThreads.Count} threads");
         Console.WriteLine($"step: median {median:F1} ms, min {min:F1} ms, max {times[^1]:F1} ms; {batch * 1000 / median:F0} images/s (median), {batch * 1000 / min:F0} (best)");
         Console.WriteLine($"managed bytes allocated per step (calling thread): {allocated / steps:N0}");
         double total = profile.Sum(r => r.Ms);
