@@ -31,6 +31,7 @@ public static class BenchCommand
             Description = $"Model preset: {string.Join(", ", Presets.All.Select(p => p.Name))}",
             DefaultValueFactory = _ => "vit-fmnist",
         };
+        var set = ModelArgsOption.Create();
         var batch = new Option<int>("--batch", "-b") { Description = "Images per step", DefaultValueFactory = _ => 1 };
         var train = new Option<bool>("--train") { Description = "Time a training step (forward, cross-entropy, backward, AdamW) instead of inference" };
         var threads = new Option<int?>("--threads") { Description = "Threads for the kernels (default: VITSHARP_THREADS or the processor count)" };
@@ -40,7 +41,7 @@ public static class BenchCommand
         var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running the two halves of the batch on two cores at once (the default with ≥ 2 threads and batch ≥ 2)" };
         var cmd = new Command("bench", "Time inference or a training step of a model preset on random images (median, min, max ms; images/s; GFLOP/s; memory)")
         {
-            model, batch, train, threads, warmup, steps, json, noDataParallel,
+            model, set, batch, train, threads, warmup, steps, json, noDataParallel,
         };
         cmd.SetAction(pr =>
         {
@@ -55,7 +56,7 @@ public static class BenchCommand
             if (b < 1) throw new ArgumentException($"--batch must be ≥ 1, got {b}");
             if (w < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {w}");
             if (s < 1) throw new ArgumentException($"--steps must be ≥ 1, got {s}");
-            var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel));
+            var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel), modelArgs: ModelArgsOption.Parse(pr.GetValue(set)));
             Write(ctx.Out, r, pr.GetValue(json));
             return CliApp.ExitOk;
         });
@@ -66,10 +67,12 @@ public static class BenchCommand
     /// <remarks>With <paramref name="dataParallel"/> (and ≥ 2 compute threads, batch ≥ 2), the batch's halves run at once
     /// on two cores (<see cref="VitSharp.Training.DataParallel"/>: a model replica for training, the shared model for
     /// inference), as <c>vit train</c> does.</remarks>
-    public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true)
+    public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true,
+        IReadOnlyDictionary<string, string>? modelArgs = null)
     {
         Init.Seed(0);
-        var module = preset.Build();
+        var spec = VitSharp.Training.Trainer.WithModelArgs(preset.Spec, modelArgs, preset.Name);
+        var module = spec.Build();
         if (module is not ViT vit) throw new ArgumentException($"vit bench supports ViT presets only, '{preset.Name}' is a {module.GetType().Name}");
         var cfg = vit.Config;
         var images = Tensor.RandN(new Random(1), 0, 1, batch, cfg.Channels, cfg.ImageHeight, cfg.ImageWidth);
@@ -85,7 +88,7 @@ public static class BenchCommand
         else vit.Eval();
 
         using var dp = dataParallel && batch >= 2 && VitSharp.Training.DataParallel.Suits(vit)
-            ? new VitSharp.Training.DataParallel(vit, train ? () => { var r = preset.Build(); r.Train(); return r; } : null)
+            ? new VitSharp.Training.DataParallel(vit, train ? () => { var r = spec.Build(); r.Train(); return r; } : null)
             : null;
         var times = new double[steps];
         long allocated = 0;
@@ -136,7 +139,8 @@ public static class BenchCommand
         var sorted = times.Order().ToArray();
         double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
         double flops = train ? Flops.ViTTrainStepFlops(cfg, batch) : Flops.ViTForwardFlops(cfg, batch);
-        return new Result(preset.Name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
+        string name = modelArgs is { Count: > 0 } ? $"{preset.Name} ({string.Join(", ", modelArgs.Select(kv => $"{kv.Key}={kv.Value}"))})" : preset.Name;
+        return new Result(name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
             PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, dp is not null);
     }

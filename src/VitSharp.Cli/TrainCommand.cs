@@ -23,7 +23,7 @@ public static class TrainCommand
         string F(float x) => x.ToString("0.#####", Inv);
         var recipe = new Option<string?>("--recipe") { Description = $"Named option set: {string.Join(", ", TrainRecipes.All.Keys)} (default: default); explicit options override it" };
         var model = new Option<string?>("--model", "-m") { Description = $"Model preset (default: {d.Model}); image size, channels and classes follow the data set" };
-        var set = new Option<string[]>("--set") { Description = "Change one of the model's arguments, NAME=VALUE with the Python name (repeatable), e.g. --set dim=96 --set depth=4", AllowMultipleArgumentsPerToken = false };
+        var set = ModelArgsOption.Create();
         var dataset = new Option<string?>("--dataset") { Description = $"Data set: {string.Join(", ", DataSets.Names)} (default: {d.Dataset})" };
         var data = new Option<string?>("--data") { Description = "Data folder (default for fashion-mnist: /usr/share/datasets/fashion-mnist; required for the others)" };
         var imageSize = new Option<int?>("--image-size") { Description = $"Image side for --dataset folder (default: {d.ImageSize})" };
@@ -63,18 +63,7 @@ public static class TrainCommand
             T? Take<T>(Option<T?> opt) where T : struct { var v = pr.GetValue(opt); if (v is not null) given.Add(opt.Name); return v; }
             string? TakeS(Option<string?> opt) { var v = pr.GetValue(opt); if (v is not null) given.Add(opt.Name); return v; }
             if (TakeS(model) is { } m) o = o with { Model = m };
-            if (pr.GetValue(set) is { Length: > 0 } sets)
-            {
-                var args = new Dictionary<string, string>();
-                foreach (var kv in sets)
-                {
-                    int eq = kv.IndexOf('=');
-                    if (eq <= 0 || eq == kv.Length - 1) throw new ArgumentException($"--set {kv}: expected NAME=VALUE, e.g. --set dim=96");
-                    args[kv[..eq].Trim()] = kv[(eq + 1)..].Trim();
-                }
-                o = o with { ModelArgs = args };
-                given.Add(set.Name);
-            }
+            if (ModelArgsOption.Parse(pr.GetValue(set)) is { } modelArgs) { o = o with { ModelArgs = modelArgs }; given.Add(set.Name); }
             if (TakeS(dataset) is { } ds) o = o with { Dataset = ds };
             if (TakeS(data) is { } dir) o = o with { DataDir = dir };
             if (Take(imageSize) is { } isz) o = o with { ImageSize = isz };

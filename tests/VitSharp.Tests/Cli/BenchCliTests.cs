@@ -63,6 +63,21 @@ public sealed class BenchCliTests
     }
 
     [Fact]
+    public void Bench_Set_ChangesTheModelAndItsFlopCount()
+    {
+        var full = LastLineJson(Run("bench", "--model", "vit-fmnist", "--batch", "2", "--steps", "1", "--warmup", "0", "--json").Out);
+        var r = Run("bench", "--model", "vit-fmnist", "--set", "depth=3", "--batch", "2", "--steps", "1", "--warmup", "0", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var j = LastLineJson(r.Out);
+        Assert.Equal("vit-fmnist (depth=3)", j["model"]!.GetValue<string>());
+        double ratio = j["gflop_per_step"]!.GetValue<double>() / full["gflop_per_step"]!.GetValue<double>();
+        Assert.InRange(ratio, 0.45, 0.55); // half the layers: about half the FLOPs (patch embedding and head stay)
+        var bad = Run("bench", "--set", "depht=3");
+        Assert.Equal(CliApp.ExitError, bad.Code);
+        Assert.Contains("depht", bad.Err);
+    }
+
+    [Fact]
     public void Bench_UnknownPreset_OneLineError()
     {
         var r = Run("bench", "--model", "no-such-model", "--batch", "2");

@@ -1,0 +1,27 @@
+using System.CommandLine;
+
+namespace VitSharp.Cli;
+
+/// <summary><c>--set NAME=VALUE</c> (repeatable): a model preset's constructor arguments changed by their Python names.</summary>
+internal static class ModelArgsOption
+{
+    /// <summary>The option, shared by <c>vit train</c> and <c>vit bench</c>.</summary>
+    public static Option<string[]> Create() => new("--set")
+    {
+        Description = "Change one of the model's arguments, NAME=VALUE with the Python name (repeatable), e.g. --set dim=96 --set depth=4",
+    };
+
+    /// <summary>The given NAME=VALUE pairs as a dictionary (null when none); a malformed pair is an error naming it.</summary>
+    public static Dictionary<string, string>? Parse(string[]? pairs)
+    {
+        if (pairs is not { Length: > 0 }) return null;
+        var args = new Dictionary<string, string>();
+        foreach (var kv in pairs)
+        {
+            int eq = kv.IndexOf('=');
+            if (eq <= 0 || eq == kv.Length - 1) throw new ArgumentException($"--set {kv}: expected NAME=VALUE, e.g. --set dim=96");
+            args[kv[..eq].Trim()] = kv[(eq + 1)..].Trim();
+        }
+        return args;
+    }
+}
