@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Numerics.Tensors;
 
 namespace VitSharp.Kernels;
@@ -76,9 +75,30 @@ public static class AttentionKernel
         int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
     {
         if (Tiles(m, d)) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo); return; }
-        Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
-        SoftmaxKernel.Forward(p, n, m, p);
-        Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
+        if (!AttentionTiles.Supported(8))
+        {
+            Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
+            SoftmaxKernel.Forward(p, n, m, p);
+            Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
+            return;
+        }
+        // Scores into padded rows (ld M8) so that the fused row softmax runs in place; P copied out for the backward pass.
+        int mp = AttentionTiles.Pad8(m);
+        var s = AttentionTiles.Scratch(n * mp).AsSpan(0, n * mp);
+        Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, s, mp, parallel: false);
+        SoftmaxRows(s, n, m, mp, p);
+        Gemm.Sgemm(false, false, n, d, m, 1f, s, mp, v, ldv, 0f, o, ldo, parallel: false);
+    }
+
+    private static unsafe void SoftmaxRows(Span<float> s, int n, int m, int mp, Span<float> p)
+    {
+        fixed (float* ps = s, pp = p)
+            for (int i = 0; i < n; i++)
+            {
+                float* row = ps + (long)i * mp;
+                AttentionTiles.SoftmaxRow(row, m);
+                Buffer.MemoryCopy(row, pp + (long)i * m, (long)m * sizeof(float), (long)m * sizeof(float));
+            }
     }
 
     // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
@@ -92,12 +112,14 @@ public static class AttentionKernel
             BackwardTiles(dout, ldo, q, ldq, k, ldk, v, ldv, p, n, m, d, scale, dq, ldDq, dk, ldDk, dv, ldDv);
             return;
         }
-        float[] dsBuf = ArrayPool<float>.Shared.Rent(n * m);
-        try
-        {
-            var ds = dsBuf.AsSpan(0, n * m);
-            Gemm.Sgemm(true, false, m, d, n, 1f, p, m, dout, ldo, 1f, dv, ldDv, parallel: false);
-            Gemm.Sgemm(false, true, n, m, d, 1f, dout, ldo, v, ldv, 0f, ds, m, parallel: false);
+        // dS in padded rows (ld M8) for the fused row kernel where the CPU has it.
+        bool fused = AttentionTiles.Supported(8);
+        int ld = fused ? AttentionTiles.Pad8(m) : m;
+        var ds = AttentionTiles.Scratch(n * ld).AsSpan(0, n * ld);
+        Gemm.Sgemm(true, false, m, d, n, 1f, p, m, dout, ldo, 1f, dv, ldDv, parallel: false);
+        Gemm.Sgemm(false, true, n, m, d, 1f, dout, ldo, v, ldv, 0f, ds, ld, parallel: false);
+        if (fused) SoftmaxBackwardRows(p, ds, n, m, ld);
+        else
             for (int i = 0; i < n; i++)
             {
                 var pr = p.Slice(i * m, m);
@@ -106,10 +128,14 @@ public static class AttentionKernel
                 TensorPrimitives.Subtract(dr, dot, dr);
                 TensorPrimitives.Multiply(dr, pr, dr);
             }
-            Gemm.Sgemm(false, false, n, d, m, scale, ds, m, k, ldk, 1f, dq, ldDq, parallel: false);
-            Gemm.Sgemm(true, false, m, d, n, scale, ds, m, q, ldq, 1f, dk, ldDk, parallel: false);
-        }
-        finally { ArrayPool<float>.Shared.Return(dsBuf); }
+        Gemm.Sgemm(false, false, n, d, m, scale, ds, ld, k, ldk, 1f, dq, ldDq, parallel: false);
+        Gemm.Sgemm(true, false, m, d, n, scale, ds, ld, q, ldq, 1f, dk, ldDk, parallel: false);
+    }
+
+    private static unsafe void SoftmaxBackwardRows(ReadOnlySpan<float> p, Span<float> ds, int n, int m, int ld)
+    {
+        fixed (float* pp = p, pd = ds)
+            for (int i = 0; i < n; i++) AttentionTiles.SoftmaxBackwardRow(pp + (long)i * m, pd + (long)i * ld, m);
     }
 
     // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax in place row by row (copied out to
