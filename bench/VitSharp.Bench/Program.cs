@@ -5,6 +5,7 @@ using VitSharp.Bench;
 // dotnet run -c Release --project bench/VitSharp.Bench -- gemm-tune        : managed KC/MC sweep
 // dotnet run -c Release --project bench/VitSharp.Bench -- train-step [--model vit-fmnist] [--batch 128] [--steps 10]
 // dotnet run -c Release --project bench/VitSharp.Bench -- attention [--rounds N]    : tile vs GEMM attention
+// dotnet run -c Release --project bench/VitSharp.Bench -- attention-parts [--tokens N] [--dim D] : one tile group's pieces
 // dotnet run -c Release --project bench/VitSharp.Bench -- bdn [BDN args]   : BenchmarkDotNet (BenchmarkSwitcher)
 string mode = args.Length > 0 ? args[0] : "gemm";
 switch (mode)
@@ -20,6 +21,9 @@ switch (mode)
         return 0;
     case "attention":
         AttentionTable.Run(args.Skip(1).ToArray());
+        return 0;
+    case "attention-parts":
+        AttentionPartsBench.Run(args.Skip(1).ToArray());
         return 0;
     case "bdn":
         BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(args.Skip(1).ToArray());

@@ -82,23 +82,18 @@ public static class AttentionKernel
             Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
             return;
         }
-        // Scores into padded rows (ld M8) so that the fused row softmax runs in place; P copied out for the backward pass.
+        // Scores into padded rows (ld M8) for the fused row softmax, which writes P.
         int mp = AttentionTiles.Pad8(m);
         var s = AttentionTiles.Scratch(n * mp).AsSpan(0, n * mp);
         Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, s, mp, parallel: false);
         SoftmaxRows(s, n, m, mp, p);
-        Gemm.Sgemm(false, false, n, d, m, 1f, s, mp, v, ldv, 0f, o, ldo, parallel: false);
+        Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
     }
 
     private static unsafe void SoftmaxRows(Span<float> s, int n, int m, int mp, Span<float> p)
     {
         fixed (float* ps = s, pp = p)
-            for (int i = 0; i < n; i++)
-            {
-                float* row = ps + (long)i * mp;
-                AttentionTiles.SoftmaxRow(row, m);
-                Buffer.MemoryCopy(row, pp + (long)i * m, (long)m * sizeof(float), (long)m * sizeof(float));
-            }
+            for (int i = 0; i < n; i++) AttentionTiles.SoftmaxRow(ps + (long)i * mp, m, pp + (long)i * m);
     }
 
     // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
@@ -138,8 +133,8 @@ public static class AttentionKernel
             for (int i = 0; i < n; i++) AttentionTiles.SoftmaxBackwardRow(pp + (long)i * m, pd + (long)i * ld, m);
     }
 
-    // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax in place row by row (copied out to
-    // P for the backward pass), O = S·V straight from the padded rows.
+    // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax row by row into P (kept for the
+    // backward pass), O = P·V.
     private static unsafe void ForwardTiles(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
         int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
     {
@@ -150,13 +145,8 @@ public static class AttentionKernel
             float* kt = ps, s = ps + d * mp;
             AttentionTiles.Transpose(pk, ldk, m, d, kt, mp);
             AttentionTiles.RowsTimesPanel(pq, ldq, kt, mp, s, mp, n, mp, d, scale, accumulate: false);
-            for (int i = 0; i < n; i++)
-            {
-                float* row = s + (long)i * mp;
-                AttentionTiles.SoftmaxRow(row, m);
-                Buffer.MemoryCopy(row, pp + (long)i * m, (long)m * sizeof(float), (long)m * sizeof(float));
-            }
-            AttentionTiles.RowsTimesPanel(s, mp, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
+            for (int i = 0; i < n; i++) AttentionTiles.SoftmaxRow(s + (long)i * mp, m, pp + (long)i * m);
+            AttentionTiles.RowsTimesPanel(pp, m, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
         }
     }
 

@@ -13,7 +13,7 @@ namespace VitSharp.Kernels;
 internal static unsafe class AttentionTiles
 {
     /// <summary>Whether the direct path runs on this CPU for head dim <paramref name="d"/>.</summary>
-    public static bool Supported(int d) => Fma.IsSupported && Avx2.IsSupported && d % 8 == 0 && d > 0;
+    public static bool Supported(int d) => VectorMath.IsSupported && d % 8 == 0 && d > 0;
 
     /// <summary>Width rounded up to a whole number of 8-float vectors.</summary>
     public static int Pad8(int m) => (m + 7) & ~7;
@@ -23,76 +23,66 @@ internal static unsafe class AttentionTiles
     /// A row i starts at a + i·lda; B row t at b + t·ldb; C row i at c + i·ldc.
     /// </summary>
     public static void RowsTimesPanel(float* a, int lda, float* b, int ldb, float* c, int ldc,
-        int rows, int cols, int k, float alpha, bool accumulate)
-    {
-        int i = 0;
-        for (; i + 4 <= rows; i += 4)
-        {
-            float* a0 = a + (long)i * lda;
-            float* c0 = c + (long)i * ldc;
-            int j = 0;
-            for (; j + 16 <= cols; j += 16) Block4x16(a0, lda, b + j, ldb, c0 + j, ldc, k, alpha, accumulate);
-            if (j < cols) Block4x8(a0, lda, b + j, ldb, c0 + j, ldc, k, alpha, accumulate);
-        }
-        for (; i < rows; i++)
-        {
-            float* ai = a + (long)i * lda;
-            float* ci = c + (long)i * ldc;
-            for (int j = 0; j < cols; j += 8)
-            {
-                var acc = Vector256<float>.Zero;
-                float* bp = b + j;
-                for (int t = 0; t < k; t++, bp += ldb)
-                    acc = Fma.MultiplyAdd(Vector256.Create(ai[t]), Avx.LoadVector256(bp), acc);
-                Store(ci + j, acc, alpha, accumulate);
-            }
-        }
-    }
+        int rows, int cols, int k, float alpha, bool accumulate) =>
+        Product(a, lda, 1, b, ldb, c, ldc, rows, cols, k, alpha, accumulate);
 
     /// <summary>
     /// C[rows, cols] = α·Aᵀ·B[k, cols] (+ C when <paramref name="accumulate"/>) for A stored [k, rows]: element (i, t) of
     /// the left operand is a[t·lda + i], so Pᵀ and dSᵀ need no transposed copy. cols a multiple of 8.
     /// </summary>
     public static void ColsTimesPanel(float* a, int lda, float* b, int ldb, float* c, int ldc,
+        int rows, int cols, int k, float alpha, bool accumulate) =>
+        Product(a, 1, lda, b, ldb, c, ldc, rows, cols, k, alpha, accumulate);
+
+    // C = α·A·B (+ C) with A(i, t) = a[i·rs + t·cs]. Register blocks: 4 rows × 16 or 24 columns (8 or 12 accumulators, so
+    // the FMA latency is hidden), 4 × 8 only for an 8-wide panel; the 1–3 rows left over in pairs and singles × 16 / 8.
+    private static void Product(float* a, int rs, int cs, float* b, int ldb, float* c, int ldc,
         int rows, int cols, int k, float alpha, bool accumulate)
     {
         int i = 0;
         for (; i + 4 <= rows; i += 4)
         {
-            float* c0 = c + (long)i * ldc;
+            float* ai = a + (long)i * rs, ci = c + (long)i * ldc;
             int j = 0;
-            for (; j + 16 <= cols; j += 16) Block4x16T(a + i, lda, b + j, ldb, c0 + j, ldc, k, alpha, accumulate);
-            if (j < cols) Block4x8T(a + i, lda, b + j, ldb, c0 + j, ldc, k, alpha, accumulate);
+            for (; cols - j >= 32 || cols - j == 16; j += 16) Block4x16(ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
+            if (cols - j == 24) Block4x24(ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
+            else if (cols - j == 8) Block4x8(ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
         }
-        for (; i < rows; i++)
+        for (; i < rows; )
         {
-            float* ci = c + (long)i * ldc;
-            for (int j = 0; j < cols; j += 8)
-            {
-                var acc = Vector256<float>.Zero;
-                float* ap = a + i, bp = b + j;
-                for (int t = 0; t < k; t++, ap += lda, bp += ldb)
-                    acc = Fma.MultiplyAdd(Vector256.Create(*ap), Avx.LoadVector256(bp), acc);
-                Store(ci + j, acc, alpha, accumulate);
-            }
+            int r = rows - i >= 2 ? 2 : 1;
+            float* ai = a + (long)i * rs, ci = c + (long)i * ldc;
+            int j = 0;
+            for (; j + 16 <= cols; j += 16) BlockRx16(r, ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
+            if (j < cols) BlockRx8(r, ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
+            i += r;
         }
     }
 
-    private static void Block4x16T(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* c, Vector256<float> acc, float alpha, bool accumulate)
     {
+        var r = Avx.Multiply(acc, Vector256.Create(alpha));
+        if (accumulate) r = Avx.Add(r, Avx.LoadVector256(c));
+        Avx.Store(c, r);
+    }
+
+    private static void Block4x16(float* a, int rs, int cs, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    {
+        float* a1 = a + rs, a2 = a1 + rs, a3 = a2 + rs;
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default,
                          c20 = default, c21 = default, c30 = default, c31 = default;
-        for (int t = 0; t < k; t++, a += lda, b += ldb)
+        for (long t = 0, at = 0; t < k; t++, at += cs, b += ldb)
         {
             var b0 = Avx.LoadVector256(b);
             var b1 = Avx.LoadVector256(b + 8);
-            var x = Vector256.Create(a[0]);
+            var x = Vector256.Create(a[at]);
             c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
-            x = Vector256.Create(a[1]);
+            x = Vector256.Create(a1[at]);
             c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
-            x = Vector256.Create(a[2]);
+            x = Vector256.Create(a2[at]);
             c20 = Fma.MultiplyAdd(x, b0, c20); c21 = Fma.MultiplyAdd(x, b1, c21);
-            x = Vector256.Create(a[3]);
+            x = Vector256.Create(a3[at]);
             c30 = Fma.MultiplyAdd(x, b0, c30); c31 = Fma.MultiplyAdd(x, b1, c31);
         }
         Store(c, c00, alpha, accumulate); Store(c + 8, c01, alpha, accumulate); c += ldc;
@@ -101,16 +91,42 @@ internal static unsafe class AttentionTiles
         Store(c, c30, alpha, accumulate); Store(c + 8, c31, alpha, accumulate);
     }
 
-    private static void Block4x8T(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    private static void Block4x24(float* a, int rs, int cs, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
     {
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        for (int t = 0; t < k; t++, a += lda, b += ldb)
+        float* a1 = a + rs, a2 = a1 + rs, a3 = a2 + rs;
+        Vector256<float> c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default,
+                         c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default;
+        for (long t = 0, at = 0; t < k; t++, at += cs, b += ldb)
         {
             var b0 = Avx.LoadVector256(b);
-            c0 = Fma.MultiplyAdd(Vector256.Create(a[0]), b0, c0);
-            c1 = Fma.MultiplyAdd(Vector256.Create(a[1]), b0, c1);
-            c2 = Fma.MultiplyAdd(Vector256.Create(a[2]), b0, c2);
-            c3 = Fma.MultiplyAdd(Vector256.Create(a[3]), b0, c3);
+            var b1 = Avx.LoadVector256(b + 8);
+            var b2 = Avx.LoadVector256(b + 16);
+            var x = Vector256.Create(a[at]);
+            c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01); c02 = Fma.MultiplyAdd(x, b2, c02);
+            x = Vector256.Create(a1[at]);
+            c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11); c12 = Fma.MultiplyAdd(x, b2, c12);
+            x = Vector256.Create(a2[at]);
+            c20 = Fma.MultiplyAdd(x, b0, c20); c21 = Fma.MultiplyAdd(x, b1, c21); c22 = Fma.MultiplyAdd(x, b2, c22);
+            x = Vector256.Create(a3[at]);
+            c30 = Fma.MultiplyAdd(x, b0, c30); c31 = Fma.MultiplyAdd(x, b1, c31); c32 = Fma.MultiplyAdd(x, b2, c32);
+        }
+        Store(c, c00, alpha, accumulate); Store(c + 8, c01, alpha, accumulate); Store(c + 16, c02, alpha, accumulate); c += ldc;
+        Store(c, c10, alpha, accumulate); Store(c + 8, c11, alpha, accumulate); Store(c + 16, c12, alpha, accumulate); c += ldc;
+        Store(c, c20, alpha, accumulate); Store(c + 8, c21, alpha, accumulate); Store(c + 16, c22, alpha, accumulate); c += ldc;
+        Store(c, c30, alpha, accumulate); Store(c + 8, c31, alpha, accumulate); Store(c + 16, c32, alpha, accumulate);
+    }
+
+    private static void Block4x8(float* a, int rs, int cs, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    {
+        float* a1 = a + rs, a2 = a1 + rs, a3 = a2 + rs;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (long t = 0, at = 0; t < k; t++, at += cs, b += ldb)
+        {
+            var b0 = Avx.LoadVector256(b);
+            c0 = Fma.MultiplyAdd(Vector256.Create(a[at]), b0, c0);
+            c1 = Fma.MultiplyAdd(Vector256.Create(a1[at]), b0, c1);
+            c2 = Fma.MultiplyAdd(Vector256.Create(a2[at]), b0, c2);
+            c3 = Fma.MultiplyAdd(Vector256.Create(a3[at]), b0, c3);
         }
         Store(c, c0, alpha, accumulate); c += ldc;
         Store(c, c1, alpha, accumulate); c += ldc;
@@ -118,11 +134,72 @@ internal static unsafe class AttentionTiles
         Store(c, c3, alpha, accumulate);
     }
 
+    // r = 1 or 2 rows × 16 columns; two partial sums per output vector (even and odd t) so that even one row keeps
+    // four FMA chains in flight.
+    private static void BlockRx16(int r, float* a, int rs, int cs, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    {
+        float* a1 = r > 1 ? a + rs : a;
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default,
+                         e00 = default, e01 = default, e10 = default, e11 = default;
+        long t = 0, at = 0;
+        for (; t + 2 <= k; t += 2, at += 2L * cs, b += 2L * ldb)
+        {
+            var b0 = Avx.LoadVector256(b);
+            var b1 = Avx.LoadVector256(b + 8);
+            var b2 = Avx.LoadVector256(b + ldb);
+            var b3 = Avx.LoadVector256(b + ldb + 8);
+            var x = Vector256.Create(a[at]);
+            var y = Vector256.Create(a[at + cs]);
+            c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
+            e00 = Fma.MultiplyAdd(y, b2, e00); e01 = Fma.MultiplyAdd(y, b3, e01);
+            x = Vector256.Create(a1[at]);
+            y = Vector256.Create(a1[at + cs]);
+            c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
+            e10 = Fma.MultiplyAdd(y, b2, e10); e11 = Fma.MultiplyAdd(y, b3, e11);
+        }
+        if (t < k)
+        {
+            var b0 = Avx.LoadVector256(b);
+            var b1 = Avx.LoadVector256(b + 8);
+            var x = Vector256.Create(a[at]);
+            c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a1[at]);
+            c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
+        }
+        Store(c, Avx.Add(c00, e00), alpha, accumulate); Store(c + 8, Avx.Add(c01, e01), alpha, accumulate);
+        if (r > 1) { c += ldc; Store(c, Avx.Add(c10, e10), alpha, accumulate); Store(c + 8, Avx.Add(c11, e11), alpha, accumulate); }
+    }
+
+    private static void BlockRx8(int r, float* a, int rs, int cs, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    {
+        float* a1 = r > 1 ? a + rs : a;
+        Vector256<float> c0 = default, c1 = default, e0 = default, e1 = default;
+        long t = 0, at = 0;
+        for (; t + 2 <= k; t += 2, at += 2L * cs, b += 2L * ldb)
+        {
+            var b0 = Avx.LoadVector256(b);
+            var b2 = Avx.LoadVector256(b + ldb);
+            c0 = Fma.MultiplyAdd(Vector256.Create(a[at]), b0, c0);
+            e0 = Fma.MultiplyAdd(Vector256.Create(a[at + cs]), b2, e0);
+            c1 = Fma.MultiplyAdd(Vector256.Create(a1[at]), b0, c1);
+            e1 = Fma.MultiplyAdd(Vector256.Create(a1[at + cs]), b2, e1);
+        }
+        if (t < k)
+        {
+            var b0 = Avx.LoadVector256(b);
+            c0 = Fma.MultiplyAdd(Vector256.Create(a[at]), b0, c0);
+            c1 = Fma.MultiplyAdd(Vector256.Create(a1[at]), b0, c1);
+        }
+        Store(c, Avx.Add(c0, e0), alpha, accumulate);
+        if (r > 1) Store(c + ldc, Avx.Add(c1, e1), alpha, accumulate);
+    }
+
     /// <summary>
-    /// In-place softmax of one padded score row: s[0..m) ← softmax(s[0..m)), lanes m..Pad8(m) ← 0 (so the row can be
-    /// the left operand of the P·V product as it is). One pass for the max, one for exp and the sum, one to scale.
+    /// Softmax of one padded score row: p[0..m) ← softmax(s[0..m)), leaving the unnormalised exponentials in s (lanes
+    /// m..Pad8(m) of s ← 0). <paramref name="p"/> may be <paramref name="s"/> (in place). One pass for the max, one for exp
+    /// and the sum, one to scale into p.
     /// </summary>
-    public static void SoftmaxRow(float* s, int m)
+    public static void SoftmaxRow(float* s, int m, float* p)
     {
         int full = m & ~7, rem = m - full;
         var mask = rem == 0 ? Vector256<float>.Zero : TailMask(rem);
@@ -134,19 +211,20 @@ internal static unsafe class AttentionTiles
         var vsum = Vector256<float>.Zero;
         for (int j = 0; j < full; j += 8)
         {
-            var e = Vector256.Exp(Avx.Subtract(Avx.LoadVector256(s + j), mx));
+            var e = VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s + j), mx));
             Avx.Store(s + j, e);
             vsum = Avx.Add(vsum, e);
         }
         if (rem != 0)
         {
-            var e = Avx.And(Vector256.Exp(Avx.Subtract(Avx.LoadVector256(s + full), mx)), mask);
+            var e = Avx.And(VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s + full), mx)), mask);
             Avx.Store(s + full, e);
             vsum = Avx.Add(vsum, e);
         }
-        var inv = Vector256.Create(1f / Vector256.Sum(vsum));
-        int padded = full + (rem == 0 ? 0 : 8);
-        for (int j = 0; j < padded; j += 8) Avx.Store(s + j, Avx.Multiply(Avx.LoadVector256(s + j), inv));
+        float inv = 1f / Vector256.Sum(vsum);
+        var vinv = Vector256.Create(inv);
+        for (int j = 0; j < full; j += 8) Avx.Store(p + j, Avx.Multiply(Avx.LoadVector256(s + j), vinv));
+        for (int j = full; j < m; j++) p[j] = s[j] * inv;
     }
 
     /// <summary>
@@ -179,67 +257,46 @@ internal static unsafe class AttentionTiles
         return m.ToScalar();
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(float* c, Vector256<float> acc, float alpha, bool accumulate)
-    {
-        var r = Avx.Multiply(acc, Vector256.Create(alpha));
-        if (accumulate) r = Avx.Add(r, Avx.LoadVector256(c));
-        Avx.Store(c, r);
-    }
-
-    private static void Block4x16(float* a0, int lda, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
-    {
-        float* a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default,
-                         c20 = default, c21 = default, c30 = default, c31 = default;
-        for (int t = 0; t < k; t++, b += ldb)
-        {
-            var b0 = Avx.LoadVector256(b);
-            var b1 = Avx.LoadVector256(b + 8);
-            var x = Vector256.Create(a0[t]);
-            c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
-            x = Vector256.Create(a1[t]);
-            c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
-            x = Vector256.Create(a2[t]);
-            c20 = Fma.MultiplyAdd(x, b0, c20); c21 = Fma.MultiplyAdd(x, b1, c21);
-            x = Vector256.Create(a3[t]);
-            c30 = Fma.MultiplyAdd(x, b0, c30); c31 = Fma.MultiplyAdd(x, b1, c31);
-        }
-        Store(c, c00, alpha, accumulate); Store(c + 8, c01, alpha, accumulate); c += ldc;
-        Store(c, c10, alpha, accumulate); Store(c + 8, c11, alpha, accumulate); c += ldc;
-        Store(c, c20, alpha, accumulate); Store(c + 8, c21, alpha, accumulate); c += ldc;
-        Store(c, c30, alpha, accumulate); Store(c + 8, c31, alpha, accumulate);
-    }
-
-    private static void Block4x8(float* a0, int lda, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
-    {
-        float* a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        for (int t = 0; t < k; t++, b += ldb)
-        {
-            var b0 = Avx.LoadVector256(b);
-            c0 = Fma.MultiplyAdd(Vector256.Create(a0[t]), b0, c0);
-            c1 = Fma.MultiplyAdd(Vector256.Create(a1[t]), b0, c1);
-            c2 = Fma.MultiplyAdd(Vector256.Create(a2[t]), b0, c2);
-            c3 = Fma.MultiplyAdd(Vector256.Create(a3[t]), b0, c3);
-        }
-        Store(c, c0, alpha, accumulate); c += ldc;
-        Store(c, c1, alpha, accumulate); c += ldc;
-        Store(c, c2, alpha, accumulate); c += ldc;
-        Store(c, c3, alpha, accumulate);
-    }
-
     /// <summary>dst[j·ldd + i] = src[i·lds + j] for i &lt; rows, j &lt; cols, and dst[j·ldd + i] = 0 for rows ≤ i &lt; ldd
-    /// (a transposed copy whose rows are zero-padded to the panel width ldd).</summary>
+    /// (a transposed copy whose rows are zero-padded to the panel width ldd). 8×8 blocks in registers, the edges scalar.</summary>
     public static void Transpose(float* src, int lds, int rows, int cols, float* dst, int ldd)
     {
+        int r8 = rows & ~7, c8 = cols & ~7;
+        for (int i = 0; i < r8; i += 8)
+            for (int j = 0; j < c8; j += 8)
+                Transpose8x8(src + (long)i * lds + j, lds, dst + (long)j * ldd + i, ldd);
         for (int j = 0; j < cols; j++)
         {
             float* d = dst + (long)j * ldd;
-            float* s = src + j;
-            for (int i = 0; i < rows; i++, s += lds) d[i] = *s;
+            int i0 = j < c8 ? r8 : 0;                  // columns of the 8×8 blocks have their first r8 rows done
+            float* sp = src + (long)i0 * lds + j;
+            for (int i = i0; i < rows; i++, sp += lds) d[i] = *sp;
             for (int i = rows; i < ldd; i++) d[i] = 0f;
         }
+    }
+
+    private static void Transpose8x8(float* s, int lds, float* d, int ldd)
+    {
+        var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + lds);
+        var r2 = Avx.LoadVector256(s + 2 * lds); var r3 = Avx.LoadVector256(s + 3 * lds);
+        var r4 = Avx.LoadVector256(s + 4 * lds); var r5 = Avx.LoadVector256(s + 5 * lds);
+        var r6 = Avx.LoadVector256(s + 6 * lds); var r7 = Avx.LoadVector256(s + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(d + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(d + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(d + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(d + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     [ThreadStatic] private static float[]? _scratch;

@@ -14,7 +14,7 @@ public unsafe class AttentionTilesTests
     }
 
     [Theory, MemberData(nameof(Lengths))]
-    public void SoftmaxRowMatchesReferenceAndZeroesThePadding(int m)
+    public void SoftmaxRowMatchesReferenceInPlaceAndIntoAnotherRow(int m)
     {
         Assert.True(AttentionTiles.Supported(8), "the tile path needs AVX2 and FMA, which every machine we target has");
         int mp = AttentionTiles.Pad8(m);
@@ -23,9 +23,39 @@ public unsafe class AttentionTilesTests
         var expected = new double[m];
         double max = x.Take(m).Max(), z = x.Take(m).Sum(t => Math.Exp(t - max));
         for (int j = 0; j < m; j++) expected[j] = Math.Exp(x[j] - max) / z;
-        fixed (float* px = x) AttentionTiles.SoftmaxRow(px, m);
-        for (int j = 0; j < m; j++) Assert.True(Math.Abs(x[j] - expected[j]) <= 2e-7 + 2e-6 * expected[j], $"m={m} j={j}: {x[j]} vs {expected[j]}");
-        for (int j = m; j < mp; j++) Assert.Equal(0f, x[j]);
+        var inPlace = (float[])x.Clone();
+        var into = new float[m + 1];
+        into[m] = 42f;
+        fixed (float* px = x, pi = inPlace, po = into)
+        {
+            AttentionTiles.SoftmaxRow(pi, m, pi);
+            AttentionTiles.SoftmaxRow(px, m, po);
+        }
+        for (int j = 0; j < m; j++)
+        {
+            Assert.True(Math.Abs(inPlace[j] - expected[j]) <= 2e-7 + 2e-6 * expected[j], $"m={m} j={j}: {inPlace[j]} vs {expected[j]}");
+            Assert.Equal(inPlace[j], into[j]);
+        }
+        for (int j = m; j < mp; j++) Assert.Equal(0f, inPlace[j]);
+        Assert.Equal(42f, into[m]); // nothing written past the row
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(8, 8)]
+    [InlineData(50, 32)]
+    [InlineData(17, 24)]
+    [InlineData(9, 13)]
+    [InlineData(3, 40)]
+    public void TransposeCopiesAndZeroPadsTheRows(int rows, int cols)
+    {
+        int lds = cols + 3, ldd = AttentionTiles.Pad8(rows) + 8;
+        var src = TestData.Uniform(rows * 7 + cols, -1, 1, rows * lds).Data;
+        var dst = Enumerable.Repeat(float.NaN, cols * ldd).ToArray();
+        fixed (float* ps = src, pd = dst) AttentionTiles.Transpose(ps, lds, rows, cols, pd, ldd);
+        for (int j = 0; j < cols; j++)
+            for (int i = 0; i < ldd; i++)
+                Assert.Equal(i < rows ? src[i * lds + j] : 0f, dst[j * ldd + i]);
     }
 
     [Theory, MemberData(nameof(Lengths))]
