@@ -22,7 +22,7 @@ public sealed record TrainOptions
     /// <summary>Channels for folder data sets.</summary>
     public int Channels { get; init; } = 3;
     /// <summary>Passes over the training set.</summary>
-    public int Epochs { get; init; } = 5;
+    public int Epochs { get; init; } = 7;
     /// <summary>Images per optimizer step.</summary>
     public int BatchSize { get; init; } = 128;
     /// <summary>Peak learning rate (AdamW).</summary>

@@ -306,7 +306,7 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         Assert.Equal(2, spec.Kwargs["depth"]!.GetValue<int>());
         Assert.Equal("mean", spec.Kwargs["pool"]!.GetValue<string>());
         Assert.Equal(0.25, spec.Kwargs["dropout"]!.GetValue<double>());
-        Assert.Equal(128, preset.Kwargs["dim"]!.GetValue<int>()); // the preset itself is untouched
+        Assert.Equal(Presets.FashionMnist.Dim, preset.Kwargs["dim"]!.GetValue<int>()); // the preset itself is untouched
         var model = (ViT)spec.Build();
         Assert.Equal(48, model.Config.Dim);
         Assert.Equal(2, model.Config.Depth);
