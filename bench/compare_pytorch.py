@@ -23,6 +23,7 @@ import time
 # name: (image, patch, classes, dim, depth, heads, mlp, dim_head, channels) -- as src/VitSharp/Models/Presets.cs
 PRESETS = {
     "vit-fmnist": (28, 4, 10, 96, 6, 3, 192, 32, 1),
+    "vit-fmnist-128": (28, 4, 10, 128, 6, 4, 256, 32, 1),
     "vit-b16": (224, 16, 1000, 768, 12, 12, 3072, 64, 3),
     "vit-b32": (224, 32, 1000, 768, 12, 12, 3072, 64, 3),
     "vit-l16": (224, 16, 1000, 1024, 24, 16, 4096, 64, 3),

@@ -105,7 +105,7 @@ public static class TrainCommand
     }
 
     /// <summary>
-    /// The output folder when --out is not given: the recipe's (runs/vit-fmnist, runs/vit-fmnist-long), with the recipe's
+    /// The output folder when --out is not given: the recipe's (runs/vit-fmnist, runs/vit-fmnist-128-long), with the recipe's
     /// model name replaced by the chosen preset's, so that training another preset never overwrites the default run.
     /// </summary>
     public static string DefaultOutDir(TrainOptions options, TrainOptions recipe)

@@ -70,12 +70,19 @@ public sealed class CliTests : IDisposable
         var table = Run("summary");
         Assert.Equal(0, table.Code);
         Assert.Contains("vit-fmnist", table.Out);
-        Assert.Contains("Total parameters: 803,114", table.Out);
+        // vit-pytorch's ViT at dim 96, depth 6, 3 heads of 32, mlp 192, patch 4 on 28×28×1, 10 classes, by hand:
+        // patch embedding LN(16) 32 + Linear(16, 96) 1,632 + LN(96) 192; positions 50·96 = 4,800; cls 96;
+        // per layer LN 192 + to_qkv 96·288 = 27,648 + to_out 96·96 + 96 + LN 192 + 96·192 + 192 + 192·96 + 96 = 74,496 (× 6);
+        // final LN 192; head 96·10 + 10 = 970 → 454,890.
+        Assert.Contains("Total parameters: 454,890", table.Out);
 
         var json = Run("summary", "--model", "vit-fmnist", "--json");
         Assert.Equal(0, json.Code);
         var root = JsonNode.Parse(json.Out)!.AsObject();
-        Assert.Equal(803_114, root["total_parameters"]!.GetValue<long>());
+        Assert.Equal(454_890, root["total_parameters"]!.GetValue<long>());
+        // The wider preset (the default before): 803,114 by the same count at dim 128, 4 heads, mlp 256.
+        var wide = JsonNode.Parse(Run("summary", "--model", "vit-fmnist-128", "--json").Out)!.AsObject();
+        Assert.Equal(803_114, wide["total_parameters"]!.GetValue<long>());
         var modules = root["modules"]!.AsArray();
         Assert.Equal(root["total_parameters"]!.GetValue<long>(), modules.Sum(m => m!["own_parameters"]!.GetValue<long>()));
         var model = modules[0]!;

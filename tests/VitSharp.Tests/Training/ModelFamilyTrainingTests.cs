@@ -125,6 +125,8 @@ public class ModelFamilyTrainingTests
     [InlineData("cait-fmnist", "default", "runs/cait-fmnist")]
     [InlineData("SimpleViT-FMNIST", "long", "runs/SimpleViT-FMNIST-long")]
     [InlineData("vit-fmnist", "long", "runs/vit-fmnist-long")]
+    [InlineData("vit-fmnist-128", "long", "runs/vit-fmnist-128-long")]
+    [InlineData("vit-fmnist-128", "default", "runs/vit-fmnist-128")]
     public void DefaultOutputFolderFollowsThePreset(string model, string recipe, string expected)
     {
         var r = TrainRecipes.Get(recipe);

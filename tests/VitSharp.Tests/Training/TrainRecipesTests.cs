@@ -14,6 +14,8 @@ public class TrainRecipesTests
         var o = TrainRecipes.Get("LONG");
         Assert.True(o.Epochs > new TrainOptions().Epochs);
         Assert.NotEqual(new TrainOptions().OutDir, o.OutDir);
+        Assert.Equal("vit-fmnist-128", o.Model);   // the wider model
+        Assert.NotNull(VitSharp.Models.Presets.Get(o.Model));
         o.Validate();
     }
 
