@@ -12,7 +12,8 @@ public static class TrainRecipes
         // the long recipe now runs longer with the lighter augmentation (flips only).
         ["long"] = new TrainOptions
         {
-            Model = "vit-fmnist-128", Epochs = 30, WarmupEpochs = 1f, ShiftPixels = 0, Flip = true, OutDir = Path.Combine("runs", "vit-fmnist-128-long"),
+            Model = "vit-fmnist-128", Epochs = 30, WarmupEpochs = 1f, WeightDecay = 0.05f, ShiftPixels = 0, Flip = true,
+            OutDir = Path.Combine("runs", "vit-fmnist-128-long"),
         },
     };
 
