@@ -79,7 +79,10 @@ public class ModelFamilyTrainingTests
         Assert.Equal(channels, test.Channels);
         var eval = Evaluator.Evaluate(ckpt.Model, test, info.Normalize());
         Assert.Equal(result.History[0].TestAccuracy, eval.Accuracy);
-        Assert.Equal(result.History[0].TestLoss, eval.Loss, 6);
+        // The run evaluated in data-parallel halves, this evaluation in one batch: the summation order differs, so the
+        // losses agree to float32 rounding (~1e-7 here), not bit for bit; a preprocessing difference moves them by ≫ 1e-3.
+        Assert.True(Math.Abs(result.History[0].TestLoss - eval.Loss) <= 1e-5 * Math.Max(1, Math.Abs(eval.Loss)),
+            $"test loss {result.History[0].TestLoss} during training vs {eval.Loss} from the checkpoint");
     }
 
     [Fact]
