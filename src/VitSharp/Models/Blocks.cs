@@ -137,16 +137,34 @@ public sealed class Transformer : Module
     }
 
     /// <inheritdoc/>
+    /// <remarks>Without gradients, inside a <see cref="TensorScope"/> and with no observer attached, each layer runs in a
+    /// scope of its own that hands only its output on, so a forward pass holds one layer's intermediates at a time.</remarks>
     protected override Tensor ForwardCore(Tensor x)
     {
+        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !Observed();
         for (int i = 0; i < Layers.Count; i++)
         {
             var pair = (ModuleList)Layers[i];
+            if (layerScopes)
+            {
+                using var scope = TensorScope.Begin();
+                var y = pair[0].Forward(x) + x;
+                x = scope.Handover(pair[1].Forward(y) + y);
+                continue;
+            }
             x = pair[0].Forward(x) + x;
             x = pair[1].Forward(x) + x;
             LayerObserver?.Invoke(i, x);
         }
         return Norm is null ? x : Norm.Forward(x);
+    }
+
+    private bool Observed()
+    {
+        if (LayerObserver is not null) return true;
+        for (int i = 0; i < Layers.Count; i++)
+            if (((ModuleList)Layers[i])[0] is Attention { AttentionObserver: not null }) return true;
+        return false;
     }
 }
 

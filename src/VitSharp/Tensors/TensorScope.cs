@@ -110,6 +110,21 @@ public sealed class TensorScope : IDisposable
         return tensor;
     }
 
+    /// <summary>
+    /// Hands a tensor (and its storage, when this scope owns it) to the enclosing scope, which releases it when it ends:
+    /// a nested scope can then free everything else it allocated (e.g. one transformer layer's intermediates in a
+    /// forward pass without gradients). Like <see cref="Keep"/>, it detaches the tensor from the autograd graph.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This scope has no enclosing scope.</exception>
+    public Tensor Handover(Tensor tensor)
+    {
+        var parent = _parent ?? throw new InvalidOperationException("Handover needs an enclosing TensorScope; use Keep to keep a tensor past the outermost scope");
+        if (_tensors.Remove(tensor)) parent._tensors.Add(tensor);
+        if (_arrays.Remove(tensor.Data)) parent._arrays.Add(tensor.Data);
+        tensor.Creator = null;
+        return tensor;
+    }
+
     /// <summary>Marks the scope's tensors released and returns their storage to the pool.</summary>
     public void Dispose()
     {

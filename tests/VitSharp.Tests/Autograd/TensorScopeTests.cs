@@ -60,6 +60,61 @@ public class TensorScopeTests
     }
 
     [Fact]
+    public void HandoverMovesATensorToTheEnclosingScope()
+    {
+        var a = Tensor.Ones(4);
+        Tensor inner, handed;
+        using (var outer = TensorScope.Begin())
+        {
+            using (var scope = TensorScope.Begin())
+            {
+                inner = a * 2f;
+                handed = scope.Handover(a + 1f);
+            }
+            Assert.Throws<ObjectDisposedException>(() => inner.Data);
+            Assert.Equal(new[] { 2f, 2f, 2f, 2f }, handed.Data);   // alive until the outer scope ends
+        }
+        Assert.Throws<ObjectDisposedException>(() => handed.Data);
+        using var only = TensorScope.Begin();
+        Assert.Throws<InvalidOperationException>(() => only.Handover(a * 3f));
+    }
+
+    [Fact]
+    public void GradientFreeForwardHoldsOneLayerAtATimeWithTheSameLogits()
+    {
+        // Pooled bytes after a forward pass = the storage it held at its peak (the pool keeps what comes back). With
+        // per-layer scopes that is about one layer's intermediates whatever the depth; without, it grows with depth.
+        float[] Logits(ViT m, Tensor x) { using (VitSharp.Autograd.NoGrad()) return (float[])m.Forward(x).Data.Clone(); }
+        (float[] Logits, long Pooled) Scoped(ViT m, Tensor x)
+        {
+            TensorPool.Clear();
+            float[] y;
+            using (TensorScope.Begin())
+            using (VitSharp.Autograd.NoGrad())
+                y = (float[])m.Forward(x).Data.Clone();
+            return (y, TensorPool.PooledBytes);
+        }
+        ViT Make(int depth) { Init.Seed(7); return new ViT(new ViTConfig { ImageHeight = 16, ImageWidth = 16, PatchHeight = 4, PatchWidth = 4, NumClasses = 5, Dim = 32, Depth = depth, Heads = 2, DimHead = 16, MlpDim = 64, Channels = 1 }); }
+        var images = Tensor.RandN(new Random(2), 0, 1, 8, 1, 16, 16);
+        var shallow = Make(2);
+        var deep = Make(12);
+        deep.Eval(); shallow.Eval();
+        var (ys, pooledShallow) = Scoped(shallow, images);
+        var (yd, pooledDeep) = Scoped(deep, images);
+        Assert.Equal(Logits(shallow, images), ys);
+        Assert.Equal(Logits(deep, images), yd);
+        Assert.True(pooledDeep < 2 * pooledShallow, $"12 layers pooled {pooledDeep:N0} B against {pooledShallow:N0} B for 2");
+
+        // An observer sees every layer's stream: then the layers share the caller's scope as before.
+        var seen = new List<float[]>();
+        deep.Transformer.LayerObserver = (_, t) => seen.Add((float[])t.Data.Clone());
+        Assert.Equal(Scoped(deep, images).Logits, yd);
+        Assert.Equal(12, seen.Count);
+        deep.Transformer.LayerObserver = null;
+        TensorPool.Clear();
+    }
+
+    [Fact]
     public void ParameterGradientsSurviveTheScope()
     {
         var model = TinyViT();
