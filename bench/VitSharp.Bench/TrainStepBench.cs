@@ -20,8 +20,8 @@ public static class TrainStepBench
         bool infer = args.Contains("--infer");   // forward only, in eval mode without the tape
         var p = Presets.Get(preset);
         // --set NAME=VALUE (repeatable), as vit train's.
-        var sets = args.Select((a, i) => (a, i)).Where(t => t.a == "--set" && t.i + 1 < args.Length).Select(t => args[t.i + 1].Split('=', 2))
-            .ToDictionary(kv => kv[0], kv => kv[1]);
+        var sets = VitSharp.Training.Trainer.ParseModelArgs(
+            args.Select((a, i) => (a, i)).Where(t => t.a == "--set" && t.i + 1 < args.Length).Select(t => args[t.i + 1]).ToList());
         var model = VitSharp.Training.Trainer.WithModelArgs(p.Spec, sets, preset).Build();
         if (infer) model.Eval(); else model.Train();
         var opt = new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f);

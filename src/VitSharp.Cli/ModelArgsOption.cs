@@ -12,16 +12,5 @@ internal static class ModelArgsOption
     };
 
     /// <summary>The given NAME=VALUE pairs as a dictionary (null when none); a malformed pair is an error naming it.</summary>
-    public static Dictionary<string, string>? Parse(string[]? pairs)
-    {
-        if (pairs is not { Length: > 0 }) return null;
-        var args = new Dictionary<string, string>();
-        foreach (var kv in pairs)
-        {
-            int eq = kv.IndexOf('=');
-            if (eq <= 0 || eq == kv.Length - 1) throw new ArgumentException($"--set {kv}: expected NAME=VALUE, e.g. --set dim=96");
-            args[kv[..eq].Trim()] = kv[(eq + 1)..].Trim();
-        }
-        return args;
-    }
+    public static Dictionary<string, string>? Parse(string[]? pairs) => VitSharp.Training.Trainer.ParseModelArgs(pairs);
 }

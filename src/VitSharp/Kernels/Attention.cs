@@ -71,11 +71,11 @@ public static class AttentionKernel
 
     private static bool Tiles(int m, int d) => UseTiles && m <= TilesMaxKeys && AttentionTiles.Supported(d);
 
-    private static void ForwardGroup(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
+    private static unsafe void ForwardGroup(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
         int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
     {
         if (Tiles(m, d)) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo); return; }
-        if (!AttentionTiles.Supported(8))
+        if (!VectorMath.IsSupported)
         {
             Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
             SoftmaxKernel.Forward(p, n, m, p);
@@ -86,18 +86,12 @@ public static class AttentionKernel
         int mp = AttentionTiles.Pad8(m);
         var s = AttentionTiles.Scratch(n * mp).AsSpan(0, n * mp);
         Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, s, mp, parallel: false);
-        SoftmaxRows(s, n, m, mp, p);
+        fixed (float* ps = s, pp = p) AttentionTiles.SoftmaxRows(ps, n, m, mp, pp);
         Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
     }
 
-    private static unsafe void SoftmaxRows(Span<float> s, int n, int m, int mp, Span<float> p)
-    {
-        fixed (float* ps = s, pp = p)
-            for (int i = 0; i < n; i++) AttentionTiles.SoftmaxRow(ps + (long)i * mp, m, pp + (long)i * m);
-    }
-
     // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
-    private static void BackwardGroup(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
+    private static unsafe void BackwardGroup(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
         ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p,
         int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1)
     {
@@ -108,12 +102,13 @@ public static class AttentionKernel
             return;
         }
         // dS in padded rows (ld M8) for the fused row kernel where the CPU has it.
-        bool fused = AttentionTiles.Supported(8);
+        bool fused = VectorMath.IsSupported;
         int ld = fused ? AttentionTiles.Pad8(m) : m;
         var ds = AttentionTiles.Scratch(n * ld).AsSpan(0, n * ld);
         Gemm.Sgemm(true, false, m, d, n, 1f, p, m, dout, ldo, 1f, dv, ldDv, parallel: false);
         Gemm.Sgemm(false, true, n, m, d, 1f, dout, ldo, v, ldv, 0f, ds, ld, parallel: false);
-        if (fused) SoftmaxBackwardRows(p, ds, n, m, ld);
+        if (fused)
+            fixed (float* pp = p, pd = ds) AttentionTiles.SoftmaxBackwardRows(pp, pd, n, m, ld);
         else
             for (int i = 0; i < n; i++)
             {
@@ -125,12 +120,6 @@ public static class AttentionKernel
             }
         Gemm.Sgemm(false, false, n, d, m, scale, ds, ld, k, ldk, 1f, dq, ldDq, parallel: false);
         Gemm.Sgemm(true, false, m, d, n, scale, ds, ld, q, ldq, 1f, dk, ldDk, parallel: false);
-    }
-
-    private static unsafe void SoftmaxBackwardRows(ReadOnlySpan<float> p, Span<float> ds, int n, int m, int ld)
-    {
-        fixed (float* pp = p, pd = ds)
-            for (int i = 0; i < n; i++) AttentionTiles.SoftmaxBackwardRow(pp + (long)i * m, pd + (long)i * ld, m);
     }
 
     // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax row by row into P (kept for the
@@ -145,7 +134,7 @@ public static class AttentionKernel
             float* kt = ps, s = ps + d * mp;
             AttentionTiles.Transpose(pk, ldk, m, d, kt, mp);
             AttentionTiles.RowsTimesPanel(pq, ldq, kt, mp, s, mp, n, mp, d, scale, accumulate: false);
-            for (int i = 0; i < n; i++) AttentionTiles.SoftmaxRow(s + (long)i * mp, m, pp + (long)i * m);
+            AttentionTiles.SoftmaxRows(s, n, m, mp, pp);
             AttentionTiles.RowsTimesPanel(pp, m, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
         }
     }
@@ -164,8 +153,7 @@ public static class AttentionKernel
             AttentionTiles.ColsTimesPanel(pp, m, pdo, ldo, pdv, ldDv, m, d, n, 1f, accumulate: true);     // dV += Pᵀ·dO
             AttentionTiles.Transpose(pv, ldv, m, d, vt, mp);                                            // Vᵀ [D, M8]
             AttentionTiles.RowsTimesPanel(pdo, ldo, vt, mp, dp, mp, n, mp, d, 1f, accumulate: false);   // dP [N, M8]
-            for (int i = 0; i < n; i++)
-                AttentionTiles.SoftmaxBackwardRow(pp + (long)i * m, dp + (long)i * mp, m);              // dS row i
+            AttentionTiles.SoftmaxBackwardRows(pp, dp, n, m, mp);                                       // dS [N, M8]
             AttentionTiles.RowsTimesPanel(dp, mp, pk, ldk, pdq, ldDq, n, d, m, scale, accumulate: true);  // dQ += s·dS·K
             AttentionTiles.ColsTimesPanel(dp, mp, pq, ldq, pdk, ldDk, m, d, n, scale, accumulate: true);  // dK += s·dSᵀ·Q
         }

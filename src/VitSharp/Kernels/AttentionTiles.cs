@@ -246,6 +246,18 @@ internal static unsafe class AttentionTiles
         for (int t = m; t < AttentionTiles.Pad8(m); t++) d[t] = 0f;
     }
 
+    /// <summary><see cref="SoftmaxRow"/> over n score rows s (stride lds) into P [n, m].</summary>
+    public static void SoftmaxRows(float* s, int n, int m, int lds, float* p)
+    {
+        for (int i = 0; i < n; i++) SoftmaxRow(s + (long)i * lds, m, p + (long)i * m);
+    }
+
+    /// <summary><see cref="SoftmaxBackwardRow"/> over n rows of dP (stride ldd) against P [n, m], in place.</summary>
+    public static void SoftmaxBackwardRows(float* p, float* d, int n, int m, int ldd)
+    {
+        for (int i = 0; i < n; i++) SoftmaxBackwardRow(p + (long)i * m, d + (long)i * ldd, m);
+    }
+
     private static Vector256<float> TailMask(int rem) =>
         Vector256.LessThan(Vector256.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f), Vector256.Create((float)rem));
 

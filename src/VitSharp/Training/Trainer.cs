@@ -224,6 +224,21 @@ public static class Trainer
         return (wrapper, ModelSpec.DistillWrapper(teacher.Info.Model, studentSpec, config));
     }
 
+    /// <summary>NAME=VALUE pairs (as <c>--set</c> takes them) as a dictionary, null when there are none; a malformed pair is
+    /// an error naming it.</summary>
+    public static Dictionary<string, string>? ParseModelArgs(IReadOnlyList<string>? pairs)
+    {
+        if (pairs is not { Count: > 0 }) return null;
+        var args = new Dictionary<string, string>();
+        foreach (var kv in pairs)
+        {
+            int eq = kv.IndexOf('=');
+            if (eq <= 0 || eq == kv.Length - 1) throw new ArgumentException($"--set {kv}: expected NAME=VALUE, e.g. --set dim=96");
+            args[kv[..eq].Trim()] = kv[(eq + 1)..].Trim();
+        }
+        return args;
+    }
+
     /// <summary>
     /// The preset's keyword arguments with <paramref name="args"/> replacing some of them (values parsed as JSON literals, else
     /// kept as text); a name the preset does not have is an error listing the ones it has.
