@@ -13,7 +13,8 @@ public static class AttentionKernel
     public static void Forward(float[] q, float[] k, float[] v, int groups, int n, int m, int d, float scale,
         float[] probs, float[] o)
     {
-        Run(groups, n * m * 2L * d, g => ForwardGroup(
+        bool tiles = Tiles(m, d);
+        Run(groups, n * m * 2L * d, g => ForwardGroup(tiles,
             q.AsSpan(g * n * d), d, k.AsSpan(g * m * d), d, v.AsSpan(g * m * d), d,
             n, m, d, scale, probs.AsSpan(g * n * m, n * m), o.AsSpan(g * n * d), d));
     }
@@ -22,7 +23,8 @@ public static class AttentionKernel
     public static void Backward(float[] dout, float[] q, float[] k, float[] v, float[] probs,
         int groups, int n, int m, int d, float scale, float[] dq, float[] dk, float[] dv)
     {
-        Run(groups, n * m * 4L * d, g => BackwardGroup(
+        bool tiles = Tiles(m, d);
+        Run(groups, n * m * 4L * d, g => BackwardGroup(tiles,
             dout.AsSpan(g * n * d), d, q.AsSpan(g * n * d), d, k.AsSpan(g * m * d), d, v.AsSpan(g * m * d), d,
             probs.AsSpan(g * n * m, n * m), n, m, d, scale, dq.AsSpan(g * n * d), dk.AsSpan(g * m * d), dv.AsSpan(g * m * d)));
     }
@@ -35,11 +37,12 @@ public static class AttentionKernel
     public static void ForwardPacked(float[] qkv, int batch, int n, int heads, int d, float scale, float[] probs, float[] o)
     {
         int hd = heads * d, ld = 3 * hd;
+        bool tiles = Tiles(n, d);
         Run(batch * heads, n * n * 2L * d, g =>
         {
             int b = g / heads, h = g % heads;
             int qb = b * n * ld + h * d;
-            ForwardGroup(qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
+            ForwardGroup(tiles, qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
                 n, n, d, scale, probs.AsSpan(g * n * n, n * n), o.AsSpan(b * n * hd + h * d), hd);
         });
     }
@@ -49,18 +52,23 @@ public static class AttentionKernel
         float scale, float[] dqkv)
     {
         int hd = heads * d, ld = 3 * hd;
+        bool tiles = Tiles(n, d);
         Run(batch * heads, n * n * 4L * d, g =>
         {
             int b = g / heads, h = g % heads;
             int qb = b * n * ld + h * d;
-            BackwardGroup(dout.AsSpan(b * n * hd + h * d), hd, qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
+            BackwardGroup(tiles, dout.AsSpan(b * n * hd + h * d), hd, qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
                 probs.AsSpan(g * n * n, n * n), n, n, d, scale, dqkv.AsSpan(qb), dqkv.AsSpan(qb + hd), dqkv.AsSpan(qb + 2 * hd), ld);
         });
     }
 
+    [ThreadStatic] private static bool t_gemmOnly;
+
     /// <summary>Use the direct tile products (<see cref="AttentionTiles"/>) where the CPU and head dim allow and there are
-    /// at most <see cref="TilesMaxKeys"/> keys; false forces the packed-GEMM path (for comparison in benchmarks and tests).</summary>
-    public static bool UseTiles { get; set; } = true;
+    /// at most <see cref="TilesMaxKeys"/> keys; false forces the packed-GEMM path (for comparison in benchmarks and tests).
+    /// Per calling thread (the choice is made before a call fans out to workers): the two paths round differently, so
+    /// a process-wide switch flipped by one caller would change another caller's numbers mid-run.</summary>
+    public static bool UseTiles { get => !t_gemmOnly; set => t_gemmOnly = !value; }
 
     /// <summary>
     /// The tile path's key-count limit. Measured (bench -- attention, idle 2-core AVX2 VM, medians of 9 interleaved rounds):
@@ -71,10 +79,10 @@ public static class AttentionKernel
 
     private static bool Tiles(int m, int d) => UseTiles && m <= TilesMaxKeys && AttentionTiles.Supported(d);
 
-    private static unsafe void ForwardGroup(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
+    private static unsafe void ForwardGroup(bool tiles, ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
         int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
     {
-        if (Tiles(m, d)) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo); return; }
+        if (tiles) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo); return; }
         if (!VectorMath.IsSupported)
         {
             Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
@@ -91,12 +99,12 @@ public static class AttentionKernel
     }
 
     // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
-    private static unsafe void BackwardGroup(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
+    private static unsafe void BackwardGroup(bool tiles, ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
         ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p,
         int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1)
     {
         int ldDq = ldg < 0 ? ldq : ldg, ldDk = ldg < 0 ? ldk : ldg, ldDv = ldg < 0 ? ldv : ldg;
-        if (Tiles(m, d))
+        if (tiles)
         {
             BackwardTiles(dout, ldo, q, ldq, k, ldk, v, ldv, p, n, m, d, scale, dq, ldDq, dk, ldDk, dv, ldDv);
             return;

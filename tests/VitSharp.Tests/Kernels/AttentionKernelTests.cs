@@ -27,6 +27,25 @@ public class AttentionKernelTests
         finally { AttentionKernel.UseTiles = saved; }
     }
 
+    [Fact]
+    public void ThePathSwitchBelongsToTheCallingThread()
+    {
+        // Tests switch the path while training tests run in parallel: the two paths round differently, so a
+        // process-wide switch made resumed training runs differ from their baselines in the last bits.
+        bool saved = AttentionKernel.UseTiles;
+        AttentionKernel.UseTiles = false;
+        try
+        {
+            Assert.False(AttentionKernel.UseTiles);
+            bool other = false;
+            var thread = new Thread(() => other = AttentionKernel.UseTiles);
+            thread.Start();
+            thread.Join();
+            Assert.True(other);
+        }
+        finally { AttentionKernel.UseTiles = saved; }
+    }
+
     private static void Check(int groups, int n, int m, int d)
     {
         int seed = groups * 1000 + n * 100 + m * 10 + d;
