@@ -33,8 +33,9 @@ public static class AttentionKernel
     /// Forward pass straight from the fused projection: qkv [B, N, 3, H, D] (q, k, v blocks of H·D each, as
     /// vit-pytorch's to_qkv output) → o [B, N, H, D] (the "b n (h d)" layout to_out consumes); probs [B, H, N, N].
     /// No permute copies: heads are read and written with leading dimension 3·H·D and H·D.
+    /// <paramref name="probs"/> null (inference without observers): P stays in each group's scratch and is not kept.
     /// </summary>
-    public static void ForwardPacked(float[] qkv, int batch, int n, int heads, int d, float scale, float[] probs, float[] o)
+    public static void ForwardPacked(float[] qkv, int batch, int n, int heads, int d, float scale, float[]? probs, float[] o)
     {
         int hd = heads * d, ld = 3 * hd;
         bool tiles = Tiles(n, d);
@@ -43,7 +44,7 @@ public static class AttentionKernel
             int b = g / heads, h = g % heads;
             int qb = b * n * ld + h * d;
             ForwardGroup(tiles, qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
-                n, n, d, scale, probs.AsSpan(g * n * n, n * n), o.AsSpan(b * n * hd + h * d), hd);
+                n, n, d, scale, probs is null ? Span<float>.Empty : probs.AsSpan(g * n * n, n * n), o.AsSpan(b * n * hd + h * d), hd);
         });
     }
 
@@ -85,6 +86,7 @@ public static class AttentionKernel
         if (tiles) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo); return; }
         if (!VectorMath.IsSupported)
         {
+            if (p.IsEmpty) p = AttentionTiles.Scratch(n * m).AsSpan(0, n * m);
             Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
             SoftmaxKernel.Forward(p, n, m, p);
             Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
@@ -94,7 +96,13 @@ public static class AttentionKernel
         int mp = AttentionTiles.Pad8(m);
         var s = AttentionTiles.Scratch(n * mp).AsSpan(0, n * mp);
         Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, s, mp, parallel: false);
-        fixed (float* ps = s, pp = p) AttentionTiles.SoftmaxRows(ps, n, m, mp, pp);
+        if (p.IsEmpty)
+        {
+            fixed (float* ps = s) AttentionTiles.SoftmaxRows(ps, n, m, mp, ps, mp);
+            Gemm.Sgemm(false, false, n, d, m, 1f, s, mp, v, ldv, 0f, o, ldo, parallel: false);
+            return;
+        }
+        fixed (float* ps = s, pp = p) AttentionTiles.SoftmaxRows(ps, n, m, mp, pp, m);
         Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
     }
 
@@ -131,7 +139,7 @@ public static class AttentionKernel
     }
 
     // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax row by row into P (kept for the
-    // backward pass), O = P·V.
+    // backward pass; in place in the scratch when p is empty), O = P·V.
     private static unsafe void ForwardTiles(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
         int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
     {
@@ -142,8 +150,9 @@ public static class AttentionKernel
             float* kt = ps, s = ps + d * mp;
             AttentionTiles.Transpose(pk, ldk, m, d, kt, mp);
             AttentionTiles.RowsTimesPanel(pq, ldq, kt, mp, s, mp, n, mp, d, scale, accumulate: false);
-            AttentionTiles.SoftmaxRows(s, n, m, mp, pp);
-            AttentionTiles.RowsTimesPanel(pp, m, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
+            bool keep = pp != null;
+            AttentionTiles.SoftmaxRows(s, n, m, mp, keep ? pp : s, keep ? m : mp);
+            AttentionTiles.RowsTimesPanel(keep ? pp : s, keep ? m : mp, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
         }
     }
 

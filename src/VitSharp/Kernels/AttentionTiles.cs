@@ -246,10 +246,10 @@ internal static unsafe class AttentionTiles
         for (int t = m; t < AttentionTiles.Pad8(m); t++) d[t] = 0f;
     }
 
-    /// <summary><see cref="SoftmaxRow"/> over n score rows s (stride lds) into P [n, m].</summary>
-    public static void SoftmaxRows(float* s, int n, int m, int lds, float* p)
+    /// <summary><see cref="SoftmaxRow"/> over n score rows s (stride lds) into P [n, m] (stride ldp; p = s, ldp = lds: in place).</summary>
+    public static void SoftmaxRows(float* s, int n, int m, int lds, float* p, int ldp)
     {
-        for (int i = 0; i < n; i++) SoftmaxRow(s + (long)i * lds, m, p + (long)i * m);
+        for (int i = 0; i < n; i++) SoftmaxRow(s + (long)i * lds, m, p + (long)i * ldp);
     }
 
     /// <summary><see cref="SoftmaxBackwardRow"/> over n rows of dP (stride ldd) against P [n, m], in place.</summary>

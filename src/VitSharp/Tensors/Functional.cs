@@ -169,6 +169,12 @@ public static partial class F
         int b = qkv.Dim(0), n = qkv.Dim(1), d = qkv.Dim(2) / (3 * heads);
         float s = scale ?? 1f / MathF.Sqrt(d);
         var o = Tensor.Empty(b, n, heads * d);
+        if (probs is null && !Autograd.Needs(qkv))
+        {
+            // Inference: each group's probabilities stay in its scratch rows ([B, H, N, N] is never written).
+            Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, null, o.Data);
+            return Autograd.Record(o, "mha", [qkv], static _ => { });
+        }
         var p = TensorScope.Allocate(checked(b * heads * n * n), clear: false);
         Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, p, o.Data);
         probs?.Invoke(Tensor.Scoped(p, [b, heads, n, n]));

@@ -51,6 +51,32 @@ public class MultiHeadAttentionTests
         GradCheck.Verify(t => F.MultiHeadAttention(t[0], heads), [qkv]);
     }
 
+    [Theory]
+    [InlineData(2, 5, 3, 4, true)]
+    [InlineData(2, 50, 3, 32, true)]   // head dim a multiple of 8: the tile path
+    [InlineData(2, 50, 3, 32, false)]  // the packed-GEMM path
+    [InlineData(1, 197, 2, 64, true)]  // over the tile path's key limit: GEMM path with padded score rows
+    [InlineData(3, 17, 1, 24, true)]
+    public void InferenceWithoutKeptProbabilitiesMatchesTheRecordingForwardExactly(int b, int n, int heads, int d, bool tiles)
+    {
+        // Without a gradient or an observer, each group's probabilities stay in its scratch rows (no [B, H, N, N]
+        // buffer): the output must be the same to the bit as the forward pass that keeps them for backward.
+        bool saved = VitSharp.Kernels.AttentionKernel.UseTiles;
+        VitSharp.Kernels.AttentionKernel.UseTiles = tiles;
+        try
+        {
+            var x = Tensor.RandN(new Random(b * 100 + n + d), 0, 1, b, n, 3 * heads * d);
+            x.RequiresGrad = true;
+            var recorded = F.MultiHeadAttention(x, heads);
+            Assert.True(recorded.RequiresGrad);
+            Tensor inferred;
+            using (VitSharp.Autograd.NoGrad()) inferred = F.MultiHeadAttention(x, heads);
+            Assert.False(inferred.RequiresGrad);
+            Assert.Equal(recorded.Data, inferred.Data);
+        }
+        finally { VitSharp.Kernels.AttentionKernel.UseTiles = saved; }
+    }
+
     [Fact]
     public void ObserverReceivesRowStochasticProbabilities()
     {
