@@ -10,6 +10,12 @@ public abstract class Module
     private readonly List<(string Name, Tensor Value)> _buffers = new();
     private readonly List<(string Name, Module Value)> _children = new();
 
+    // Bumped whenever any module registers or replaces a parameter or child, so that a cached flat parameter list
+    // (which spans descendants, who do not know their parents) is rebuilt after any change of structure.
+    private static int s_structureVersion;
+    private Tensor[]? _parameterCache;
+    private int _parameterCacheVersion = -1;
+
     /// <summary>Whether the module is in training mode (dropout active). New modules start in training mode, as in PyTorch.</summary>
     public bool Training { get; private set; } = true;
 
@@ -55,6 +61,7 @@ public abstract class Module
     {
         value.RequiresGrad = true;
         _parameters.Add((name, value));
+        Interlocked.Increment(ref s_structureVersion);
         return value;
     }
 
@@ -69,6 +76,7 @@ public abstract class Module
     protected T RegisterModule<T>(string name, T module) where T : Module
     {
         _children.Add((name, module));
+        Interlocked.Increment(ref s_structureVersion);
         return module;
     }
 
@@ -79,6 +87,7 @@ public abstract class Module
     protected void ReplaceModule(string name, Module? module)
     {
         int i = _children.FindIndex(c => c.Name == name);
+        Interlocked.Increment(ref s_structureVersion);
         if (module is null)
         {
             if (i >= 0) _children.RemoveAt(i);
@@ -116,8 +125,17 @@ public abstract class Module
             foreach (var b in child.NamedBuffers(Join(prefix, name))) yield return b;
     }
 
-    /// <summary>All parameters.</summary>
-    public IEnumerable<Tensor> Parameters() => NamedParameters().Select(p => p.Parameter);
+    /// <summary>All parameters, in registration order (a list kept between calls: no allocation per training step).</summary>
+    public IEnumerable<Tensor> Parameters() => ParameterArray();
+
+    private Tensor[] ParameterArray()
+    {
+        int version = Volatile.Read(ref s_structureVersion);
+        if (_parameterCache is { } cached && _parameterCacheVersion == version) return cached;
+        var list = NamedParameters().Select(p => p.Parameter).ToArray();
+        (_parameterCache, _parameterCacheVersion) = (list, version);
+        return list;
+    }
 
     /// <summary>Total number of parameter elements.</summary>
     public long ParameterCount() => NamedParameters().Sum(p => (long)p.Parameter.Size);
@@ -139,7 +157,7 @@ public abstract class Module
     /// </summary>
     public void ZeroGrad(bool setToNone = true)
     {
-        foreach (var p in Parameters())
+        foreach (var p in ParameterArray())
         {
             if (setToNone) p.Grad = null;
             else if (p.Grad is not null) Array.Clear(p.Grad.Data);

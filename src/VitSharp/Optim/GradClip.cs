@@ -8,13 +8,14 @@ public static class GradClip
     /// <summary>Scales all gradients so that their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
     public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm)
     {
-        var grads = parameters.Where(p => p.Grad is not null).Select(p => p.Grad!).ToList();
         double sum = 0;
-        foreach (var g in grads) sum += TensorPrimitives.SumOfSquares<float>(g.Data);
+        foreach (var p in parameters)
+            if (p.Grad is { } g) sum += TensorPrimitives.SumOfSquares<float>(g.Data);
         float norm = (float)Math.Sqrt(sum);
         float coef = maxNorm / (norm + 1e-6f);
         if (coef < 1f)
-            foreach (var g in grads) TensorPrimitives.Multiply(g.Data, coef, g.Data);
+            foreach (var p in parameters)
+                if (p.Grad is { } g) TensorPrimitives.Multiply(g.Data, coef, g.Data);
         return norm;
     }
 }

@@ -67,10 +67,11 @@ public sealed partial class Tensor
         if (gradient is null && Size != 1) throw new InvalidOperationException($"Backward() without a gradient needs a one-element tensor, got shape {ShapeString(_shape)}");
         if (gradient is not null && !gradient.SameShape(this)) throw new ArgumentException($"gradient shape {ShapeString(gradient._shape)} differs from tensor shape {ShapeString(_shape)}");
 
-        // Topological order by iterative depth-first search over creators.
-        var order = new List<Tensor>();
-        var visited = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
-        var stack = new Stack<(Tensor t, int next)>();
+        // Topological order by iterative depth-first search over creators. The three collections are this thread's,
+        // reused from step to step (taken out while in use, so that a nested Backward() gets its own).
+        var work = t_backwardWork ?? new BackwardWork();
+        t_backwardWork = null;
+        var (order, visited, stack) = (work.Order, work.Visited, work.Stack);
         stack.Push((this, 0)); visited.Add(this);
         while (stack.Count > 0)
         {
@@ -107,5 +108,16 @@ public sealed partial class Tensor
             t.Grad = null;
             if (grad is not null) TensorScope.ReturnEarly(grad.Data);
         }
+        order.Clear(); visited.Clear(); stack.Clear();
+        t_backwardWork = work;
+    }
+
+    [ThreadStatic] private static BackwardWork? t_backwardWork;
+
+    private sealed class BackwardWork
+    {
+        public readonly List<Tensor> Order = new();
+        public readonly HashSet<Tensor> Visited = new(ReferenceEqualityComparer.Instance);
+        public readonly Stack<(Tensor t, int next)> Stack = new();
     }
 }

@@ -45,6 +45,25 @@ public class ModuleTests
     }
 
     [Fact]
+    public void ParametersFollowAReplacementDeepInTheTree()
+    {
+        // Parameters() is cached between calls; replacing a grandchild (whose parent the root cannot see change) must show.
+        var named = new NamedSequential(("a", new Linear(3, 4, bias: false)), ("b", new LayerNorm(4)));
+        var m = new Sequential(new Linear(2, 3), new Sequential(named));
+        var replacement = new Linear(3, 4);                  // built first: only the replacement itself changes the tree
+        var before = m.Parameters().ToArray();
+        Assert.Equal(5, before.Length);
+        Assert.Equal(before, m.Parameters());
+        named.Replace("a", replacement);
+        var after = m.Parameters().ToArray();
+        Assert.Equal(6, after.Length);
+        Assert.Same(replacement.Weight, after[2]);
+        Assert.Same(replacement.Bias, after[3]);
+        Assert.DoesNotContain(before[2], after);
+        Assert.Equal(m.NamedParameters().Select(p => p.Parameter), after);
+    }
+
+    [Fact]
     public void StateDictHoldsTheLiveTensors()
     {
         var m = Nested();
