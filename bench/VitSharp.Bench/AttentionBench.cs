@@ -30,6 +30,7 @@ public static class AttentionTable
             double fwdFlops = 4.0 * b * h * n * n * d, bwdFlops = 2 * fwdFlops;
             var t = new List<double>[4];
             for (int i = 0; i < 4; i++) t[i] = new List<double>();
+            WarmUp(n, h, d, scale);
             for (int r = -2; r < rounds; r++)
                 foreach (bool tiles in new[] { true, false })
                 {
@@ -53,6 +54,34 @@ public static class AttentionTable
                 return $"{med,6:F2} ({x[0],5:F2}) {flops / med / 1e6,4:F0}";
             }
             Console.WriteLine($"{$"{b}×{n}×{h}×{d}",-16} {Cell(t[0], fwdFlops),16} {Cell(t[1], fwdFlops),16} {Cell(t[2], bwdFlops),16} {Cell(t[3], bwdFlops),16}");
+        }
+    }
+
+    /// <summary>
+    /// Brings both paths to optimized (tier-1) code before timing: the kernels start in the JIT's quick tier-0 code,
+    /// which is several times slower and is replaced only after ~30 calls and a background compile; a few warm-up
+    /// rounds on a large shape are not enough (measured: the first ~7 calls of a 64×50×3×32 forward took ~20 ms,
+    /// later ones ~3 ms).
+    /// </summary>
+    private static void WarmUp(int n, int h, int d, float scale)
+    {
+        var rng = new Random(2);
+        float[] R(int len) { var a = new float[len]; for (int i = 0; i < len; i++) a[i] = (float)(rng.NextDouble() * 2 - 1); return a; }
+        var qkv = R(n * 3 * h * d); var dout = R(n * h * d);
+        var probs = new float[h * n * n]; var o = new float[n * h * d]; var dqkv = new float[qkv.Length];
+        for (int round = 0; round < 2; round++)
+        {
+            foreach (bool tiles in new[] { true, false })
+            {
+                AttentionKernel.UseTiles = tiles;
+                AttentionKernel.TilesMaxKeys = int.MaxValue;
+                for (int i = 0; i < 60; i++)
+                {
+                    AttentionKernel.ForwardPacked(qkv, 1, n, h, d, scale, probs, o);
+                    AttentionKernel.BackwardPacked(dout, qkv, probs, 1, n, h, d, scale, dqkv);
+                }
+            }
+            Thread.Sleep(300); // the background tier-1 compiles
         }
     }
 }
