@@ -72,9 +72,10 @@ public static class AttentionKernel
     public static bool UseTiles { get => !t_gemmOnly; set => t_gemmOnly = !value; }
 
     /// <summary>
-    /// The tile path's key-count limit. Measured (bench -- attention, idle 2-core AVX2 VM, medians of 9 interleaved rounds):
-    /// 128×50 tokens×4 heads×32: tiles 12.1 / 19.8 ms (forward / backward) against 20.0 / 32.5 for the packed GEMM;
-    /// 197 tokens, 64 dims (ViT-B/16 batch 1, DeiT-S batch 32): the GEMM path wins by 15–40%.
+    /// The tile path's key-count limit. Measured (bench -- attention, 2-core AVX2 VM, medians of 9 interleaved rounds
+    /// after the JIT warm-up): 128×50 tokens×4 heads×32: tiles 5.07 / 10.95 ms (forward / backward) against 5.53 / 8.83
+    /// for the packed GEMM — within ~10%, mixed at 1 thread; 197 tokens, 64 dims (ViT-B/16 batch 1, DeiT-S batch 32):
+    /// the GEMM path is ahead, by up to 25% backward.
     /// </summary>
     public static int TilesMaxKeys { get; set; } = 128;
 
