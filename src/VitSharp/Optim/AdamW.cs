@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace VitSharp.Optim;
 
 /// <summary>
@@ -41,7 +44,31 @@ public sealed class AdamW : Optimizer
         float stepSize = lr / bc1;
         float bc2Sqrt = MathF.Sqrt(bc2);
         float decay = 1f - lr * WeightDecay;
-        for (int i = 0; i < p.Length; i++)
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // The scalar expression below, eight lanes at a time and in the same order (no fused multiply-adds), so
+            // every element rounds exactly as in the scalar loop.
+            var vb1 = Vector256.Create(b1); var vb2 = Vector256.Create(b2);
+            var va1 = Vector256.Create(1 - b1); var va2 = Vector256.Create(1 - b2);
+            var vbc = Vector256.Create(bc2Sqrt); var veps = Vector256.Create(Eps);
+            var vdecay = Vector256.Create(decay); var vstep = Vector256.Create(stepSize);
+            ref float pr = ref MemoryMarshal.GetReference(p);
+            ref float gr = ref MemoryMarshal.GetReference(g);
+            ref float mr = ref MemoryMarshal.GetArrayDataReference(m);
+            ref float vr = ref MemoryMarshal.GetArrayDataReference(v);
+            for (; i <= p.Length - 8; i += 8)
+            {
+                var gi = Vector256.LoadUnsafe(ref gr, (nuint)i);
+                var mi = vb1 * Vector256.LoadUnsafe(ref mr, (nuint)i) + va1 * gi;
+                var vi = vb2 * Vector256.LoadUnsafe(ref vr, (nuint)i) + va2 * gi * gi;
+                mi.StoreUnsafe(ref mr, (nuint)i);
+                vi.StoreUnsafe(ref vr, (nuint)i);
+                var denom = Vector256.Sqrt(vi) / vbc + veps;
+                (Vector256.LoadUnsafe(ref pr, (nuint)i) * vdecay - vstep * mi / denom).StoreUnsafe(ref pr, (nuint)i);
+            }
+        }
+        for (; i < p.Length; i++)
         {
             float gi = g[i];
             float mi = m[i] = b1 * m[i] + (1 - b1) * gi;
