@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -41,6 +42,7 @@ public static class GeluKernel
     /// <summary>dx += dy · (Φ(x) + x·φ(x)).</summary>
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
     {
+        if (VectorMath.IsSupported && !Vector512.IsHardwareAccelerated) { BackwardFused(dy, x, dx); return; }
         // φ(x) = exp(−x²/2)/√(2π) goes through TensorPrimitives.Exp in blocks that stay in L1.
         const int Block = 512;
         Span<float> pdf = stackalloc float[Block];
@@ -54,6 +56,39 @@ public static class GeluKernel
             TensorPrimitives.Exp(p, p);
             BackwardBlock(dy.Slice(start, n), xs, p, dx.Slice(start, n));
         }
+    }
+
+    // One pass with VectorMath.Exp (AVX2): φ(x) in registers instead of a block of TensorPrimitives.Exp results.
+    private static void BackwardFused(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
+    {
+        int i = 0;
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float gr = ref MemoryMarshal.GetReference(dy);
+        ref float dr = ref MemoryMarshal.GetReference(dx);
+        for (; i <= x.Length - 8; i += 8)
+            BackwardLanes(ref Unsafe.Add(ref xr, i), ref Unsafe.Add(ref gr, i), ref Unsafe.Add(ref dr, i));
+        if (i < x.Length)
+        {
+            // The tail through the same lanes (padded with zeros), so that an element's result does not depend on
+            // where a chunk boundary falls.
+            int rem = x.Length - i;
+            Span<float> t = stackalloc float[24];
+            t.Clear();
+            x.Slice(i, rem).CopyTo(t);
+            dy.Slice(i, rem).CopyTo(t.Slice(8));
+            dx.Slice(i, rem).CopyTo(t.Slice(16));
+            BackwardLanes(ref t[0], ref t[8], ref t[16]);
+            t.Slice(16, rem).CopyTo(dx.Slice(i));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BackwardLanes(ref float x, ref float dy, ref float dx)
+    {
+        var v = Vector256.LoadUnsafe(ref x);
+        var cdf = (Vector256<float>.One + Erf(v * InvSqrt2)) * 0.5f;
+        var pdf = VectorMath.Exp(v * v * Vector256.Create(-0.5f)) * InvSqrt2Pi;
+        (Vector256.LoadUnsafe(ref dx) + Vector256.LoadUnsafe(ref dy) * (cdf + v * pdf)).StoreUnsafe(ref dx);
     }
 
     private static void BackwardBlock(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> expTerm, Span<float> dx)
