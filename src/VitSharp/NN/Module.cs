@@ -13,8 +13,9 @@ public abstract class Module
     // Bumped whenever any module registers or replaces a parameter or child, so that a cached flat parameter list
     // (which spans descendants, who do not know their parents) is rebuilt after any change of structure.
     private static int s_structureVersion;
-    private Tensor[]? _parameterCache;
-    private int _parameterCacheVersion = -1;
+    private ParameterList? _parameterCache;   // one reference, read and written whole: list and version stay paired
+
+    private sealed record ParameterList(Tensor[] Parameters, int Version);
 
     /// <summary>Whether the module is in training mode (dropout active). New modules start in training mode, as in PyTorch.</summary>
     public bool Training { get; private set; } = true;
@@ -131,9 +132,9 @@ public abstract class Module
     private Tensor[] ParameterArray()
     {
         int version = Volatile.Read(ref s_structureVersion);
-        if (_parameterCache is { } cached && _parameterCacheVersion == version) return cached;
+        if (Volatile.Read(ref _parameterCache) is { } cached && cached.Version == version) return cached.Parameters;
         var list = NamedParameters().Select(p => p.Parameter).ToArray();
-        (_parameterCache, _parameterCacheVersion) = (list, version);
+        Volatile.Write(ref _parameterCache, new ParameterList(list, version));
         return list;
     }
 

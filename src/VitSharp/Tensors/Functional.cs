@@ -173,7 +173,8 @@ public static partial class F
         {
             // Inference: each group's probabilities stay in its scratch rows ([B, H, N, N] is never written).
             Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, null, o.Data);
-            return Autograd.Record(o, "mha", [qkv], static _ => { });
+            OpProfiler.Forward("mha");
+            return o;
         }
         var p = TensorScope.Allocate(checked(b * heads * n * n), clear: false);
         Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, p, o.Data);
