@@ -23,8 +23,7 @@ public static class AttentionTable
         foreach (var (b, n, h, d) in shapes)
         {
             var rng = new Random(1);
-            float[] R(int len) { var a = new float[len]; for (int i = 0; i < len; i++) a[i] = (float)(rng.NextDouble() * 2 - 1); return a; }
-            var qkv = R(b * n * 3 * h * d); var dout = R(b * n * h * d);
+            var qkv = Uniform(rng, b * n * 3 * h * d); var dout = Uniform(rng, b * n * h * d);
             var probs = new float[b * h * n * n]; var o = new float[b * n * h * d]; var dqkv = new float[qkv.Length];
             float scale = 1 / MathF.Sqrt(d);
             double fwdFlops = 4.0 * b * h * n * n * d, bwdFlops = 2 * fwdFlops;
@@ -66,8 +65,7 @@ public static class AttentionTable
     private static void WarmUp(int n, int h, int d, float scale)
     {
         var rng = new Random(2);
-        float[] R(int len) { var a = new float[len]; for (int i = 0; i < len; i++) a[i] = (float)(rng.NextDouble() * 2 - 1); return a; }
-        var qkv = R(n * 3 * h * d); var dout = R(n * h * d);
+        var qkv = Uniform(rng, n * 3 * h * d); var dout = Uniform(rng, n * h * d);
         var probs = new float[h * n * n]; var o = new float[n * h * d]; var dqkv = new float[qkv.Length];
         for (int round = 0; round < 2; round++)
         {
@@ -83,5 +81,12 @@ public static class AttentionTable
             }
             Thread.Sleep(300); // the background tier-1 compiles
         }
+    }
+
+    private static float[] Uniform(Random rng, int length)
+    {
+        var a = new float[length];
+        for (int i = 0; i < length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
+        return a;
     }
 }
