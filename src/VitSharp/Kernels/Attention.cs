@@ -13,20 +13,18 @@ public static class AttentionKernel
     public static void Forward(float[] q, float[] k, float[] v, int groups, int n, int m, int d, float scale,
         float[] probs, float[] o)
     {
-        bool tiles = Tiles(m, d);
-        Run(groups, n * m * 2L * d, g => ForwardGroup(tiles,
-            q.AsSpan(g * n * d), d, k.AsSpan(g * m * d), d, v.AsSpan(g * m * d), d,
-            n, m, d, scale, probs.AsSpan(g * n * m, n * m), o.AsSpan(g * n * d), d));
+        Run(groups, n * m * 2L * d, new Groups { Mode = GroupMode.Forward, Tiles = Tiles(m, d), Q = q, K = k, V = v, P = probs, Out = o, N = n, M = m, D = d, Scale = scale });
     }
 
     /// <summary>Backward pass over separate q, k, v; accumulates into dq, dk, dv (same layouts as the inputs).</summary>
     public static void Backward(float[] dout, float[] q, float[] k, float[] v, float[] probs,
         int groups, int n, int m, int d, float scale, float[] dq, float[] dk, float[] dv)
     {
-        bool tiles = Tiles(m, d);
-        Run(groups, n * m * 4L * d, g => BackwardGroup(tiles,
-            dout.AsSpan(g * n * d), d, q.AsSpan(g * n * d), d, k.AsSpan(g * m * d), d, v.AsSpan(g * m * d), d,
-            probs.AsSpan(g * n * m, n * m), n, m, d, scale, dq.AsSpan(g * n * d), dk.AsSpan(g * m * d), dv.AsSpan(g * m * d)));
+        Run(groups, n * m * 4L * d, new Groups
+        {
+            Mode = GroupMode.Backward, Tiles = Tiles(m, d), Q = q, K = k, V = v, P = probs, Out = dout, N = n, M = m, D = d, Scale = scale,
+            Dq = dq, Dk = dk, Dv = dv,
+        });
     }
 
     /// <summary>
@@ -37,30 +35,60 @@ public static class AttentionKernel
     /// </summary>
     public static void ForwardPacked(float[] qkv, int batch, int n, int heads, int d, float scale, float[]? probs, float[] o)
     {
-        int hd = heads * d, ld = 3 * hd;
-        bool tiles = Tiles(n, d);
-        Run(batch * heads, n * n * 2L * d, g =>
-        {
-            int b = g / heads, h = g % heads;
-            int qb = b * n * ld + h * d;
-            ForwardGroup(tiles, qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
-                n, n, d, scale, probs is null ? Span<float>.Empty : probs.AsSpan(g * n * n, n * n), o.AsSpan(b * n * hd + h * d), hd);
-        });
+        Run(batch * heads, n * n * 2L * d, new Groups { Mode = GroupMode.ForwardPacked, Tiles = Tiles(n, d), Q = qkv, P = probs, Out = o, N = n, M = n, D = d, Heads = heads, Scale = scale });
     }
 
     /// <summary>Backward pass of <see cref="ForwardPacked"/>; accumulates into dqkv [B, N, 3, H, D].</summary>
     public static void BackwardPacked(float[] dout, float[] qkv, float[] probs, int batch, int n, int heads, int d,
         float scale, float[] dqkv)
     {
-        int hd = heads * d, ld = 3 * hd;
-        bool tiles = Tiles(n, d);
-        Run(batch * heads, n * n * 4L * d, g =>
+        Run(batch * heads, n * n * 4L * d, new Groups
         {
-            int b = g / heads, h = g % heads;
-            int qb = b * n * ld + h * d;
-            BackwardGroup(tiles, dout.AsSpan(b * n * hd + h * d), hd, qkv.AsSpan(qb), ld, qkv.AsSpan(qb + hd), ld, qkv.AsSpan(qb + 2 * hd), ld,
-                probs.AsSpan(g * n * n, n * n), n, n, d, scale, dqkv.AsSpan(qb), dqkv.AsSpan(qb + hd), dqkv.AsSpan(qb + 2 * hd), ld);
+            Mode = GroupMode.BackwardPacked, Tiles = Tiles(n, d), Q = qkv, P = probs, Out = dout, N = n, M = n, D = d, Heads = heads, Scale = scale, Dq = dqkv,
         });
+    }
+
+    private enum GroupMode { Forward, Backward, ForwardPacked, BackwardPacked }
+
+    /// <summary>One call's work per (batch, head) group: a struct, so that fanning out to the workers allocates nothing.</summary>
+    private struct Groups : GemmWorkers.IItemBody
+    {
+        public GroupMode Mode; public bool Tiles;
+        // Out is o (forward) or dO (backward); in the packed modes Q is qkv and Dq is dqkv.
+        public float[] Q, Out; public float[]? K, V, P, Dq, Dk, Dv;
+        public int N, M, D, Heads; public float Scale;
+
+        public readonly void Run(int g)
+        {
+            int n = N, m = M, d = D;
+            switch (Mode)
+            {
+                case GroupMode.Forward:
+                    ForwardGroup(Tiles, Q.AsSpan(g * n * d), d, K.AsSpan(g * m * d), d, V.AsSpan(g * m * d), d,
+                        n, m, d, Scale, P.AsSpan(g * n * m, n * m), Out.AsSpan(g * n * d), d);
+                    break;
+                case GroupMode.Backward:
+                    BackwardGroup(Tiles, Out.AsSpan(g * n * d), d, Q.AsSpan(g * n * d), d, K.AsSpan(g * m * d), d, V.AsSpan(g * m * d), d,
+                        P.AsSpan(g * n * m, n * m), n, m, d, Scale, Dq.AsSpan(g * n * d), Dk.AsSpan(g * m * d), Dv.AsSpan(g * m * d));
+                    break;
+                case GroupMode.ForwardPacked:
+                {
+                    int hd = Heads * d, ld = 3 * hd, b = g / Heads, h = g % Heads;
+                    int qb = b * n * ld + h * d;
+                    ForwardGroup(Tiles, Q.AsSpan(qb), ld, Q.AsSpan(qb + hd), ld, Q.AsSpan(qb + 2 * hd), ld,
+                        n, n, d, Scale, P is null ? Span<float>.Empty : P.AsSpan(g * n * n, n * n), Out.AsSpan(b * n * hd + h * d), hd);
+                    break;
+                }
+                default:
+                {
+                    int hd = Heads * d, ld = 3 * hd, b = g / Heads, h = g % Heads;
+                    int qb = b * n * ld + h * d;
+                    BackwardGroup(Tiles, Out.AsSpan(b * n * hd + h * d), hd, Q.AsSpan(qb), ld, Q.AsSpan(qb + hd), ld, Q.AsSpan(qb + 2 * hd), ld,
+                        P.AsSpan(g * n * n, n * n), n, n, d, Scale, Dq.AsSpan(qb), Dq.AsSpan(qb + hd), Dq.AsSpan(qb + 2 * hd), ld);
+                    break;
+                }
+            }
+        }
     }
 
     [ThreadStatic] private static bool t_gemmOnly;
@@ -177,12 +205,12 @@ public static class AttentionKernel
         }
     }
 
-    private static void Run(int groups, long flopsPerGroup, Action<int> body)
+    private static void Run(int groups, long flopsPerGroup, in Groups body)
     {
         // The GEMM's worker pool: no second set of threads competing with its spinning worker for two cores.
         if (groups > 1 && flopsPerGroup * groups > 200_000)
             GemmWorkers.For(groups, body);
         else
-            for (int g = 0; g < groups; g++) body(g);
+            for (int g = 0; g < groups; g++) body.Run(g);
     }
 }

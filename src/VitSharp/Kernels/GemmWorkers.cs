@@ -71,6 +71,44 @@ internal static class GemmWorkers
         }
     }
 
+    /// <summary>A loop body over items 0..count−1, as a struct so that a round allocates nothing.</summary>
+    public interface IItemBody
+    {
+        /// <summary>Runs item <paramref name="item"/> (called concurrently: must not mutate the struct).</summary>
+        void Run(int item);
+    }
+
+    /// <summary>Runs body.Run(0..count-1) as <see cref="For(int, Action{int})"/>, without allocating (the struct goes into a reused per-thread holder).</summary>
+    public static void For<TBody>(int count, in TBody body) where TBody : struct, IItemBody
+    {
+        var job = Job<TBody>.Take();
+        job.Body = body;
+        try { For(count, job.Invoke); }
+        finally { job.Body = default; Job<TBody>.Give(job); }
+    }
+
+    /// <summary>Holds a struct body and a delegate to it; one spare per body type and thread (a nested call of the same type makes another).</summary>
+    private sealed class Job<TBody> where TBody : struct, IItemBody
+    {
+        [ThreadStatic] private static Job<TBody>? t_spare;
+
+        public TBody Body;
+        public readonly Action<int> Invoke;
+
+        private Job() => Invoke = Run;
+
+        private void Run(int item) => Body.Run(item);
+
+        public static Job<TBody> Take()
+        {
+            var job = t_spare ?? new Job<TBody>();
+            t_spare = null;
+            return job;
+        }
+
+        public static void Give(Job<TBody> job) => t_spare = job;
+    }
+
     private static bool WorkAvailable()
     {
         long v = Volatile.Read(ref s_next);

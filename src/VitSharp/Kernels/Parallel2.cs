@@ -27,4 +27,30 @@ public static class Parallel2
             body(c, start, end - start);
         });
     }
+
+    /// <summary>A chunk body for <see cref="For{TBody}(int, int, in TBody)"/>: a struct, so that a loop allocates nothing.</summary>
+    public interface IChunkBody
+    {
+        /// <summary>Processes items [start, start + length) as chunk number <paramref name="chunk"/> (called concurrently: must not mutate the struct).</summary>
+        void Run(int chunk, int start, int length);
+    }
+
+    /// <summary>Runs body.Run(chunk, start, length) over <paramref name="chunks"/> contiguous chunks of [0, count), like <see cref="For(int, int, Action{int, int, int})"/> but without allocating.</summary>
+    public static void For<TBody>(int count, int chunks, in TBody body) where TBody : struct, IChunkBody
+    {
+        if (chunks <= 1) { body.Run(0, 0, count); return; }
+        GemmWorkers.For(chunks, new Chunked<TBody> { Body = body, Count = count, Chunks = chunks });
+    }
+
+    private struct Chunked<TBody> : GemmWorkers.IItemBody where TBody : struct, IChunkBody
+    {
+        public TBody Body;
+        public int Count, Chunks;
+
+        public void Run(int c)
+        {
+            int start = (int)((long)Count * c / Chunks), end = (int)((long)Count * (c + 1) / Chunks);
+            Body.Run(c, start, end - start);
+        }
+    }
 }

@@ -144,8 +144,15 @@ public abstract class Module
     /// <summary>Sets training mode on this module and every descendant.</summary>
     public Module Train(bool training = true)
     {
-        foreach (var (_, m) in NamedModules()) m.Training = training;
+        SetTraining(training);
         return this;
+    }
+
+    // A plain walk over the children (no names, no iterators): training loops call Train every step.
+    private void SetTraining(bool training)
+    {
+        Training = training;
+        foreach (var (_, child) in _children) child.SetTraining(training);
     }
 
     /// <summary>Sets evaluation mode (dropout off) on this module and every descendant.</summary>

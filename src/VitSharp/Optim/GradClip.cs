@@ -6,7 +6,12 @@ namespace VitSharp.Optim;
 public static class GradClip
 {
     /// <summary>Scales all gradients so that their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
-    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm)
+    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm) =>
+        // Module.Parameters() is an array: walked as a span (enumerating it as IEnumerable would allocate an enumerator).
+        ClipGradNorm((parameters as Tensor[] ?? parameters.ToArray()).AsSpan(), maxNorm);
+
+    /// <summary>Scales all gradients so that their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
+    public static float ClipGradNorm(ReadOnlySpan<Tensor> parameters, float maxNorm)
     {
         double sum = 0;
         foreach (var p in parameters)

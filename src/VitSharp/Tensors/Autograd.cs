@@ -1,17 +1,76 @@
 namespace VitSharp;
 
-/// <summary>A recorded op: its inputs and the function that pushes the output's gradient into theirs.</summary>
-internal sealed class Node
+/// <summary>
+/// A recorded op: its inputs and how it pushes the output's gradient into theirs. Ops on the training path record a
+/// <see cref="Node{TState}"/> (a static backward function over a state struct, pooled per thread: no allocation in
+/// the steady state); others record a closure (<see cref="ClosureNode"/>).
+/// </summary>
+internal abstract class Node
 {
-    public readonly Tensor[] Inputs;
-    public readonly Action<Tensor> Backward;
-    public readonly string Name;
+    public string Name = "";
+    public Tensor[] Inputs = [];
 
-    public Node(string name, Tensor[] inputs, Action<Tensor> backward)
+    /// <summary>Pushes <paramref name="output"/>'s gradient into the inputs' gradients.</summary>
+    public abstract void RunBackward(Tensor output);
+
+    /// <summary>Called once the node is off the tape (after its backward ran): drops references, and pooled nodes go back to their pool.</summary>
+    public virtual void Recycle() { }
+
+    /// <summary>Copies the non-null inputs into <see cref="Inputs"/>, reusing the array when the count is unchanged.</summary>
+    protected void SetInputs(ReadOnlySpan<Tensor?> inputs)
+    {
+        int count = 0;
+        foreach (var t in inputs) if (t is not null) count++;
+        if (Inputs.Length != count) Inputs = new Tensor[count];
+        int k = 0;
+        foreach (var t in inputs) if (t is not null) Inputs[k++] = t;
+    }
+}
+
+/// <summary>A node whose backward is a closure (ops off the hot path).</summary>
+internal sealed class ClosureNode : Node
+{
+    private readonly Action<Tensor> _backward;
+
+    public ClosureNode(string name, Tensor[] inputs, Action<Tensor> backward)
     {
         Name = name;
         Inputs = inputs;
-        Backward = backward;
+        _backward = backward;
+    }
+
+    public override void RunBackward(Tensor output) => _backward(output);
+}
+
+/// <summary>The backward function of a <see cref="Node{TState}"/>: static (a lambda that captures nothing), all it needs is in the state.</summary>
+internal delegate void BackwardFn<TState>(in TState state, Tensor output) where TState : struct;
+
+/// <summary>A node with its op's state inline; recycled through a per-thread pool after its backward ran.</summary>
+internal sealed class Node<TState> : Node where TState : struct
+{
+    [ThreadStatic] private static Stack<Node<TState>>? t_pool;
+
+    public TState State;
+    private BackwardFn<TState>? _backward;
+
+    public static Node<TState> Rent(string name, ReadOnlySpan<Tensor?> inputs, in TState state, BackwardFn<TState> backward)
+    {
+        var node = t_pool is { Count: > 0 } pool ? pool.Pop() : new Node<TState>();
+        node.Name = name;
+        node.SetInputs(inputs);
+        node.State = state;
+        node._backward = backward;
+        return node;
+    }
+
+    public override void RunBackward(Tensor output) => _backward!(in State, output);
+
+    public override void Recycle()
+    {
+        State = default;
+        _backward = null;
+        Array.Clear(Inputs);
+        (t_pool ??= new Stack<Node<TState>>()).Push(this);
     }
 }
 
@@ -36,10 +95,10 @@ public static class Autograd
     /// <summary>Whether an op over these inputs should record a node.</summary>
     internal static bool Needs(Tensor a) => IsEnabled && a.RequiresGrad;
     internal static bool Needs(Tensor a, Tensor b) => IsEnabled && (a.RequiresGrad || b.RequiresGrad);
-    internal static bool Needs(Tensor[] xs)
+    internal static bool Needs(ReadOnlySpan<Tensor?> xs)
     {
         if (!IsEnabled) return false;
-        foreach (var x in xs) if (x.RequiresGrad) return true;
+        foreach (var x in xs) if (x is { RequiresGrad: true }) return true;
         return false;
     }
 
@@ -49,7 +108,21 @@ public static class Autograd
         OpProfiler.Forward(name);
         if (!Needs(inputs)) return output;
         output.RequiresGrad = true;
-        output.Creator = new Node(name, inputs, backward);
+        output.Creator = new ClosureNode(name, inputs, backward);
+        return output;
+    }
+
+    /// <summary>
+    /// Attaches a pooled backward node when any input requires a gradient: <paramref name="backward"/> must be a static
+    /// lambda (it gets everything through <paramref name="state"/>); null inputs are skipped.
+    /// </summary>
+    internal static Tensor Record<TState>(Tensor output, string name, ReadOnlySpan<Tensor?> inputs, in TState state, BackwardFn<TState> backward)
+        where TState : struct
+    {
+        OpProfiler.Forward(name);
+        if (!Needs(inputs)) return output;
+        output.RequiresGrad = true;
+        output.Creator = Node<TState>.Rent(name, inputs, state, backward);
         return output;
     }
 }
@@ -99,13 +172,14 @@ public sealed partial class Tensor
             if (grad is not null)
             {
                 long start = OpProfiler.Start();
-                node.Backward(t);
+                node.RunBackward(t);
                 OpProfiler.Backward(node.Name, start);
             }
             // Release the graph and non-leaf gradients as in PyTorch (retain_graph=False); a pooled
             // gradient goes back to the pool at once, which lowers the peak memory of a step.
             t.Creator = null;
             t.Grad = null;
+            node.Recycle();
             if (grad is not null) TensorScope.ReturnEarly(grad.Data);
         }
         order.Clear(); visited.Clear(); stack.Clear();

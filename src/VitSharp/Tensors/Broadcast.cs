@@ -1,45 +1,83 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+
 namespace VitSharp;
+
+/// <summary>Up to <see cref="MaxRank"/> extents or strides stored inline: op state (and shapes) without arrays.</summary>
+internal struct Dims
+{
+    /// <summary>The highest rank that broadcasting, permutes and reductions handle.</summary>
+    public const int MaxRank = 8;
+
+    [InlineArray(MaxRank)]
+    private struct Buffer { private int _e; }
+
+    private Buffer _values;
+
+    /// <summary>Number of entries.</summary>
+    public int Length;
+
+    /// <summary>A copy of <paramref name="values"/>.</summary>
+    public Dims(ReadOnlySpan<int> values)
+    {
+        if (values.Length > MaxRank)
+            throw new NotSupportedException($"tensors of rank {values.Length} are not supported here (at most {MaxRank} dimensions), shape {Tensor.ShapeString(values)}");
+        values.CopyTo(_values);
+        Length = values.Length;
+    }
+
+    /// <summary><paramref name="length"/> zeros.</summary>
+    public static Dims Zeros(int length) => new(stackalloc int[length]);
+
+    /// <summary>The entries (writable).</summary>
+    [UnscopedRef] public Span<int> Span => ((Span<int>)_values)[..Length];
+
+    /// <summary>The entries.</summary>
+    [UnscopedRef] public readonly ReadOnlySpan<int> Values => ((ReadOnlySpan<int>)_values)[..Length];
+}
 
 /// <summary>
 /// NumPy-style broadcasting of two shapes: the result shape and, per input, strides over the result's
-/// dimensions (0 where the input is broadcast).
+/// dimensions (0 where the input is broadcast). A value type with inline storage: ops keep it in their backward state.
 /// </summary>
-internal sealed class Broadcast
+internal struct Broadcast
 {
-    public readonly int[] OutShape;
-    public readonly int[] StridesA;
-    public readonly int[] StridesB;
+    public Dims OutShape;
+    public Dims StridesA;
+    public Dims StridesB;
     public readonly int OutSize;
 
     public Broadcast(ReadOnlySpan<int> a, ReadOnlySpan<int> b)
     {
         int r = Math.Max(a.Length, b.Length);
-        OutShape = new int[r];
+        if (r > Dims.MaxRank)
+            throw new NotSupportedException($"shapes {Tensor.ShapeString(a)} and {Tensor.ShapeString(b)}: broadcasting tensors of rank {r} is not supported (at most {Dims.MaxRank} dimensions)");
+        OutShape = Dims.Zeros(r);
+        var outShape = OutShape.Span;
         for (int i = 0; i < r; i++)
         {
             int da = i - (r - a.Length) >= 0 ? a[i - (r - a.Length)] : 1;
             int db = i - (r - b.Length) >= 0 ? b[i - (r - b.Length)] : 1;
             if (da != db && da != 1 && db != 1)
                 throw new ArgumentException($"shapes {Tensor.ShapeString(a)} and {Tensor.ShapeString(b)} cannot be broadcast together (dimension {i}: {da} vs {db})");
-            OutShape[i] = da == 1 ? db : da;
+            outShape[i] = da == 1 ? db : da;
         }
-        StridesA = StridesFor(a, OutShape);
-        StridesB = StridesFor(b, OutShape);
-        OutSize = (int)Tensor.CheckedSize(OutShape);
+        StridesA = Dims.Zeros(r); StridesFor(a, outShape, StridesA.Span);
+        StridesB = Dims.Zeros(r); StridesFor(b, outShape, StridesB.Span);
+        OutSize = (int)Tensor.CheckedSize(outShape);
     }
 
-    /// <summary>Strides of <paramref name="shape"/> laid over <paramref name="outShape"/> (0 for broadcast dims).</summary>
-    public static int[] StridesFor(ReadOnlySpan<int> shape, int[] outShape)
+    /// <summary>Strides of <paramref name="shape"/> laid over <paramref name="outShape"/> (0 for broadcast dims) into <paramref name="strides"/> (length of outShape).</summary>
+    public static void StridesFor(ReadOnlySpan<int> shape, ReadOnlySpan<int> outShape, Span<int> strides)
     {
         int r = outShape.Length, off = r - shape.Length;
-        var s = new int[r];
+        strides.Clear();
         int stride = 1;
         for (int i = shape.Length - 1; i >= 0; i--)
         {
-            s[i + off] = shape[i] == 1 && outShape[i + off] != 1 ? 0 : stride;
+            strides[i + off] = shape[i] == 1 && outShape[i + off] != 1 ? 0 : stride;
             stride *= shape[i];
         }
-        return s;
     }
 
     /// <summary>Row body: called for each run of the innermost dimension.</summary>
@@ -49,7 +87,7 @@ internal sealed class Broadcast
     }
 
     /// <summary>Walks the result in rows of its last dimension, tracking input offsets.</summary>
-    public static void ForEachRow<T>(int[] outShape, int[] sa, int[] sb, ref T body) where T : struct, IRowBody
+    public static void ForEachRow<T>(ReadOnlySpan<int> outShape, ReadOnlySpan<int> sa, ReadOnlySpan<int> sb, ref T body) where T : struct, IRowBody
     {
         int r = outShape.Length;
         long size = Tensor.CheckedSize(outShape);

@@ -6,6 +6,8 @@ namespace VitSharp;
 /// <summary>Functional ops (as torch.nn.functional): fused, with hand-written backward passes.</summary>
 public static partial class F
 {
+    private struct LinearState { public Tensor X, Weight; public Tensor? Bias; public int Rows, In, Out; }
+
     /// <summary>y = x·Wᵀ + b over the last dimension. x [..., in], weight [out, in], bias [out] or null.</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
     {
@@ -14,7 +16,9 @@ public static partial class F
             throw new ArgumentException($"linear: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {inF} features (weight {Tensor.ShapeString(weight.ShapeSpan)})");
         int rows = 1;
         for (int i = 0; i < x.Rank - 1; i++) rows *= x.Dim(i);
-        var shape = x.Shape; shape[^1] = outF;
+        Span<int> shape = stackalloc int[x.Rank];
+        x.ShapeSpan.CopyTo(shape);
+        shape[^1] = outF;
         var y = Tensor.Empty(shape);
         float beta = 0f;
         if (bias is not null)
@@ -23,25 +27,45 @@ public static partial class F
             beta = 1f;
         }
         Gemm.Sgemm(false, true, rows, outF, inF, 1f, x.Data, inF, weight.Data, inF, beta, y.Data, outF);
-        Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
-        return Autograd.Record(y, "linear", inputs, r =>
+        var st = new LinearState { X = x, Weight = weight, Bias = bias, Rows = rows, In = inF, Out = outF };
+        return Autograd.Record(y, "linear", [x, weight, bias], st, static (in LinearState s, Tensor r) =>
         {
             var g = r.Grad!.Data;
-            if (x.RequiresGrad)
+            if (s.X.RequiresGrad)
             {
-                var dx = x.GradForWrite(out bool fresh);
-                Gemm.Sgemm(false, false, rows, inF, outF, 1f, g, outF, weight.Data, inF, fresh ? 0f : 1f, dx, inF);
+                var dx = s.X.GradForWrite(out bool fresh);
+                Gemm.Sgemm(false, false, s.Rows, s.In, s.Out, 1f, g, s.Out, s.Weight.Data, s.In, fresh ? 0f : 1f, dx, s.In);
             }
-            if (weight.RequiresGrad)
+            if (s.Weight.RequiresGrad)
             {
-                var dw = weight.GradForWrite(out bool fresh);
-                Gemm.Sgemm(true, false, outF, inF, rows, 1f, g, outF, x.Data, inF, fresh ? 0f : 1f, dw, inF);
+                var dw = s.Weight.GradForWrite(out bool fresh);
+                Gemm.Sgemm(true, false, s.Out, s.In, s.Rows, 1f, g, s.Out, s.X.Data, s.In, fresh ? 0f : 1f, dw, s.In);
             }
-            if (bias is not null && bias.RequiresGrad)
-            {
-                ColumnSumKernel.Accumulate(g, rows, outF, bias.GradSpan());
-            }
+            if (s.Bias is { RequiresGrad: true } bias)
+                ColumnSumKernel.Accumulate(g, s.Rows, s.Out, bias.GradSpan());
         });
+    }
+
+    private struct LayerNormState { public Tensor X, Weight, Bias; public float[] Mean, Rstd; public int Rows, C, Chunks; }
+
+    /// <summary>LayerNorm rows split into chunks: forward when <see cref="G"/> is null, else backward with per-chunk weight/bias partials in <see cref="Partials"/>.</summary>
+    private struct LayerNormChunks : Parallel2.IChunkBody
+    {
+        public float[] X, W, B, Mean, Rstd, Y; public float Eps; public int C;
+        public float[]? G, Dx, Partials; public bool NeedW, NeedB;
+
+        public readonly void Run(int k, int r0, int n)
+        {
+            int c = C;
+            if (G is null)
+            {
+                LayerNormKernel.Forward(X.AsSpan(r0 * c, n * c), W, B, n, c, Eps, Mean.AsSpan(r0, n), Rstd.AsSpan(r0, n), Y.AsSpan(r0 * c, n * c));
+                return;
+            }
+            var part = Partials.AsSpan(k * 2 * c, 2 * c);
+            LayerNormKernel.Backward(G.AsSpan(r0 * c, n * c), X.AsSpan(r0 * c, n * c), W, Mean.AsSpan(r0, n), Rstd.AsSpan(r0, n), n, c,
+                Dx is null ? default : Dx.AsSpan(r0 * c, n * c), NeedW ? part[..c] : default, NeedB ? part.Slice(c, c) : default);
+        }
     }
 
     /// <summary>LayerNorm over the last dimension with affine weight and bias [C].</summary>
@@ -51,34 +75,34 @@ public static partial class F
         if (x.Rank == 0 || x.Dim(-1) != c)
             throw new ArgumentException($"layer_norm: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {c} features");
         int rows = c == 0 ? 0 : x.Size / c;
-        var y = Tensor.Empty(x.Shape);
+        var y = Tensor.Empty(x.ShapeSpan);
         var mean = TensorScope.Allocate(rows, clear: false);
         var rstd = TensorScope.Allocate(rows, clear: false);
-        float[] xd = x.Data, yd = y.Data, wd = weight.Data, bd = bias.Data;
         int chunks = Parallel2.Chunks(rows, c);
-        Parallel2.For(rows, chunks, (_, r0, n) => LayerNormKernel.Forward(xd.AsSpan(r0 * c, n * c), wd, bd, n, c, eps,
-            mean.AsSpan(r0, n), rstd.AsSpan(r0, n), yd.AsSpan(r0 * c, n * c)));
-        return Autograd.Record(y, "layer_norm", [x, weight, bias], r =>
+        Parallel2.For(rows, chunks, new LayerNormChunks { X = x.Data, W = weight.Data, B = bias.Data, Mean = mean, Rstd = rstd, Y = y.Data, Eps = eps, C = c });
+        var st = new LayerNormState { X = x, Weight = weight, Bias = bias, Mean = mean, Rstd = rstd, Rows = rows, C = c, Chunks = chunks };
+        return Autograd.Record(y, "layer_norm", [x, weight, bias], st, static (in LayerNormState s, Tensor r) =>
         {
-            float[]? dx = x.RequiresGrad ? x.Grad0() : null;
-            bool needW = weight.RequiresGrad, needB = bias.RequiresGrad;
+            int c = s.C, chunks = s.Chunks;
+            bool needW = s.Weight.RequiresGrad, needB = s.Bias.RequiresGrad;
             // Each chunk accumulates its weight and bias gradients into its own partial; partials are summed in chunk order.
             var scratch = TensorScope.Allocate(chunks * 2 * c, clear: true);
-            var g = r.Grad!.Data;
-            Parallel2.For(rows, chunks, (k, r0, n) =>
+            Parallel2.For(s.Rows, chunks, new LayerNormChunks
             {
-                var part = scratch.AsSpan(k * 2 * c, 2 * c);
-                LayerNormKernel.Backward(g.AsSpan(r0 * c, n * c), xd.AsSpan(r0 * c, n * c), wd, mean.AsSpan(r0, n), rstd.AsSpan(r0, n), n, c,
-                    dx is null ? default : dx.AsSpan(r0 * c, n * c), needW ? part[..c] : default, needB ? part.Slice(c, c) : default);
+                X = s.X.Data, W = s.Weight.Data, Mean = s.Mean, Rstd = s.Rstd, C = c, G = r.Grad!.Data,
+                Dx = s.X.RequiresGrad ? s.X.Grad0() : null, Partials = scratch, NeedW = needW, NeedB = needB,
             });
             for (int k = 0; k < chunks; k++)
             {
                 var part = scratch.AsSpan(k * 2 * c, 2 * c);
-                if (needW) TensorPrimitives.Add(weight.GradSpan(), part[..c], weight.GradSpan());
-                if (needB) TensorPrimitives.Add(bias.GradSpan(), part.Slice(c, c), bias.GradSpan());
+                if (needW) TensorPrimitives.Add(s.Weight.GradSpan(), part[..c], s.Weight.GradSpan());
+                if (needB) TensorPrimitives.Add(s.Bias.GradSpan(), part.Slice(c, c), s.Bias.GradSpan());
             }
         });
     }
+
+    /// <summary>State of the row-wise ops (softmax, losses, dropout): input, kept buffers, rows × cols and a scalar.</summary>
+    private struct RowsState { public Tensor X; public float[]? Buf0, Buf1; public int[]? Labels; public int Rows, Cols; public float Value; }
 
     /// <summary>Softmax over a dimension.</summary>
     public static Tensor Softmax(Tensor x, int dim = -1)
@@ -86,9 +110,10 @@ public static partial class F
         int d = x.NormDim(dim);
         if (d != x.Rank - 1) return Softmax(x.Transpose(d, -1), -1).Transpose(d, -1);
         int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
-        var y = Tensor.Empty(x.Shape);
+        var y = Tensor.Empty(x.ShapeSpan);
         Kernels.SoftmaxKernel.Forward(x.Data, rows, cols, y.Data);
-        return Autograd.Record(y, "softmax", [x], r => Kernels.SoftmaxKernel.Backward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
+        return Autograd.Record(y, "softmax", [x], new RowsState { X = x, Rows = rows, Cols = cols }, static (in RowsState s, Tensor r) =>
+            Kernels.SoftmaxKernel.Backward(r.Grad!.Data, r.Data, s.Rows, s.Cols, s.X.GradSpan()));
     }
 
     /// <summary>Log-softmax over a dimension.</summary>
@@ -97,9 +122,10 @@ public static partial class F
         int d = x.NormDim(dim);
         if (d != x.Rank - 1) return LogSoftmax(x.Transpose(d, -1), -1).Transpose(d, -1);
         int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
-        var y = Tensor.Empty(x.Shape);
+        var y = Tensor.Empty(x.ShapeSpan);
         Kernels.SoftmaxKernel.LogForward(x.Data, rows, cols, y.Data);
-        return Autograd.Record(y, "log_softmax", [x], r => Kernels.SoftmaxKernel.LogBackward(r.Grad!.Data, r.Data, rows, cols, x.GradSpan()));
+        return Autograd.Record(y, "log_softmax", [x], new RowsState { X = x, Rows = rows, Cols = cols }, static (in RowsState s, Tensor r) =>
+            Kernels.SoftmaxKernel.LogBackward(r.Grad!.Data, r.Data, s.Rows, s.Cols, s.X.GradSpan()));
     }
 
     /// <summary>Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1−p). Identity when not training or p = 0.</summary>
@@ -110,12 +136,12 @@ public static partial class F
         var mask = TensorScope.Allocate(x.Size, clear: false);
         float keep = p >= 1 ? 0f : 1f / (1 - p);
         for (int i = 0; i < mask.Length; i++) mask[i] = rng.NextSingle() >= p ? keep : 0f;
-        var y = Tensor.Empty(x.Shape);
+        var y = Tensor.Empty(x.ShapeSpan);
         TensorPrimitives.Multiply(x.Data, mask, y.Data);
-        return Autograd.Record(y, "dropout", [x], r =>
+        return Autograd.Record(y, "dropout", [x], new RowsState { X = x, Buf0 = mask }, static (in RowsState s, Tensor r) =>
         {
-            var dx = x.GradSpan();
-            TensorPrimitives.FusedMultiplyAdd(r.Grad!.Data, mask, dx, dx);
+            var dx = s.X.GradSpan();
+            TensorPrimitives.FusedMultiplyAdd(r.Grad!.Data, s.Buf0, dx, dx);
         });
     }
 
@@ -127,11 +153,18 @@ public static partial class F
         if (labels.Length != rows) throw new ArgumentException($"cross_entropy: {labels.Length} labels for {rows} rows of logits");
         if (labelSmoothing < 0 || labelSmoothing > 1) throw new ArgumentOutOfRangeException(nameof(labelSmoothing));
         var logProbs = TensorScope.Allocate(logits.Size, clear: false);
-        var lab = labels.ToArray();
-        float loss = Kernels.CrossEntropyKernel.Forward(logits.Data, lab, rows, k, labelSmoothing, logProbs);
+        // The labels are kept for the backward pass in a rented array (longer than rows), returned when that pass has run.
+        var lab = System.Buffers.ArrayPool<int>.Shared.Rent(rows);
+        labels.CopyTo(lab);
+        float loss = Kernels.CrossEntropyKernel.Forward(logits.Data, lab.AsSpan(0, rows), rows, k, labelSmoothing, logProbs);
         var y = Tensor.Empty(); y.Data[0] = loss;
-        return Autograd.Record(y, "cross_entropy", [logits], r =>
-            Kernels.CrossEntropyKernel.Backward(r.Grad!.Data[0], logProbs, lab, rows, k, labelSmoothing, logits.GradSpan()));
+        if (!Autograd.Needs(logits)) System.Buffers.ArrayPool<int>.Shared.Return(lab);
+        var st = new RowsState { X = logits, Buf0 = logProbs, Labels = lab, Rows = rows, Cols = k, Value = labelSmoothing };
+        return Autograd.Record(y, "cross_entropy", [logits], st, static (in RowsState s, Tensor r) =>
+        {
+            Kernels.CrossEntropyKernel.Backward(r.Grad!.Data[0], s.Buf0, s.Labels.AsSpan(0, s.Rows), s.Rows, s.Cols, s.Value, s.X.GradSpan());
+            System.Buffers.ArrayPool<int>.Shared.Return(s.Labels!);
+        });
     }
 
     /// <summary>
@@ -152,9 +185,13 @@ public static partial class F
         var logP = TensorScope.Allocate(logits.Size, clear: false);
         float loss = Kernels.SoftTargetKLKernel.Forward(logits.Data, targetLogits.Data, rows, k, temperature, logQ, logP);
         var y = Tensor.Empty(); y.Data[0] = loss;
-        return Autograd.Record(y, "soft_target_kl", [logits], r =>
-            Kernels.SoftTargetKLKernel.Backward(r.Grad!.Data[0], logQ, logP, rows, k, temperature, logits.GradSpan()));
+        var st = new RowsState { X = logits, Buf0 = logQ, Buf1 = logP, Rows = rows, Cols = k, Value = temperature };
+        return Autograd.Record(y, "soft_target_kl", [logits], st, static (in RowsState s, Tensor r) =>
+            Kernels.SoftTargetKLKernel.Backward(r.Grad!.Data[0], s.Buf0, s.Buf1, s.Rows, s.Cols, s.Value, s.X.GradSpan()));
     }
+
+    /// <summary>Attention's backward state: inputs, kept probabilities, sizes (in the packed form Groups = B and M = H).</summary>
+    private struct AttentionState { public Tensor Q, K, V; public float[] P; public int Groups, N, M, D; public float Scale; }
 
     /// <summary>
     /// Multi-head self-attention core straight from a fused projection: qkv [B, N, 3·H·D] (q, k, v blocks, heads
@@ -179,10 +216,12 @@ public static partial class F
         var p = TensorScope.Allocate(checked(b * heads * n * n), clear: false);
         Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, p, o.Data);
         probs?.Invoke(Tensor.Scoped(p, [b, heads, n, n]));
-        return Autograd.Record(o, "mha", [qkv], r =>
+        var st = new AttentionState { Q = qkv, P = p, Groups = b, N = n, M = heads, D = d, Scale = s };
+        return Autograd.Record(o, "mha", [qkv], st, static (in AttentionState s, Tensor r) =>
         {
+            var qkv = s.Q;
             qkv.GradSpan();
-            Kernels.AttentionKernel.BackwardPacked(r.Grad!.Data, qkv.Data, p, b, n, heads, d, s, qkv.Grad!.Data);
+            Kernels.AttentionKernel.BackwardPacked(r.Grad!.Data, qkv.Data, s.P, s.Groups, s.N, s.M, s.D, s.Scale, qkv.Grad!.Data);
         });
     }
 
@@ -202,7 +241,7 @@ public static partial class F
         int groups = 1;
         for (int i = 0; i < q.Rank - 2; i++) groups *= q.Dim(i);
         float s = scale ?? 1f / MathF.Sqrt(d);
-        var o = Tensor.Empty(q.Shape);
+        var o = Tensor.Empty(q.ShapeSpan);
         var p = TensorScope.Allocate(checked(groups * n * m), clear: false);
         Kernels.AttentionKernel.Forward(q.Data, k.Data, v.Data, groups, n, m, d, s, p, o.Data);
         if (probs is not null)
@@ -210,13 +249,15 @@ public static partial class F
             var pShape = q.Shape; pShape[^1] = m;
             probs(Tensor.Scoped(p, pShape));
         }
-        return Autograd.Record(o, "sdpa", [q, k, v], r =>
+        var st = new AttentionState { Q = q, K = k, V = v, P = p, Groups = groups, N = n, M = m, D = d, Scale = s };
+        return Autograd.Record(o, "sdpa", [q, k, v], st, static (in AttentionState s, Tensor r) =>
         {
+            var (q, k, v) = (s.Q, s.K!, s.V!);
             // The kernel accumulates into all three; inputs that need no gradient get a scratch buffer.
             var dq = q.RequiresGrad ? q.Grad0() : TensorScope.Allocate(q.Size, clear: true);
             var dk = k.RequiresGrad ? k.Grad0() : TensorScope.Allocate(k.Size, clear: true);
             var dv = v.RequiresGrad ? v.Grad0() : TensorScope.Allocate(v.Size, clear: true);
-            Kernels.AttentionKernel.Backward(r.Grad!.Data, q.Data, k.Data, v.Data, p, groups, n, m, d, s, dq, dk, dv);
+            Kernels.AttentionKernel.Backward(r.Grad!.Data, q.Data, k.Data, v.Data, s.P, s.Groups, s.N, s.M, s.D, s.Scale, dq, dk, dv);
         });
     }
 }

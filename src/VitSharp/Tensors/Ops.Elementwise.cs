@@ -55,11 +55,14 @@ public sealed partial class Tensor
         }
     }
 
+    private struct BinaryState { public Tensor A, B; public Broadcast Bc; public BinOp Op; public bool Same; }
+
     private static Tensor Binary(Tensor a, Tensor b, BinOp op, string name)
     {
         var bc = new Broadcast(a._shape, b._shape);
-        var result = Empty(bc.OutShape);
-        if (a.SameShape(b))
+        var result = Empty(bc.OutShape.Values);
+        bool same = a.SameShape(b);
+        if (same)
         {
             switch (op)
             {
@@ -72,52 +75,55 @@ public sealed partial class Tensor
         else
         {
             var body = new BinaryForward { A = a.Data, B = b.Data, Out = result.Data, Op = op };
-            Broadcast.ForEachRow(bc.OutShape, bc.StridesA, bc.StridesB, ref body);
+            Broadcast.ForEachRow(bc.OutShape.Values, bc.StridesA.Values, bc.StridesB.Values, ref body);
         }
-        bool same = a.SameShape(b);
-        return Autograd.Record(result, name, [a, b], r =>
+        return Autograd.Record(result, name, [a, b], new BinaryState { A = a, B = b, Bc = bc, Op = op, Same = same }, BinaryBackwardFn);
+    }
+
+    private static readonly BackwardFn<BinaryState> BinaryBackwardFn = static (in BinaryState s, Tensor r) =>
+    {
+        var (a, b, op) = (s.A, s.B, s.Op);
+        ref readonly var bc = ref s.Bc;
+        var g = r.Grad!.Data;
+        if (s.Same && op is BinOp.Add or BinOp.Sub)
         {
-            var g = r.Grad!.Data;
-            if (same && op is BinOp.Add or BinOp.Sub)
-            {
-                if (a.RequiresGrad) a.AccumulateGrad(g);
-                if (b.RequiresGrad)
-                {
-                    if (op == BinOp.Add) b.AccumulateGrad(g);
-                    else TensorPrimitives.Subtract(b.GradSpan(), g, b.GradSpan());
-                }
-                return;
-            }
-            if (a.RequiresGrad)
-            {
-                var body = op switch
-                {
-                    BinOp.Add or BinOp.Sub => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 0, Sign = 1 },
-                    BinOp.Mul => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 1, B = b.Data },
-                    _ => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 2, B = b.Data },
-                };
-                Broadcast.ForEachRow(bc.OutShape, bc.StridesA, bc.StridesB, ref body);
-            }
+            if (a.RequiresGrad) a.AccumulateGrad(g);
             if (b.RequiresGrad)
             {
-                var body = op switch
-                {
-                    BinOp.Add => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 0, Sign = 1 },
-                    BinOp.Sub => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 0, Sign = -1 },
-                    BinOp.Mul => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 1, B = a.Data },
-                    // d(a/b)/db = −a/b² = −(a/b)/b: use the result r = a/b as "A" (same layout as g).
-                    _ => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 3, A = r.Data, B = b.Data },
-                };
-                if (op == BinOp.Div)
-                {
-                    // Mode 3 reads A at the output offset and B at b's offset, so walk with b as the destination.
-                    Broadcast.ForEachRow(bc.OutShape, bc.StridesB, bc.StridesB, ref body);
-                }
-                else
-                    Broadcast.ForEachRow(bc.OutShape, bc.StridesB, bc.StridesA, ref body);
+                if (op == BinOp.Add) b.AccumulateGrad(g);
+                else TensorPrimitives.Subtract(b.GradSpan(), g, b.GradSpan());
             }
-        });
-    }
+            return;
+        }
+        if (a.RequiresGrad)
+        {
+            var body = op switch
+            {
+                BinOp.Add or BinOp.Sub => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 0, Sign = 1 },
+                BinOp.Mul => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 1, B = b.Data },
+                _ => new BinaryBackward { G = g, Dst = a.Grad0(), Mode = 2, B = b.Data },
+            };
+            Broadcast.ForEachRow(bc.OutShape.Values, bc.StridesA.Values, bc.StridesB.Values, ref body);
+        }
+        if (b.RequiresGrad)
+        {
+            var body = op switch
+            {
+                BinOp.Add => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 0, Sign = 1 },
+                BinOp.Sub => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 0, Sign = -1 },
+                BinOp.Mul => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 1, B = a.Data },
+                // d(a/b)/db = −a/b² = −(a/b)/b: use the result r = a/b as "A" (same layout as g).
+                _ => new BinaryBackward { G = g, Dst = b.Grad0(), Mode = 3, A = r.Data, B = b.Data },
+            };
+            if (op == BinOp.Div)
+            {
+                // Mode 3 reads A at the output offset and B at b's offset, so walk with b as the destination.
+                Broadcast.ForEachRow(bc.OutShape.Values, bc.StridesB.Values, bc.StridesB.Values, ref body);
+            }
+            else
+                Broadcast.ForEachRow(bc.OutShape.Values, bc.StridesB.Values, bc.StridesA.Values, ref body);
+        }
+    };
 
     internal float[] Grad0() { GradSpan(); return Grad!.Data; }
 
@@ -130,17 +136,18 @@ public sealed partial class Tensor
     /// <summary>Elementwise quotient with broadcasting.</summary>
     public static Tensor operator /(Tensor a, Tensor b) => Binary(a, b, BinOp.Div, "div");
 
+    private struct UnaryState { public Tensor X; public float Scale; public int Chunks; }
+
     /// <summary>y = a·x + b for scalars a, b.</summary>
     public Tensor Affine(float scale, float shift)
     {
-        var x = this;
         var result = Empty(_shape);
         TensorPrimitives.Multiply(Data, scale, result.Data);
         if (shift != 0) TensorPrimitives.Add(result.Data, shift, result.Data);
-        return Autograd.Record(result, "affine", [x], r =>
+        return Autograd.Record(result, "affine", [this], new UnaryState { X = this, Scale = scale }, static (in UnaryState s, Tensor r) =>
         {
-            var dx = x.GradSpan();
-            TensorPrimitives.MultiplyAdd(r.Grad!.Data, scale, dx, dx);
+            var dx = s.X.GradSpan();
+            TensorPrimitives.MultiplyAdd(r.Grad!.Data, s.Scale, dx, dx);
         });
     }
 
@@ -164,12 +171,11 @@ public sealed partial class Tensor
     /// <summary>Rectified linear unit, max(x, 0).</summary>
     public Tensor Relu()
     {
-        var x = this;
         var result = Empty(_shape);
         TensorPrimitives.Max(Data, 0f, result.Data);
-        return Autograd.Record(result, "relu", [x], r =>
+        return Autograd.Record(result, "relu", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
         {
-            var dx = x.GradSpan(); var g = r.Grad!.Data; var xd = x.Data;
+            var dx = s.X.GradSpan(); var g = r.Grad!.Data; var xd = s.X.Data;
             for (int i = 0; i < dx.Length; i++) if (xd[i] > 0) dx[i] += g[i];
         });
     }
@@ -177,28 +183,36 @@ public sealed partial class Tensor
     /// <summary>Hyperbolic tangent; backward dx += dy·(1 − y²).</summary>
     public Tensor Tanh()
     {
-        var x = this;
         var result = Empty(_shape);
         TensorPrimitives.Tanh(Data, result.Data);
-        return Autograd.Record(result, "tanh", [x], r =>
+        return Autograd.Record(result, "tanh", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
         {
-            var dx = x.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
+            var dx = s.X.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
             for (int i = 0; i < dx.Length; i++) dx[i] += g[i] * (1f - y[i] * y[i]);
         });
+    }
+
+    private struct GeluChunks : Kernels.Parallel2.IChunkBody
+    {
+        public float[] X, Y, G, Dx;
+        public readonly void Run(int chunk, int s, int n)
+        {
+            if (G is null) Kernels.GeluKernel.Forward(X.AsSpan(s, n), Y.AsSpan(s, n));
+            else Kernels.GeluKernel.Backward(G.AsSpan(s, n), X.AsSpan(s, n), Dx.AsSpan(s, n));
+        }
     }
 
     /// <summary>GELU, exact erf form.</summary>
     public Tensor Gelu()
     {
-        var x = this;
         var result = Empty(_shape);
-        var xd = Data; var yd = result.Data;
-        int chunks = Kernels.Parallel2.Chunks(xd.Length, 1);
-        Kernels.Parallel2.For(xd.Length, chunks, (_, s, n) => Kernels.GeluKernel.Forward(xd.AsSpan(s, n), yd.AsSpan(s, n)));
-        return Autograd.Record(result, "gelu", [x], r =>
+        int chunks = Kernels.Parallel2.Chunks(Size, 1);
+        Kernels.Parallel2.For(Size, chunks, new GeluChunks { X = Data, Y = result.Data });
+        return Autograd.Record(result, "gelu", [this], new UnaryState { X = this, Chunks = chunks }, static (in UnaryState s, Tensor r) =>
         {
-            var g = r.Grad!.Data; x.GradSpan(); var dx = x.Grad!.Data;
-            Kernels.Parallel2.For(xd.Length, chunks, (_, s, n) => Kernels.GeluKernel.Backward(g.AsSpan(s, n), xd.AsSpan(s, n), dx.AsSpan(s, n)));
+            var x = s.X;
+            x.GradSpan();
+            Kernels.Parallel2.For(x.Size, s.Chunks, new GeluChunks { X = x.Data, G = r.Grad!.Data, Dx = x.Grad!.Data });
         });
     }
 }

@@ -4,41 +4,44 @@ namespace VitSharp;
 
 public sealed partial class Tensor
 {
+    private struct ViewState { public Tensor X; }
+
     /// <summary>A view with a new shape (same data); one extent may be −1 and is inferred.</summary>
-    public Tensor Reshape(params int[] shape)
+    public Tensor Reshape(params ReadOnlySpan<int> shape)
     {
-        shape = (int[])shape.Clone();
+        Span<int> dims = shape.Length <= 16 ? stackalloc int[shape.Length] : new int[shape.Length];
+        shape.CopyTo(dims);
         int infer = -1; long known = 1;
-        for (int i = 0; i < shape.Length; i++)
+        for (int i = 0; i < dims.Length; i++)
         {
-            if (shape[i] == -1)
+            if (dims[i] == -1)
             {
                 if (infer >= 0) throw new ArgumentException("only one dimension can be inferred (−1) in a reshape");
                 infer = i;
             }
-            else known *= shape[i];
+            else known *= dims[i];
         }
         if (infer >= 0)
         {
-            if (known == 0 || Size % known != 0) throw new ArgumentException($"cannot reshape {ShapeString(_shape)} to {ShapeString(shape)}");
-            shape[infer] = (int)(Size / known);
+            if (known == 0 || Size % known != 0) throw new ArgumentException($"cannot reshape {ShapeString(_shape)} to {ShapeString(dims)}");
+            dims[infer] = (int)(Size / known);
         }
-        if (CheckedSize(shape) != Size) throw new ArgumentException($"cannot reshape {ShapeString(_shape)} ({Size} elements) to {ShapeString(shape)}");
-        var x = this;
-        var result = Scoped(Data, shape);
-        return Autograd.Record(result, "reshape", [x], r => x.AccumulateGrad(r.Grad!.Data));
+        if (CheckedSize(dims) != Size) throw new ArgumentException($"cannot reshape {ShapeString(_shape)} ({Size} elements) to {ShapeString(dims)}");
+        var result = Scoped(Data, dims);
+        return Autograd.Record(result, "reshape", [this], new ViewState { X = this }, static (in ViewState s, Tensor r) => s.X.AccumulateGrad(r.Grad!.Data));
     }
 
     /// <summary>Flattens dimensions <paramref name="start"/>..<paramref name="end"/> into one.</summary>
     public Tensor Flatten(int start = 0, int end = -1)
     {
         int s = NormDim(start), e = NormDim(end);
-        var shape = new List<int>();
-        for (int i = 0; i < s; i++) shape.Add(_shape[i]);
+        Span<int> shape = stackalloc int[Rank - (e - s)];
+        int k = 0;
+        for (int i = 0; i < s; i++) shape[k++] = _shape[i];
         int f = 1; for (int i = s; i <= e; i++) f *= _shape[i];
-        shape.Add(f);
-        for (int i = e + 1; i < Rank; i++) shape.Add(_shape[i]);
-        return Reshape(shape.ToArray());
+        shape[k++] = f;
+        for (int i = e + 1; i < Rank; i++) shape[k++] = _shape[i];
+        return Reshape(shape);
     }
 
     private struct Gather : Broadcast.IRowBody
@@ -61,16 +64,25 @@ public sealed partial class Tensor
         }
     }
 
+    /// <summary>A gather/scatter over strides: result dims OutShape, input strides In (0 where broadcast).</summary>
+    private struct StridedState { public Tensor X; public Dims OutShape, In, Zeros; }
+
+    private static readonly BackwardFn<StridedState> ScatterBackward = static (in StridedState s, Tensor r) =>
+    {
+        var back = new ScatterAdd { G = r.Grad!.Data, Dst = s.X.Grad0() };
+        Broadcast.ForEachRow(s.OutShape.Values, s.In.Values, s.Zeros.Values, ref back);
+    };
+
     /// <summary>Reorders dimensions: result dimension i is input dimension <paramref name="dims"/>[i].</summary>
-    public Tensor Permute(params int[] dims)
+    public Tensor Permute(params ReadOnlySpan<int> dims)
     {
         if (dims.Length != Rank) throw new ArgumentException($"permute needs {Rank} dimensions, got {dims.Length}");
-        var seen = new bool[Rank];
-        var outShape = new int[Rank];
-        var inStrides = new int[Rank];
+        var st = new StridedState { X = this, OutShape = Dims.Zeros(Rank), In = Dims.Zeros(Rank), Zeros = Dims.Zeros(Rank) };
+        Span<int> inStrides = stackalloc int[Rank];
+        Span<bool> seen = stackalloc bool[Rank];
         int stride = 1;
         for (int i = Rank - 1; i >= 0; i--) { inStrides[i] = stride; stride *= _shape[i]; }
-        var strides = new int[Rank];
+        var outShape = st.OutShape.Span; var strides = st.In.Span;
         for (int i = 0; i < Rank; i++)
         {
             int d = NormDim(dims[i]);
@@ -79,22 +91,16 @@ public sealed partial class Tensor
             outShape[i] = _shape[d];
             strides[i] = inStrides[d];
         }
-        var zeros = new int[Rank];
-        var x = this;
         var result = Empty(outShape);
         var body = new Gather { Src = Data, Dst = result.Data };
-        Broadcast.ForEachRow(outShape, strides, zeros, ref body);
-        return Autograd.Record(result, "permute", [x], r =>
-        {
-            var back = new ScatterAdd { G = r.Grad!.Data, Dst = x.Grad0() };
-            Broadcast.ForEachRow(outShape, strides, zeros, ref back);
-        });
+        Broadcast.ForEachRow(outShape, strides, st.Zeros.Values, ref body);
+        return Autograd.Record(result, "permute", [this], st, ScatterBackward);
     }
 
     /// <summary>Swaps two dimensions.</summary>
     public Tensor Transpose(int dim0, int dim1)
     {
-        var p = new int[Rank];
+        Span<int> p = stackalloc int[Rank];
         for (int i = 0; i < Rank; i++) p[i] = i;
         int a = NormDim(dim0), b = NormDim(dim1);
         (p[a], p[b]) = (p[b], p[a]);
@@ -102,20 +108,15 @@ public sealed partial class Tensor
     }
 
     /// <summary>Broadcasts to <paramref name="shape"/> (as torch.Tensor.expand, but copying).</summary>
-    public Tensor BroadcastTo(params int[] shape)
+    public Tensor BroadcastTo(params ReadOnlySpan<int> shape)
     {
         var bc = new Broadcast(_shape, shape);
-        if (!bc.OutShape.AsSpan().SequenceEqual(shape)) throw new ArgumentException($"cannot broadcast {ShapeString(_shape)} to {ShapeString(shape)}");
-        var x = this;
+        if (!bc.OutShape.Values.SequenceEqual(shape)) throw new ArgumentException($"cannot broadcast {ShapeString(_shape)} to {ShapeString(shape)}");
+        var st = new StridedState { X = this, OutShape = bc.OutShape, In = bc.StridesA, Zeros = Dims.Zeros(shape.Length) };
         var result = Empty(shape);
-        var zeros = new int[shape.Length];
         var body = new Gather { Src = Data, Dst = result.Data };
-        Broadcast.ForEachRow(bc.OutShape, bc.StridesA, zeros, ref body);
-        return Autograd.Record(result, "broadcast_to", [x], r =>
-        {
-            var back = new ScatterAdd { G = r.Grad!.Data, Dst = x.Grad0() };
-            Broadcast.ForEachRow(bc.OutShape, bc.StridesA, zeros, ref back);
-        });
+        Broadcast.ForEachRow(st.OutShape.Values, st.In.Values, st.Zeros.Values, ref body);
+        return Autograd.Record(result, "broadcast_to", [this], st, ScatterBackward);
     }
 
     /// <summary>(outer, extent, inner) around dimension d.</summary>
@@ -127,13 +128,17 @@ public sealed partial class Tensor
         return (outer, _shape[d], inner);
     }
 
+    private struct SliceState { public Tensor X; public int Outer, Extent, Inner, Start, Total; }
+
     /// <summary>Concatenates tensors along a dimension; all other extents must agree.</summary>
-    public static Tensor Cat(IReadOnlyList<Tensor> tensors, int dim = 0)
+    public static Tensor Cat(IReadOnlyList<Tensor> tensors, int dim = 0) => Cat(tensors.ToArray().AsSpan(), dim);
+
+    /// <summary>Concatenates tensors along a dimension; all other extents must agree.</summary>
+    public static Tensor Cat(ReadOnlySpan<Tensor> tensors, int dim = 0)
     {
-        if (tensors.Count == 0) throw new ArgumentException("cat needs at least one tensor");
+        if (tensors.Length == 0) throw new ArgumentException("cat needs at least one tensor");
         var first = tensors[0];
         int d = first.NormDim(dim);
-        var shape = first.Shape;
         int total = 0;
         foreach (var t in tensors)
         {
@@ -143,32 +148,34 @@ public sealed partial class Tensor
                     throw new ArgumentException($"cat along {d}: shapes {ShapeString(first._shape)} and {ShapeString(t._shape)} differ in dimension {i}");
             total += t._shape[d];
         }
+        Span<int> shape = stackalloc int[first.Rank];
+        first.ShapeSpan.CopyTo(shape);
         shape[d] = total;
         var result = Empty(shape);
         var (outer, _, inner) = result.Split(d);
         int offset = 0;
-        var offsets = new int[tensors.Count];
-        for (int k = 0; k < tensors.Count; k++)
+        foreach (var t in tensors)
         {
-            var t = tensors[k];
             int w = t._shape[d] * inner;
-            offsets[k] = offset;
             for (int o = 0; o < outer; o++)
                 t.Data.AsSpan(o * w, w).CopyTo(result.Data.AsSpan(o * total * inner + offset, w));
             offset += w;
         }
-        var inputs = tensors.ToArray();
-        return Autograd.Record(result, "cat", inputs, r =>
+        // Start carries the dimension; the inputs come from the node (their widths give the offsets).
+        return Autograd.Record(result, "cat", tensors!, new SliceState { Outer = outer, Inner = inner, Start = d, Total = total }, static (in SliceState s, Tensor r) =>
         {
             var g = r.Grad!.Data;
-            for (int k = 0; k < inputs.Length; k++)
+            int offset = 0;
+            foreach (var t in r.Creator!.Inputs)
             {
-                var t = inputs[k];
-                if (!t.RequiresGrad) continue;
-                int w = t._shape[d] * inner;
-                var dx = t.GradSpan();
-                for (int o = 0; o < outer; o++)
-                    TensorPrimitives.Add(dx.Slice(o * w, w), g.AsSpan(o * total * inner + offsets[k], w), dx.Slice(o * w, w));
+                int w = t._shape[s.Start] * s.Inner;
+                if (t.RequiresGrad)
+                {
+                    var dx = t.GradSpan();
+                    for (int o = 0; o < s.Outer; o++)
+                        TensorPrimitives.Add(dx.Slice(o * w, w), g.AsSpan(o * s.Total * s.Inner + offset, w), dx.Slice(o * w, w));
+                }
+                offset += w;
             }
         });
     }
@@ -179,20 +186,22 @@ public sealed partial class Tensor
         int d = NormDim(dim);
         if (start < 0 || length < 0 || start + length > _shape[d])
             throw new ArgumentOutOfRangeException(nameof(start), $"slice [{start}, {start + length}) is outside dimension {d} of size {_shape[d]}");
-        var shape = Shape; shape[d] = length;
+        Span<int> shape = stackalloc int[Rank];
+        ShapeSpan.CopyTo(shape);
+        shape[d] = length;
         var (outer, extent, inner) = Split(d);
         var result = Empty(shape);
         int w = length * inner;
         for (int o = 0; o < outer; o++)
             Data.AsSpan(o * extent * inner + start * inner, w).CopyTo(result.Data.AsSpan(o * w, w));
-        var x = this;
-        return Autograd.Record(result, "slice", [x], r =>
+        var st = new SliceState { X = this, Outer = outer, Extent = extent, Inner = inner, Start = start, Total = w };
+        return Autograd.Record(result, "slice", [this], st, static (in SliceState s, Tensor r) =>
         {
-            var dx = x.GradSpan(); var g = r.Grad!.Data;
-            for (int o = 0; o < outer; o++)
+            var dx = s.X.GradSpan(); var g = r.Grad!.Data;
+            for (int o = 0; o < s.Outer; o++)
             {
-                var dst = dx.Slice(o * extent * inner + start * inner, w);
-                TensorPrimitives.Add(dst, g.AsSpan(o * w, w), dst);
+                var dst = dx.Slice(o * s.Extent * s.Inner + s.Start * s.Inner, s.Total);
+                TensorPrimitives.Add(dst, g.AsSpan(o * s.Total, s.Total), dst);
             }
         });
     }
@@ -236,27 +245,33 @@ public sealed partial class Tensor
     /// <summary>Mean over one dimension.</summary>
     public Tensor Mean(int dim, bool keepDim = false) => Reduce([dim], keepDim, mean: true);
 
-    private Tensor Reduce(int[]? dims, bool keepDim, bool mean)
+    private struct ReduceState { public Tensor X; public Dims Strides, Zeros; public float Scale; }
+
+    private Tensor Reduce(ReadOnlySpan<int> dims, bool keepDim, bool mean)
     {
-        var reduce = new bool[Rank];
-        if (dims is null || dims.Length == 0) Array.Fill(reduce, true);
+        Span<bool> reduce = stackalloc bool[Rank];
+        if (dims.IsEmpty) reduce.Fill(true);
         else foreach (int dd in dims) reduce[NormDim(dd)] = true;
-        var keptShape = new int[Rank];
+        Span<int> keptShape = stackalloc int[Rank];
+        Span<int> outShape = stackalloc int[Rank];
+        int outRank = 0;
         long count = 1;
-        for (int i = 0; i < Rank; i++) { keptShape[i] = reduce[i] ? 1 : _shape[i]; if (reduce[i]) count *= _shape[i]; }
-        var outShape = keepDim ? keptShape : keptShape.Where((_, i) => !reduce[i]).ToArray();
-        float scale = mean ? 1f / count : 1f;
-        var strides = Broadcast.StridesFor(keptShape, _shape);
-        var zeros = new int[Rank];
-        var result = ZerosScoped(outShape);
-        // Walk the input; the result (in kept layout) is the strided destination.
-        var body = new ReduceRows { Src = Data, Dst = result.Data, Scale = scale };
-        Broadcast.ForEachRow(_shape, strides, zeros, ref body);
-        var x = this;
-        return Autograd.Record(result, mean ? "mean" : "sum", [x], r =>
+        for (int i = 0; i < Rank; i++)
         {
-            var back = new ExpandRows { G = r.Grad!.Data, Dst = x.Grad0(), Scale = scale };
-            Broadcast.ForEachRow(x._shape, strides, zeros, ref back);
+            keptShape[i] = reduce[i] ? 1 : _shape[i];
+            if (reduce[i]) count *= _shape[i];
+            if (keepDim || !reduce[i]) outShape[outRank++] = keptShape[i];
+        }
+        var st = new ReduceState { X = this, Strides = Dims.Zeros(Rank), Zeros = Dims.Zeros(Rank), Scale = mean ? 1f / count : 1f };
+        Broadcast.StridesFor(keptShape, _shape, st.Strides.Span);
+        var result = ZerosScoped(outShape[..outRank]);
+        // Walk the input; the result (in kept layout) is the strided destination.
+        var body = new ReduceRows { Src = Data, Dst = result.Data, Scale = st.Scale };
+        Broadcast.ForEachRow(_shape, st.Strides.Values, st.Zeros.Values, ref body);
+        return Autograd.Record(result, mean ? "mean" : "sum", [this], st, static (in ReduceState s, Tensor r) =>
+        {
+            var back = new ExpandRows { G = r.Grad!.Data, Dst = s.X.Grad0(), Scale = s.Scale };
+            Broadcast.ForEachRow(s.X._shape, s.Strides.Values, s.Zeros.Values, ref back);
         });
     }
 

@@ -14,8 +14,9 @@ namespace VitSharp;
 /// </remarks>
 public sealed partial class Tensor
 {
-    private readonly int[] _shape;
-    private readonly float[] _data;
+    // Not readonly: a recycling TensorScope reuses released tensor objects (see TensorScope.Begin(bool)).
+    private int[] _shape;
+    private float[] _data;
     private bool _released;
 
     /// <summary>The elements, row-major. Its length equals <see cref="Size"/>.</summary>
@@ -35,27 +36,45 @@ public sealed partial class Tensor
     public Tensor(params int[] shape) : this(new float[CheckedSize(shape)], shape) { }
 
     /// <summary>Wraps <paramref name="data"/> (not copied) as a tensor of the given shape.</summary>
-    public Tensor(float[] data, params int[] shape)
+    public Tensor(float[] data, params int[] shape) : this(data, shape, copyShape: true) { }
+
+    /// <summary>An op result: storage from the current <see cref="TensorScope"/> (uninitialised) or a fresh array.</summary>
+    internal static Tensor Empty(params ReadOnlySpan<int> shape) => Scoped(TensorScope.Allocate((int)CheckedSize(shape), clear: false), shape);
+
+    /// <summary>A zero-filled op result (pooled inside a scope).</summary>
+    internal static Tensor ZerosScoped(params ReadOnlySpan<int> shape) => Scoped(TensorScope.Allocate((int)CheckedSize(shape), clear: true), shape);
+
+    /// <summary>
+    /// Wraps op-owned storage (a result or a view) and registers it with the current scope; inside a recycling scope
+    /// the tensor object is one that an earlier scope on this thread released.
+    /// </summary>
+    internal static Tensor Scoped(float[] data, ReadOnlySpan<int> shape)
+    {
+        var t = TensorScope.Reuse(shape.Length);
+        if (t is null)
+        {
+            t = new Tensor(data, shape.ToArray(), copyShape: false);
+        }
+        else
+        {
+            if (data.Length != CheckedSize(shape))
+                throw new ArgumentException($"data has {data.Length} elements but shape {ShapeString(shape)} needs {CheckedSize(shape)}");
+            t._data = data;
+            shape.CopyTo(t._shape);
+            t._released = false;
+            t.RequiresGrad = false;
+        }
+        TensorScope.Track(t);
+        return t;
+    }
+
+    private Tensor(float[] data, int[] shape, bool copyShape)
     {
         long size = CheckedSize(shape);
         if (data.Length != size)
             throw new ArgumentException($"data has {data.Length} elements but shape {ShapeString(shape)} needs {size}");
         _data = data;
-        _shape = (int[])shape.Clone();
-    }
-
-    /// <summary>An op result: storage from the current <see cref="TensorScope"/> (uninitialised) or a fresh array.</summary>
-    internal static Tensor Empty(params int[] shape) => Scoped(TensorScope.Allocate((int)CheckedSize(shape), clear: false), shape);
-
-    /// <summary>A zero-filled op result (pooled inside a scope).</summary>
-    internal static Tensor ZerosScoped(params int[] shape) => Scoped(TensorScope.Allocate((int)CheckedSize(shape), clear: true), shape);
-
-    /// <summary>Wraps op-owned storage (a result or a view) and registers it with the current scope.</summary>
-    internal static Tensor Scoped(float[] data, int[] shape)
-    {
-        var t = new Tensor(data, shape);
-        TensorScope.Track(t);
-        return t;
+        _shape = copyShape ? (int[])shape.Clone() : shape;
     }
 
     /// <summary>Called when the owning scope ends.</summary>

@@ -1,22 +1,34 @@
-using System.Collections.Concurrent;
-
 namespace VitSharp;
 
 /// <summary>
-/// A process-wide pool of float arrays keyed by exact length. Steady-state training steps allocate the
-/// same sizes every step, so a <see cref="TensorScope"/> can take every activation, gradient and
-/// kernel scratch buffer from here and give it back when the step ends.
+/// A pool of float arrays keyed by exact length, one per thread (a scope rents and returns on its own thread, so
+/// there is no contention and no miss when two threads step at once). Steady-state training steps allocate the
+/// same sizes every step, so a <see cref="TensorScope"/> can take every activation, gradient and kernel scratch
+/// buffer from here and give it back when the step ends.
 /// </summary>
 public static class TensorPool
 {
-    private static readonly ConcurrentDictionary<int, ConcurrentBag<float[]>> Free = new();
+    [ThreadStatic] private static Dictionary<int, Stack<float[]>>? t_free;
+    [ThreadStatic] private static int t_generation;
+    private static int s_generation;
     private static long _pooledElements;
 
-    /// <summary>An array of exactly <paramref name="length"/> elements, from the pool when one is free. Its contents are arbitrary.</summary>
+    private static Dictionary<int, Stack<float[]>> Free()
+    {
+        int generation = Volatile.Read(ref s_generation);
+        if (t_free is null || t_generation != generation)
+        {
+            t_free = new Dictionary<int, Stack<float[]>>();
+            t_generation = generation;
+        }
+        return t_free;
+    }
+
+    /// <summary>An array of exactly <paramref name="length"/> elements, from this thread's pool when one is free. Its contents are arbitrary.</summary>
     public static float[] Rent(int length)
     {
         if (length == 0) return [];
-        if (Free.TryGetValue(length, out var bag) && bag.TryTake(out var a))
+        if (Free().TryGetValue(length, out var stack) && stack.TryPop(out var a))
         {
             Interlocked.Add(ref _pooledElements, -length);
             return a;
@@ -24,21 +36,23 @@ public static class TensorPool
         return GC.AllocateUninitializedArray<float>(length);
     }
 
-    /// <summary>Gives an array back for reuse.</summary>
+    /// <summary>Gives an array back for reuse (to this thread's pool).</summary>
     public static void Return(float[] array)
     {
         if (array.Length == 0) return;
-        Free.GetOrAdd(array.Length, _ => new ConcurrentBag<float[]>()).Add(array);
+        var free = Free();
+        if (!free.TryGetValue(array.Length, out var stack)) free[array.Length] = stack = new Stack<float[]>();
+        stack.Push(array);
         Interlocked.Add(ref _pooledElements, array.Length);
     }
 
-    /// <summary>Bytes currently held by the pool (free arrays only).</summary>
+    /// <summary>Bytes currently held by the pools of all threads (free arrays only).</summary>
     public static long PooledBytes => Interlocked.Read(ref _pooledElements) * sizeof(float);
 
-    /// <summary>Drops every free array (the GC reclaims them).</summary>
+    /// <summary>Drops every free array of every thread (each thread lets go of its own at its next rent or return; the GC reclaims them).</summary>
     public static void Clear()
     {
-        Free.Clear();
+        Interlocked.Increment(ref s_generation);
         Interlocked.Exchange(ref _pooledElements, 0);
     }
 }
@@ -51,6 +65,13 @@ public static class TensorPool
 /// <see cref="Keep"/> was called on them. Parameters, their gradients and tensors created with the public
 /// constructors are never pooled. Scopes nest.
 /// </summary>
+/// <remarks>
+/// A scope begun with <c>recycleTensors: true</c> also reuses the tensor objects themselves (and the scope object):
+/// the next scope on the thread hands the released tensors out again as new op results, so that a steady-state
+/// training step allocates no managed memory at all. The price is the check: a reference to a released tensor kept
+/// past the end of such a scope (without <see cref="Keep"/>) later shows another op's result instead of throwing.
+/// Use it where the loop owns every tensor of the step (as <c>vit train</c> and <c>vit bench</c> do).
+/// </remarks>
 /// <example>
 /// <code>
 /// using (var scope = TensorScope.Begin())
@@ -65,20 +86,54 @@ public static class TensorPool
 public sealed class TensorScope : IDisposable
 {
     [ThreadStatic] private static TensorScope? _current;
+    // Released tensor objects by rank and disposed scopes, for recycling scopes on this thread.
+    [ThreadStatic] private static Stack<Tensor>[]? t_freeTensors;
+    [ThreadStatic] private static Stack<TensorScope>? t_freeScopes;
 
-    private readonly TensorScope? _parent;
+    private TensorScope? _parent;
+    private bool _recycle;
     private readonly List<Tensor> _tensors = new();
     private readonly HashSet<float[]> _arrays = new(ReferenceEqualityComparer.Instance);
     private HashSet<float[]>? _kept;
     private bool _disposed;
 
-    private TensorScope(TensorScope? parent) => _parent = parent;
+    private TensorScope(TensorScope? parent, bool recycle) { _parent = parent; _recycle = recycle; }
 
     /// <summary>Starts a scope on this thread; dispose it to release its tensors.</summary>
-    public static TensorScope Begin() => _current = new TensorScope(_current);
+    public static TensorScope Begin() => Begin(recycleTensors: false);
+
+    /// <summary>
+    /// Starts a scope on this thread; with <paramref name="recycleTensors"/> (or inside a recycling scope) the tensor
+    /// objects it releases are reused by later scopes on this thread (see the remarks on <see cref="TensorScope"/>).
+    /// </summary>
+    public static TensorScope Begin(bool recycleTensors)
+    {
+        var parent = _current;
+        bool recycle = recycleTensors || parent is { _recycle: true };
+        TensorScope scope;
+        if (recycle && t_freeScopes is { Count: > 0 } free)
+        {
+            scope = free.Pop();
+            scope._parent = parent;
+            scope._recycle = true;
+            scope._disposed = false;
+        }
+        else scope = new TensorScope(parent, recycle);
+        return _current = scope;
+    }
 
     /// <summary>The innermost scope of this thread, if any.</summary>
     public static TensorScope? Current => _current;
+
+    /// <summary>Whether this scope reuses the tensor objects it releases.</summary>
+    public bool RecyclesTensors => _recycle;
+
+    /// <summary>A released tensor object of the given rank to reuse for a new op result, when the current scope recycles.</summary>
+    internal static Tensor? Reuse(int rank)
+    {
+        if (_current is not { _recycle: true } || t_freeTensors is not { } free || rank >= free.Length) return null;
+        return free[rank].TryPop(out var t) ? t : null;
+    }
 
     /// <summary>Storage for a new op result: pooled (contents arbitrary unless <paramref name="clear"/>) inside a scope, a fresh zeroed array outside.</summary>
     internal static float[] Allocate(int length, bool clear)
@@ -130,11 +185,27 @@ public sealed class TensorScope : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var t in _tensors) t.Release();
+        Stack<Tensor>[]? free = null;
+        if (_recycle)
+        {
+            free = t_freeTensors ??= new Stack<Tensor>[Dims.MaxRank + 1];
+            for (int r = 0; r < free.Length; r++) free[r] ??= new Stack<Tensor>();
+        }
+        foreach (var t in _tensors)
+        {
+            t.Release();
+            if (free is not null && t.Rank < free.Length) free[t.Rank].Push(t);
+        }
         foreach (var a in _arrays)
             if (_kept is null || !_kept.Contains(a)) TensorPool.Return(a);
         _tensors.Clear();
         _arrays.Clear();
+        _kept?.Clear();
         if (_current == this) _current = _parent;
+        if (_recycle)
+        {
+            _parent = null;
+            (t_freeScopes ??= new Stack<TensorScope>()).Push(this);
+        }
     }
 }

@@ -78,4 +78,16 @@ public class ArithmeticGradTests
         var ex = Assert.Throws<ArgumentException>(() => Tensor.Zeros(2, 3) + Tensor.Zeros(4));
         Assert.Contains("[2, 3]", ex.Message);
     }
+
+    [Fact]
+    public void BroadcastingUpToRankEightWorksAndBeyondSaysWhy()
+    {
+        var a = Tensor.Ones(2, 1, 1, 1, 1, 1, 1, 3);
+        var sum = a + Tensor.Full(2f, 3);
+        Assert.Equal([2, 1, 1, 1, 1, 1, 1, 3], sum.Shape);
+        Assert.All(sum.Data, v => Assert.Equal(3f, v));
+        var e = Assert.Throws<NotSupportedException>(() => Tensor.Ones(1, 1, 1, 1, 1, 1, 1, 1, 2) + Tensor.Ones(2));
+        Assert.Contains("rank 9", e.Message);
+        Assert.Contains("[1, 1, 1, 1, 1, 1, 1, 1, 2]", e.Message);
+    }
 }

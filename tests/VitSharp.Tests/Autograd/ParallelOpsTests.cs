@@ -56,4 +56,48 @@ public class ParallelOpsTests
         Assert.Equal(1, Parallel2.Chunks(1, 1 << 20));
         Assert.Equal(Environment.ProcessorCount >= 2 ? 4 * Environment.ProcessorCount : 1, Parallel2.Chunks(1 << 20, 1));
     }
+
+    private struct Marks : Parallel2.IChunkBody
+    {
+        public int[] Chunk;
+        public readonly void Run(int chunk, int start, int length)
+        {
+            for (int i = start; i < start + length; i++) Chunk[i] = chunk + 1;
+        }
+    }
+
+    [Theory]
+    [InlineData(0, 1)]
+    [InlineData(1, 1)]
+    [InlineData(7, 3)]
+    [InlineData(1000, 8)]
+    [InlineData(257, 257)]
+    public void StructChunkLoopsCoverEveryItemOnceInContiguousChunksInOrder(int count, int chunks)
+    {
+        var marks = new Marks { Chunk = new int[count] };
+        Parallel2.For(count, chunks, marks);
+        var viaDelegate = new int[count];
+        Parallel2.For(count, chunks, (c, s, n) => { for (int i = s; i < s + n; i++) viaDelegate[i] = c + 1; });
+        Assert.Equal(viaDelegate, marks.Chunk);
+        Assert.All(marks.Chunk, c => Assert.InRange(c, 1, Math.Max(1, chunks)));
+        for (int i = 1; i < count; i++) Assert.True(marks.Chunk[i] >= marks.Chunk[i - 1], $"item {i} is in chunk {marks.Chunk[i]} after chunk {marks.Chunk[i - 1]}");
+    }
+
+    private struct Nested : GemmWorkers.IItemBody
+    {
+        public int[] Hits; public bool Outer;
+        public readonly void Run(int item)
+        {
+            if (Outer) GemmWorkers.For(3, new Nested { Hits = Hits, Outer = false });   // the same body type inside
+            else Interlocked.Increment(ref Hits[item]);
+        }
+    }
+
+    [Fact]
+    public void AStructBodyLoopCanNestALoopOfTheSameBodyType()
+    {
+        var hits = new int[3];
+        GemmWorkers.For(4, new Nested { Hits = hits, Outer = true });
+        Assert.Equal([4, 4, 4], hits);
+    }
 }
