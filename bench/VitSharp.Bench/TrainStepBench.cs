@@ -36,7 +36,7 @@ public static class TrainStepBench
             if (it == warmup) OpProfiler.Enable();
             long bytes = GC.GetAllocatedBytesForCurrentThread();
             var sw = Stopwatch.StartNew();
-            using (TensorScope.Begin())
+            using (TensorScope.Begin(recycleTensors: true))
             {
                 if (infer)
                 {

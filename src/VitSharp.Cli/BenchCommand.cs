@@ -90,6 +90,7 @@ public static class BenchCommand
         using var dp = dataParallel && batch >= 2 && VitSharp.Training.DataParallel.Suits(vit)
             ? new VitSharp.Training.DataParallel(vit, train ? () => { var r = spec.Build(); r.Train(); return r; } : null)
             : null;
+        Action<int, Tensor> forwardHalf = (_, x) => vit.Forward(x);   // one delegate for all steps
         var times = new double[steps];
         long allocated = 0;
         for (int it = 0; it < warmup + steps; it++)
@@ -102,7 +103,7 @@ public static class BenchCommand
                 vit.ZeroGrad(setToNone: false);
                 dp.Step(images, labels, (m, x, y, weight, _) =>
                 {
-                    using var scope = TensorScope.Begin();
+                    using var scope = TensorScope.Begin(recycleTensors: true);
                     var loss = F.CrossEntropy(m.Forward(x), y, 0.1f);
                     (weight == 1f ? loss : loss * weight).Backward();
                     return default;
@@ -111,10 +112,10 @@ public static class BenchCommand
                 dp.SyncReplica();
             }
             else if (dp is not null)
-                dp.Forward(images, (_, x) => vit.Forward(x));
+                dp.Forward(images, forwardHalf);
             else if (train)
             {
-                using (TensorScope.Begin())
+                using (TensorScope.Begin(recycleTensors: true))
                 {
                     vit.ZeroGrad(setToNone: false);
                     var loss = F.CrossEntropy(vit.Forward(images), labels, 0.1f);
@@ -124,7 +125,7 @@ public static class BenchCommand
             }
             else
             {
-                using (TensorScope.Begin())
+                using (TensorScope.Begin(recycleTensors: true))
                 using (Autograd.NoGrad())
                     vit.Forward(images);
             }

@@ -35,7 +35,16 @@ public sealed class DataParallel : IDisposable
     private readonly SemaphoreSlim _go = new(0), _done = new(0);
     private volatile bool _stop;
     private Action<int>? _body;
-    private float[]? _half0, _half1;   // the split halves' storage, reused from step to step
+    private readonly Tensor[] _buffers, _replicaBuffers;
+    // Reused from step to step (a steady-state step allocates nothing): the halves' images and labels, the step's
+    // arguments and results, and the delegate that runs one half.
+    private readonly Tensor?[] _halves = new Tensor?[2];
+    private readonly int[][] _labels = [[], []];
+    private readonly HalfResult[] _results = new HalfResult[2];
+    private HalfStep? _step;
+    private float _batch;
+    private readonly Action<int> _runHalf, _forwardHalf;
+    private Action<int, Tensor>? _forward;
     private ExceptionDispatchInfo? _error;
 
     /// <summary>Whether data-parallel steps suit this model on this machine: at least 2 compute threads, no layer
@@ -53,16 +62,25 @@ public sealed class DataParallel : IDisposable
     {
         _model = model;
         _params = model.Parameters().ToArray();
+        _buffers = model.NamedBuffers().Select(b => b.Buffer).ToArray();
+        _forwardHalf = h =>
+        {
+            using var noGrad = Autograd.NoGrad();
+            using var scope = TensorScope.Begin(recycleTensors: true);
+            _forward!(h, _halves[h]!);
+        };
+        _runHalf = h => _results[h] = _step!(h == 0 ? _model : _replica!, _halves[h]!, _labels[h], _labels[h].Length / _batch, h);
         if (buildReplica is not null)
         {
             _replica = buildReplica();
             _replica.Train(model.Training);
             _replicaParams = _replica.Parameters().ToArray();
+            _replicaBuffers = _replica.NamedBuffers().Select(b => b.Buffer).ToArray();
             if (_params.Length != _replicaParams.Length || _params.Zip(_replicaParams).Any(p => p.First.Size != p.Second.Size))
                 throw new ArgumentException("the replica's parameters differ from the model's");
             SyncReplica();
         }
-        else _replicaParams = [];
+        else { _replicaParams = []; _replicaBuffers = []; }
         _thread = new Thread(Loop) { IsBackground = true, Name = "VitSharp data-parallel replica" };
         _thread.Start();
     }
@@ -72,9 +90,7 @@ public sealed class DataParallel : IDisposable
     {
         if (_replica is null) return;
         for (int i = 0; i < _params.Length; i++) _params[i].Data.AsSpan().CopyTo(_replicaParams[i].Data);
-        var buffers = _model.NamedBuffers().ToArray();
-        var rb = _replica.NamedBuffers().ToArray();
-        for (int i = 0; i < buffers.Length; i++) buffers[i].Buffer.Data.AsSpan().CopyTo(rb[i].Buffer.Data);
+        for (int i = 0; i < _buffers.Length; i++) _buffers[i].Data.AsSpan().CopyTo(_replicaBuffers[i].Data);
     }
 
     /// <summary>
@@ -104,12 +120,19 @@ public sealed class DataParallel : IDisposable
         int b = labels.Length;
         if (b < 2) return step(_model, images, labels, 1f, 0);
         int n0 = (b + 1) / 2;
-        var halves = SplitReusing(images, n0);
-        int[][] y = [labels[..n0], labels[n0..]];
+        SplitReusing(images, n0);
+        for (int h = 0; h < 2; h++)
+        {
+            int len = h == 0 ? n0 : b - n0;
+            if (_labels[h].Length != len) _labels[h] = new int[len];
+            labels.AsSpan(h == 0 ? 0 : n0, len).CopyTo(_labels[h]);
+        }
         _replica.Train(_model.Training);
         foreach (var p in _replicaParams) if (p.Grad is not null) Array.Clear(p.Grad.Data);
-        var results = new HalfResult[2];
-        Run(h => results[h] = step(h == 0 ? _model : _replica, halves[h], y[h], (float)y[h].Length / b, h));
+        (_step, _batch) = (step, b);
+        try { Run(_runHalf); }
+        finally { _step = null; _halves[0] = _halves[1] = null; }
+        var results = _results;
         for (int i = 0; i < _params.Length; i++)
         {
             var g = _replicaParams[i].Grad;
@@ -131,32 +154,38 @@ public sealed class DataParallel : IDisposable
         if (b < 2)
         {
             using var noGrad = Autograd.NoGrad();
-            using var scope = TensorScope.Begin();
+            using var scope = TensorScope.Begin(recycleTensors: true);
             body(0, images);
             return;
         }
-        var halves = SplitReusing(images, (b + 1) / 2);
-        Run(h =>
-        {
-            using var noGrad = Autograd.NoGrad();
-            using var scope = TensorScope.Begin();
-            body(h, halves[h]);
-        });
+        SplitReusing(images, (b + 1) / 2);
+        _forward = body;
+        try { Run(_forwardHalf); }
+        finally { _forward = null; _halves[0] = _halves[1] = null; }
     }
 
-    // The first n0 samples of a batch [B, …] and the rest, copied into this instance's two buffers (grown when a batch is larger): no allocation per step.
-    private Tensor[] SplitReusing(Tensor images, int n0)
+    // The first n0 samples of a batch [B, …] and the rest, as two tensors over this instance's buffers (new ones only
+    // when the halves' shapes change): no allocation per step.
+    private Tensor?[] SplitReusing(Tensor images, int n0)
     {
         int b = images.Dim(0), per = images.Size / Math.Max(1, b);
-        int len0 = n0 * per, len1 = (b - n0) * per;
-        if (_half0 is null || _half0.Length != len0) _half0 = new float[len0];
-        if (_half1 is null || _half1.Length != len1) _half1 = new float[len1];
-        images.Data.AsSpan(0, len0).CopyTo(_half0);
-        images.Data.AsSpan(len0, len1).CopyTo(_half1);
-        var shape0 = images.Shape; shape0[0] = n0;
-        var shape1 = images.Shape; shape1[0] = b - n0;
-        return [new Tensor(_half0, shape0), new Tensor(_half1, shape1)];
+        for (int h = 0; h < 2; h++)
+        {
+            int rows = h == 0 ? n0 : b - n0;
+            var t = h == 0 ? _half0 : _half1;
+            if (t is null || t.Dim(0) != rows || !t.ShapeSpan[1..].SequenceEqual(images.ShapeSpan[1..]))
+            {
+                var shape = images.Shape; shape[0] = rows;
+                t = new Tensor(shape);
+                if (h == 0) _half0 = t; else _half1 = t;
+            }
+            images.Data.AsSpan(h == 0 ? 0 : n0 * per, rows * per).CopyTo(t.Data);
+            _halves[h] = t;
+        }
+        return _halves;
     }
+
+    private Tensor? _half0, _half1;   // the split halves, reused from step to step
 
     private void Loop()
     {

@@ -45,7 +45,7 @@ public static class Evaluator
                     count += batch.Count;
                     continue;
                 }
-                using var scope = TensorScope.Begin();
+                using var scope = TensorScope.Begin(recycleTensors: true);
                 var logits = model.Forward(batch.Images);
                 lossSum += F.CrossEntropy(logits, batch.Labels).Item() * batch.Count;
                 var predicted = ArgMax(logits);

@@ -107,7 +107,7 @@ public static class Trainer
         DataParallel.HalfResult HalfStep(Module m, Tensor images, int[] labels, float weight, int replica)
         {
             Dropout.Seed(replica == 0 ? HashCode.Combine(options.Seed, step) : HashCode.Combine(options.Seed, step, replica));
-            using var scope = TensorScope.Begin();
+            using var scope = TensorScope.Begin(recycleTensors: true);
             Tensor logits, loss;
             double distillSum = 0;
             if (m is ILossModel lossModel)
@@ -133,6 +133,7 @@ public static class Trainer
         }
 
         using var parallel = options.DataParallel && DataParallel.Suits(model) ? new DataParallel(model, () => spec.Build()) : null;
+        DataParallel.HalfStep halfStep = HalfStep;   // one delegate for the whole run
         EvalResult? lastEval = null;
         var total = Stopwatch.StartNew();
         long stepsThisRun = 0;
@@ -154,7 +155,7 @@ public static class Trainer
                 float lr = schedule.At(step);
                 optimizer.LearningRate = lr;
                 model.ZeroGrad(setToNone: false);
-                var r = parallel is null ? HalfStep(model, b.Images, b.Labels, 1f, 0) : parallel.Step(b.Images, b.Labels, HalfStep);
+                var r = parallel is null ? HalfStep(model, b.Images, b.Labels, 1f, 0) : parallel.Step(b.Images, b.Labels, halfStep);
                 if (options.ClipGradNorm > 0) GradClip.ClipGradNorm(model.Parameters(), options.ClipGradNorm);
                 optimizer.Step();
                 parallel?.SyncReplica();

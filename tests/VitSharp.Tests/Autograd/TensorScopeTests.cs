@@ -4,8 +4,8 @@ using VitSharp.Optim;
 
 namespace VitSharp.Tests.Autograd;
 
-/// <summary>Runs alone: the pool is process-wide, and tests on other threads taking arrays of the same lengths would
-/// turn this class's pool hits into misses (the steady-state allocation check failed that way once).</summary>
+/// <summary>Runs alone: the allocation checks count the bytes of every thread (data-parallel steps run on two), and the
+/// pool-size checks call TensorPool.Clear, which empties every thread's pool.</summary>
 [CollectionDefinition(nameof(TensorScopeTests), DisableParallelization = true)]
 public sealed class TensorScopeCollection;
 
@@ -148,5 +148,120 @@ public class TensorScopeTests
         // The first step allocates every activation; later ones take them from the pool and allocate only
         // bookkeeping (tape nodes, shapes), far less than the activations themselves.
         Assert.True(steady * 4 < first, $"step 1 allocated {first} bytes, steady state (least of steps 3–6) {steady}");
+    }
+
+    // One step as vit train runs it: zeroed gradients kept, forward, label-smoothed loss, backward, clipping, AdamW.
+    private static float TrainStep(ViT model, AdamW opt, Tensor images, int[] labels, bool recycle)
+    {
+        model.Train();
+        model.ZeroGrad(setToNone: false);
+        float value;
+        using (TensorScope.Begin(recycleTensors: recycle))
+        {
+            var loss = F.CrossEntropy(model.Forward(images), labels, 0.1f);
+            loss.Backward();
+            value = loss.Item();
+        }
+        GradClip.ClipGradNorm(model.Parameters(), 1f);
+        opt.Step();
+        return value;
+    }
+
+    [Fact]
+    public void ARecyclingScopeGivesTheSameLossesAndParametersAsAPlainOne()
+    {
+        var images = Tensor.RandN(new Random(4), 0, 1, 6, 1, 16, 16);
+        int[] labels = [0, 1, 2, 3, 4, 0];
+        (float[] Losses, float[][] Params) Run(bool recycle)
+        {
+            var model = TinyViT();
+            var opt = new AdamW(model.NamedParameters());
+            var losses = Enumerable.Range(0, 4).Select(_ => TrainStep(model, opt, images, labels, recycle)).ToArray();
+            return (losses, model.Parameters().Select(p => (float[])p.Data.Clone()).ToArray());
+        }
+        var plain = Run(recycle: false);
+        var recycled = Run(recycle: true);
+        Assert.Equal(plain.Losses, recycled.Losses);
+        Assert.Equal(plain.Params, recycled.Params);
+    }
+
+    [Fact]
+    public void ARecyclingScopeHandsReleasedTensorObjectsToTheNextScopeButNotKeptOnes()
+    {
+        var a = Tensor.Ones(2, 3);
+        Tensor first, kept;
+        using (var scope = TensorScope.Begin(recycleTensors: true))
+        {
+            Assert.True(scope.RecyclesTensors);
+            first = a * 2f;
+            kept = scope.Keep(a + 1f);
+            using var inner = TensorScope.Begin();
+            Assert.True(inner.RecyclesTensors);   // nested scopes inherit recycling
+        }
+        using (TensorScope.Begin(recycleTensors: true))
+        {
+            var second = a * 3f;
+            Assert.Same(first, second);             // the released object, now the new result
+            Assert.Equal([2, 3], second.Shape);
+            Assert.All(second.Data, v => Assert.Equal(3f, v));
+            var third = a * 4f;
+            Assert.NotSame(kept, third);
+            Assert.All(kept.Data, v => Assert.Equal(2f, v));
+        }
+        using (var plain = TensorScope.Begin())
+        {
+            Assert.False(plain.RecyclesTensors);
+            var t = a * 5f;
+            Assert.NotSame(first, t);
+        }
+    }
+
+    [Fact]
+    public void ARecyclingTrainingStepAllocatesNothingInTheSteadyState()
+    {
+        using var serial = VitSharp.Kernels.ComputeThreads.Serial();
+        var model = TinyViT();
+        var opt = new AdamW(model.NamedParameters(), weightDecay: 0.05f);
+        var images = Tensor.RandN(new Random(3), 0, 1, 8, 1, 16, 16);
+        int[] labels = [0, 1, 2, 3, 4, 0, 1, 2];
+        long Measure()
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            TrainStep(model, opt, images, labels, recycle: true);
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        for (int i = 0; i < 3; i++) Measure();
+        // The least of several steps: a single one can carry a one-off allocation of the runtime (JIT tiering).
+        long steady = Enumerable.Range(0, 5).Select(_ => Measure()).Min();
+        Assert.Equal(0, steady);
+    }
+
+    [Fact]
+    public void DataParallelTrainingStepsAllocateNothingOnEitherThreadInTheSteadyState()
+    {
+        var model = TinyViT();
+        using var dp = new VitSharp.Training.DataParallel(model, () => { var r = TinyViT(); r.Train(); return r; });
+        var opt = new AdamW(model.NamedParameters());
+        var images = Tensor.RandN(new Random(5), 0, 1, 8, 1, 16, 16);
+        int[] labels = [0, 1, 2, 3, 4, 0, 1, 2];
+        VitSharp.Training.DataParallel.HalfStep half = static (m, x, y, weight, _) =>
+        {
+            using var scope = TensorScope.Begin(recycleTensors: true);
+            var loss = F.CrossEntropy(m.Forward(x), y, 0.1f);
+            (weight == 1f ? loss : loss * weight).Backward();
+            return new VitSharp.Training.DataParallel.HalfResult(loss.Item(), 0);
+        };
+        long Measure()
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            model.ZeroGrad(setToNone: false);
+            dp.Step(images, labels, half);
+            opt.Step();
+            dp.SyncReplica();
+            return GC.GetTotalAllocatedBytes(precise: true) - before;
+        }
+        for (int i = 0; i < 3; i++) Measure();
+        long steady = Enumerable.Range(0, 5).Select(_ => Measure()).Min();
+        Assert.Equal(0, steady);
     }
 }
