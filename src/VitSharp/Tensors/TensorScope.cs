@@ -6,6 +6,10 @@ namespace VitSharp;
 /// same sizes every step, so a <see cref="TensorScope"/> can take every activation, gradient and kernel scratch
 /// buffer from here and give it back when the step ends.
 /// </summary>
+/// <remarks>
+/// A thread keeps what it returned: a program that runs scopes on many threads (a server answering on the thread
+/// pool, say) holds up to one step's worth of arrays per such thread; <see cref="Clear"/> lets go of all of them.
+/// </remarks>
 public static class TensorPool
 {
     [ThreadStatic] private static Dictionary<int, Stack<float[]>>? t_free;
