@@ -216,20 +216,26 @@ public sealed class CaiTTransformer : Module
     /// <summary>Which layers run on this pass (the reference's <c>dropout_layers</c>); all of them without layer dropout.</summary>
     public bool[] SampleKeptLayers()
     {
-        int count = Layers.Count;
-        var keep = new bool[count];
-        Array.Fill(keep, true);
-        if (LayerDropout == 0 || count == 0) return keep;
+        var keep = new bool[Layers.Count];
+        SampleKeptLayers(keep);
+        return keep;
+    }
+
+    private void SampleKeptLayers(Span<bool> keep)
+    {
+        keep.Fill(true);
+        int count = keep.Length;
+        if (LayerDropout == 0 || count == 0) return;
         var rng = Dropout.Rng;
         for (int i = 0; i < count; i++) keep[i] = !(rng.NextSingle() < LayerDropout);
         if (!keep.Contains(true)) keep[rng.Next(count)] = true;
-        return keep;
     }
 
     /// <summary>Runs the kept layers: x = attn(x, context) + x; x = ff(x) + x.</summary>
     public Tensor Forward(Tensor x, Tensor? context)
     {
-        var keep = SampleKeptLayers();
+        Span<bool> keep = Layers.Count <= 256 ? stackalloc bool[Layers.Count] : new bool[Layers.Count];
+        SampleKeptLayers(keep);
         for (int i = 0; i < Layers.Count; i++)
         {
             if (!keep[i]) continue;

@@ -213,7 +213,7 @@ public sealed class ResNet : Module
         CheckInput(img);
         var x = Bn1.Forward(Conv1.Forward(img)).Relu();
         x = _maxPool.Forward(x);
-        foreach (var stage in Stages) x = stage.Forward(x);
+        for (int i = 0; i < Stages.Count; i++) x = Stages[i].Forward(x);   // indexed: no enumerator per step
         return x;
     }
 

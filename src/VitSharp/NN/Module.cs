@@ -100,7 +100,7 @@ public abstract class Module
     }
 
     /// <summary>Direct children with their names.</summary>
-    public IEnumerable<(string Name, Module Module)> NamedChildren() => _children;
+    public IReadOnlyList<(string Name, Module Module)> NamedChildren() => _children;
 
     /// <summary>This module and all descendants with dotted names ("" for this one).</summary>
     public IEnumerable<(string Name, Module Module)> NamedModules(string prefix = "")

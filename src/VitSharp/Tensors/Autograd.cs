@@ -8,7 +8,13 @@ namespace VitSharp;
 internal abstract class Node
 {
     public string Name = "";
-    public Tensor[] Inputs = [];
+    private Tensor[] _inputs = [];
+
+    /// <summary>How many inputs the op had.</summary>
+    public int InputCount { get; private set; }
+
+    /// <summary>The op's inputs (those that were not null).</summary>
+    public ReadOnlySpan<Tensor> Inputs => _inputs.AsSpan(0, InputCount);
 
     /// <summary>Pushes <paramref name="output"/>'s gradient into the inputs' gradients.</summary>
     public abstract void RunBackward(Tensor output);
@@ -16,14 +22,30 @@ internal abstract class Node
     /// <summary>Called once the node is off the tape (after its backward ran): drops references, and pooled nodes go back to their pool.</summary>
     public virtual void Recycle() { }
 
-    /// <summary>Copies the non-null inputs into <see cref="Inputs"/>, reusing the array when the count is unchanged.</summary>
+    /// <summary>Copies the non-null inputs into the node, reusing its array when it is long enough (a pooled node serves
+    /// ops of one state type, whose input counts may differ: a Linear with and without bias).</summary>
     protected void SetInputs(ReadOnlySpan<Tensor?> inputs)
     {
         int count = 0;
         foreach (var t in inputs) if (t is not null) count++;
-        if (Inputs.Length != count) Inputs = new Tensor[count];
+        if (_inputs.Length < count) _inputs = new Tensor[count];
         int k = 0;
-        foreach (var t in inputs) if (t is not null) Inputs[k++] = t;
+        foreach (var t in inputs) if (t is not null) _inputs[k++] = t;
+        InputCount = count;
+    }
+
+    /// <summary>Takes <paramref name="inputs"/> (no nulls) as the node's inputs, without copying.</summary>
+    protected void UseInputs(Tensor[] inputs)
+    {
+        _inputs = inputs;
+        InputCount = inputs.Length;
+    }
+
+    /// <summary>Drops the references to the inputs.</summary>
+    protected void ClearInputs()
+    {
+        Array.Clear(_inputs);
+        InputCount = 0;
     }
 }
 
@@ -35,7 +57,7 @@ internal sealed class ClosureNode : Node
     public ClosureNode(string name, Tensor[] inputs, Action<Tensor> backward)
     {
         Name = name;
-        Inputs = inputs;
+        UseInputs(inputs);
         _backward = backward;
     }
 
@@ -69,7 +91,7 @@ internal sealed class Node<TState> : Node where TState : struct
     {
         State = default;
         _backward = null;
-        Array.Clear(Inputs);
+        ClearInputs();
         (t_pool ??= new Stack<Node<TState>>()).Push(this);
     }
 }
@@ -149,11 +171,11 @@ public sealed partial class Tensor
         while (stack.Count > 0)
         {
             var (t, next) = stack.Pop();
-            var inputs = t.Creator?.Inputs;
-            if (inputs != null && next < inputs.Length)
+            var node = t.Creator;
+            if (node is not null && next < node.InputCount)
             {
                 stack.Push((t, next + 1));
-                var child = inputs[next];
+                var child = node.Inputs[next];
                 if (child.RequiresGrad && visited.Add(child)) stack.Push((child, 0));
             }
             else order.Add(t);

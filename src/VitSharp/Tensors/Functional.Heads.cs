@@ -16,14 +16,19 @@ public static partial class F
         int b = x.Dim(0), h = x.Dim(1), g = weight.Dim(1);
         int rest = 1;
         for (int i = 2; i < x.Rank; i++) rest *= x.Dim(i);
-        var shape = x.Shape; shape[1] = g;
+        Span<int> shape = stackalloc int[x.Rank];
+        x.ShapeSpan.CopyTo(shape);
+        shape[1] = g;
         var y = Tensor.Empty(shape);
         MixHeadsKernel.Forward(x.Data, weight.Data, b, h, g, rest, y.Data);
-        return Autograd.Record(y, "mix_heads", [x, weight], r =>
+        var st = new MixHeadsState { X = x, Weight = weight, B = b, H = h, G = g, Rest = rest };
+        return Autograd.Record(y, "mix_heads", [x, weight], st, static (in MixHeadsState s, Tensor r) =>
         {
-            var dx = x.RequiresGrad ? x.Grad0() : Span<float>.Empty;
-            var dw = weight.RequiresGrad ? weight.Grad0() : Span<float>.Empty;
-            MixHeadsKernel.Backward(r.Grad!.Data, x.Data, weight.Data, b, h, g, rest, dx, dw);
+            var dx = s.X.RequiresGrad ? s.X.Grad0() : Span<float>.Empty;
+            var dw = s.Weight.RequiresGrad ? s.Weight.Grad0() : Span<float>.Empty;
+            MixHeadsKernel.Backward(r.Grad!.Data, s.X.Data, s.Weight.Data, s.B, s.H, s.G, s.Rest, dx, dw);
         });
     }
+
+    private struct MixHeadsState { public Tensor X, Weight; public int B, H, G, Rest; }
 }

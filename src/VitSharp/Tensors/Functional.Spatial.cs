@@ -25,6 +25,33 @@ public static partial class F
         return (x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3));
     }
 
+    /// <summary>Per-image im2col work over a chunk of images: unfold or fold, forward or backward (a struct: no allocation).</summary>
+    private struct WindowImages : Parallel2.IChunkBody
+    {
+        public float[] Src, Dst; public Window2d Window; public int C, H, W, L, Img, Col; public bool Fold, Backward;
+
+        public readonly void Run(int chunk, int i0, int n)
+        {
+            for (int i = i0; i < i0 + n; i++)
+            {
+                if (!Fold && !Backward) UnfoldKernel.Forward(Src.AsSpan(i * Img, Img), C, H, W, Window, Dst.AsSpan(i * Col, Col), L);
+                else if (!Fold) UnfoldKernel.Backward(Src.AsSpan(i * Col, Col), L, C, H, W, Window, Dst.AsSpan(i * Img, Img));
+                else if (!Backward) FoldKernel.Forward(Src.AsSpan(i * Col, Col), L, C, H, W, Window, Dst.AsSpan(i * Img, Img));
+                else FoldKernel.Backward(Src.AsSpan(i * Img, Img), C, H, W, Window, Dst.AsSpan(i * Col, Col), L);
+            }
+        }
+    }
+
+    private struct WindowState { public Tensor X; public WindowImages Body; public int B; }
+
+    // Backward of unfold and fold: the same per-image loop with the gradients as source and destination.
+    private static readonly BackwardFn<WindowState> WindowImagesBackward = static (in WindowState s, Tensor r) =>
+    {
+        var body = s.Body;
+        (body.Src, body.Dst, body.Backward) = (r.Grad!.Data, s.X.Grad0(), true);
+        Parallel2.For(s.B, Parallel2.Chunks(s.B, s.Body.Col), body);
+    };
+
     /// <summary>
     /// torch.nn.functional.unfold: images [B, C, H, W] → [B, C·kh·kw, L], L = OH·OW window positions (row-major), the
     /// unfolded vector ordered (channel, ki, kj) with the channel slowest; zero padding.
@@ -35,20 +62,9 @@ public static partial class F
         window.Validate("unfold", h, w);
         int oh = window.OutH(h), ow = window.OutW(w), l = oh * ow, k = c * window.KernelH * window.KernelW;
         var y = Tensor.Empty(b, k, l);
-        float[] xd = x.Data, yd = y.Data;
-        int img = c * h * w, col = k * l;
-        Parallel2.For(b, Parallel2.Chunks(b, col), (_, i0, n) =>
-        {
-            for (int i = i0; i < i0 + n; i++) UnfoldKernel.Forward(xd.AsSpan(i * img, img), c, h, w, window, yd.AsSpan(i * col, col), l);
-        });
-        return Autograd.Record(y, "unfold", [x], r =>
-        {
-            var g = r.Grad!.Data; var dx = x.Grad0();
-            Parallel2.For(b, Parallel2.Chunks(b, col), (_, i0, n) =>
-            {
-                for (int i = i0; i < i0 + n; i++) UnfoldKernel.Backward(g.AsSpan(i * col, col), l, c, h, w, window, dx.AsSpan(i * img, img));
-            });
-        });
+        var body = new WindowImages { Src = x.Data, Dst = y.Data, Window = window, C = c, H = h, W = w, L = l, Img = c * h * w, Col = k * l };
+        Parallel2.For(b, Parallel2.Chunks(b, body.Col), body);
+        return Autograd.Record(y, "unfold", [x], new WindowState { X = x, Body = body, B = b }, WindowImagesBackward);
     }
 
     /// <summary>Unfold with a square kernel, stride and padding.</summary>
@@ -67,21 +83,11 @@ public static partial class F
         int oh = window.OutH(outH), ow = window.OutW(outW);
         if (k % kk != 0) throw new ArgumentException($"fold: {k} rows are not a multiple of the kernel's {window.KernelH}×{window.KernelW} positions");
         if (l != oh * ow) throw new ArgumentException($"fold: {l} columns, but a {outH}×{outW} image has {oh}×{ow} = {oh * ow} window positions ({window})");
-        int c = k / kk, img = c * outH * outW, col = k * l;
+        int c = k / kk;
         var y = Tensor.Empty(b, c, outH, outW);
-        float[] xd = cols.Data, yd = y.Data;
-        Parallel2.For(b, Parallel2.Chunks(b, col), (_, i0, n) =>
-        {
-            for (int i = i0; i < i0 + n; i++) FoldKernel.Forward(xd.AsSpan(i * col, col), l, c, outH, outW, window, yd.AsSpan(i * img, img));
-        });
-        return Autograd.Record(y, "fold", [cols], r =>
-        {
-            var g = r.Grad!.Data; var dx = cols.Grad0();
-            Parallel2.For(b, Parallel2.Chunks(b, col), (_, i0, n) =>
-            {
-                for (int i = i0; i < i0 + n; i++) FoldKernel.Backward(g.AsSpan(i * img, img), c, outH, outW, window, dx.AsSpan(i * col, col), l);
-            });
-        });
+        var body = new WindowImages { Src = cols.Data, Dst = y.Data, Window = window, C = c, H = outH, W = outW, L = l, Img = c * outH * outW, Col = k * l, Fold = true };
+        Parallel2.For(b, Parallel2.Chunks(b, body.Col), body);
+        return Autograd.Record(y, "fold", [cols], new WindowState { X = cols, Body = body, B = b }, WindowImagesBackward);
     }
 
     /// <summary>Fold with a square kernel, stride and padding.</summary>
@@ -109,36 +115,52 @@ public static partial class F
         window.Validate("conv2d", h, w);
         var g = new ConvGeometry(b, cin, h, w, cout, groups, window);
         var y = Tensor.Empty(b, cout, g.OutH, g.OutW);
-        Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
         if (groups == cin && groups > 1 && !window.IsPointwise && !DepthwiseViaGemm)
         {
             // Depthwise: a direct kernel (a GEMM per channel would have one row and kh·kw columns of depth).
             int mult = cout / cin, chunks = Parallel2.Chunks(cin, (long)b * mult * g.L * window.KernelH * window.KernelW);
-            float[] xd = x.Data, wd = weight.Data, yd = y.Data; float[]? bd = bias?.Data;
-            Parallel2.For(cin, chunks, (_, c0, n) => DepthwiseConv2dKernel.Forward(xd, b, cin, h, w, mult, wd, bd, window, c0, n, yd));
-            return Autograd.Record(y, "conv2d_depthwise", inputs, r =>
-            {
-                var dy = r.Grad!.Data;
-                float[]? dx = x.RequiresGrad ? x.Grad0() : null, dw = weight.RequiresGrad ? weight.Grad0() : null;
-                if (bias is not null && bias.RequiresGrad)
+            Parallel2.For(cin, chunks, new Depthwise { G = g, X = x.Data, Weight = weight.Data, Bias = bias?.Data, Out = y.Data });
+            return Autograd.Record(y, "conv2d_depthwise", [x, weight, bias], new ConvState { X = x, Weight = weight, Bias = bias, G = g, Chunks = chunks },
+                static (in ConvState s, Tensor r) =>
                 {
-                    var db = bias.GradSpan();
-                    for (int i = 0; i < b; i++)
-                        for (int co = 0; co < cout; co++) db[co] += TensorPrimitives.Sum(dy.AsSpan((i * cout + co) * g.L, g.L));
-                }
-                if (dx is null && dw is null) return;
-                Parallel2.For(cin, chunks, (_, c0, n) => DepthwiseConv2dKernel.Backward(dy, xd, b, cin, h, w, mult, wd, window, c0, n, dx, dw));
-            });
+                    var (x, weight, bias, g) = (s.X, s.Weight, s.Bias, s.G);
+                    var dy = r.Grad!.Data;
+                    float[]? dx = x.RequiresGrad ? x.Grad0() : null, dw = weight.RequiresGrad ? weight.Grad0() : null;
+                    if (bias is not null && bias.RequiresGrad)
+                    {
+                        var db = bias.GradSpan();
+                        for (int i = 0; i < g.B; i++)
+                            for (int co = 0; co < g.Cout; co++) db[co] += TensorPrimitives.Sum(dy.AsSpan((i * g.Cout + co) * g.L, g.L));
+                    }
+                    if (dx is null && dw is null) return;
+                    Parallel2.For(g.Cin, s.Chunks, new Depthwise { G = g, X = x.Data, Weight = weight.Data, Out = dy, Dx = dx, Dw = dw, Backward = true });
+                });
         }
         ConvForward(g, x.Data, weight.Data, bias?.Data, y.Data);
-        return Autograd.Record(y, "conv2d", inputs, r => ConvBackward(g, x, weight, bias, r.Grad!.Data));
+        return Autograd.Record(y, "conv2d", [x, weight, bias], new ConvState { X = x, Weight = weight, Bias = bias, G = g },
+            static (in ConvState s, Tensor r) => ConvBackward(s.G, s.X, s.Weight, s.Bias, r.Grad!.Data));
+    }
+
+    private struct ConvState { public Tensor X, Weight; public Tensor? Bias; public ConvGeometry G; public int Chunks; }
+
+    /// <summary>The depthwise kernel over a chunk of channels; Out is y (forward) or dy (backward).</summary>
+    private struct Depthwise : Parallel2.IChunkBody
+    {
+        public ConvGeometry G; public float[] X, Weight, Out; public float[]? Bias, Dx, Dw; public bool Backward;
+
+        public readonly void Run(int chunk, int c0, int n)
+        {
+            int mult = G.Cout / G.Cin;
+            if (!Backward) DepthwiseConv2dKernel.Forward(X, G.B, G.Cin, G.H, G.W, mult, Weight, Bias, G.Window, c0, n, Out);
+            else DepthwiseConv2dKernel.Backward(Out, X, G.B, G.Cin, G.H, G.W, mult, Weight, G.Window, c0, n, Dx, Dw);
+        }
     }
 
     /// <summary>Conv2d with equal stride and padding on both axes.</summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int groups = 1) =>
         Conv2d(x, weight, bias, (stride, stride), (padding, padding), groups);
 
-    private sealed record ConvGeometry(int B, int Cin, int H, int W, int Cout, int Groups, Window2d Window)
+    private readonly record struct ConvGeometry(int B, int Cin, int H, int W, int Cout, int Groups, Window2d Window)
     {
         public int OutH => Window.OutH(H);
         public int OutW => Window.OutW(W);
@@ -161,16 +183,25 @@ public static partial class F
         }
     }
 
-    /// <summary>cols [K, nb·L] = im2col of images b0..b0+nb−1 side by side.</summary>
-    private static void ConvColumns(ConvGeometry g, float[] x, int b0, int nb, float[] cols)
+    /// <summary>Images b0.. of a block and their column matrix [K, nb·L]: im2col (forward) or col2im accumulated into dx (backward).</summary>
+    private struct ConvBlock : Parallel2.IChunkBody
     {
-        int ld = nb * g.L;
-        Parallel2.For(nb, Parallel2.Chunks(nb, (long)g.K * g.L), (_, i0, n) =>
+        public ConvGeometry G; public float[] Images, Cols; public int B0, Ld; public bool Backward;
+
+        public readonly void Run(int chunk, int i0, int n)
         {
             for (int i = i0; i < i0 + n; i++)
-                UnfoldKernel.Forward(x.AsSpan((b0 + i) * g.Image, g.Image), g.Cin, g.H, g.W, g.Window, cols.AsSpan(i * g.L), ld);
-        });
+            {
+                var image = Images.AsSpan((B0 + i) * G.Image, G.Image);
+                if (!Backward) UnfoldKernel.Forward(image, G.Cin, G.H, G.W, G.Window, Cols.AsSpan(i * G.L), Ld);
+                else UnfoldKernel.Backward(Cols.AsSpan(i * G.L), Ld, G.Cin, G.H, G.W, G.Window, image);
+            }
+        }
     }
+
+    /// <summary>cols [K, nb·L] = im2col of images b0..b0+nb−1 side by side.</summary>
+    private static void ConvColumns(ConvGeometry g, float[] x, int b0, int nb, float[] cols) =>
+        Parallel2.For(nb, Parallel2.Chunks(nb, (long)g.K * g.L), new ConvBlock { G = g, Images = x, Cols = cols, B0 = b0, Ld = nb * g.L });
 
     private static void ConvForward(ConvGeometry g, float[] x, float[] weight, float[]? bias, float[] y)
     {
@@ -262,12 +293,7 @@ public static partial class F
             for (int gi = 0; gi < g.Groups; gi++)
                 Gemm.Sgemm(true, false, g.Kg, ld, g.CoutG, 1f, wd.AsSpan(gi * g.CoutG * g.Kg), g.Kg, gy[(gi * g.CoutG * ld)..], ld,
                     0f, cols.AsSpan(gi * g.Kg * ld), ld);
-            var dcols = cols;
-            Parallel2.For(nb, Parallel2.Chunks(nb, (long)g.K * l), (_, i0, n) =>
-            {
-                for (int i = i0; i < i0 + n; i++)
-                    UnfoldKernel.Backward(dcols.AsSpan(i * l), ld, g.Cin, g.H, g.W, g.Window, dx!.AsSpan((b0 + i) * g.Image, g.Image));
-            });
+            Parallel2.For(nb, Parallel2.Chunks(nb, (long)g.K * l), new ConvBlock { G = g, Images = dx!, Cols = cols, B0 = b0, Ld = ld, Backward = true });
         }
         if (cols is not null) TensorScope.ReturnEarly(cols);
         if (dybig is not null) TensorScope.ReturnEarly(dybig);
@@ -285,8 +311,8 @@ public static partial class F
     {
         if (x.Rank < 2) throw new ArgumentException($"batch_norm: expected [B, C, ...], got {Tensor.ShapeString(x.ShapeSpan)}");
         int b = x.Dim(0), c = x.Dim(1), s = c == 0 || b == 0 ? 0 : x.Size / (b * c);
-        foreach (var (t, name) in new[] { (runningMean, "running_mean"), (runningVar, "running_var"), (weight, "weight"), (bias, "bias") })
-            if (t is not null && t.Size != c) throw new ArgumentException($"batch_norm: {name} has {t.Size} elements, the input has {c} channels");
+        CheckChannels(runningMean, "running_mean", c); CheckChannels(runningVar, "running_var", c);
+        CheckChannels(weight, "weight", c); CheckChannels(bias, "bias", c);
         if ((runningMean is null) != (runningVar is null)) throw new ArgumentException("batch_norm: give both running_mean and running_var or neither");
         bool batchStats = training || runningMean is null;
         long n = (long)b * s;
@@ -298,7 +324,7 @@ public static partial class F
         if (batchStats)
         {
             var variance = rstd;
-            Parallel2.For(c, chunks, (_, c0, k) => BatchNormKernel.Statistics(xd, b, c, s, c0, k, mean, variance));
+            Parallel2.For(c, chunks, new BatchNormChannels { Mode = 0, X = xd, B = b, C = c, S = s, Mean = mean, Rstd = variance });
             if (training && runningMean is not null)
             {
                 var rm = runningMean.Data; var rv = runningVar!.Data;
@@ -317,22 +343,68 @@ public static partial class F
             var rv = runningVar!.Data;
             for (int i = 0; i < c; i++) rstd[i] = 1f / MathF.Sqrt(rv[i] + eps);
         }
-        var y = Tensor.Empty(x.Shape);
-        float[] yd = y.Data;
-        float[]? wd = weight?.Data, bd = bias?.Data;
-        Parallel2.For(c, chunks, (_, c0, k) => BatchNormKernel.Forward(xd, b, c, s, c0, k, mean, rstd, wd, bd, yd));
-        var inputs = new List<Tensor> { x };
-        if (weight is not null) inputs.Add(weight);
-        if (bias is not null) inputs.Add(bias);
-        return Autograd.Record(y, "batch_norm", inputs.ToArray(), r =>
+        var y = Tensor.Empty(x.ShapeSpan);
+        var body = new BatchNormChannels { Mode = 1, X = xd, B = b, C = c, S = s, Mean = mean, Rstd = rstd, Weight = weight?.Data, Bias = bias?.Data, Y = y.Data };
+        Parallel2.For(c, chunks, body);
+        var st = new BatchNormState { X = x, Weight = weight, Bias = bias, Body = body, Chunks = chunks, BatchStats = batchStats };
+        return Autograd.Record(y, "batch_norm", [x, weight, bias], st, static (in BatchNormState s, Tensor r) =>
         {
-            var g = r.Grad!.Data;
-            float[]? dx = x.RequiresGrad ? x.Grad0() : null;
-            float[]? dw = weight is not null && weight.RequiresGrad ? weight.Grad0() : null;
-            float[]? db = bias is not null && bias.RequiresGrad ? bias.Grad0() : null;
-            Parallel2.For(c, chunks, (_, c0, k) => BatchNormKernel.Backward(g, xd, b, c, s, c0, k, mean, rstd, wd, batchStats, dx, dw, db));
+            var body = s.Body;
+            body.Mode = 2;
+            body.Y = r.Grad!.Data;
+            body.BatchStats = s.BatchStats;
+            body.Dx = s.X.RequiresGrad ? s.X.Grad0() : null;
+            body.Dw = s.Weight is { RequiresGrad: true } ? s.Weight.Grad0() : null;
+            body.Db = s.Bias is { RequiresGrad: true } ? s.Bias.Grad0() : null;
+            Parallel2.For(s.Body.C, s.Chunks, body);
         });
     }
+
+    private static void CheckChannels(Tensor? t, string name, int c)
+    {
+        if (t is not null && t.Size != c) throw new ArgumentException($"batch_norm: {name} has {t.Size} elements, the input has {c} channels");
+    }
+
+    /// <summary>Batch norm over a chunk of channels: statistics (mode 0), forward (1) or backward (2, Y holds dy).</summary>
+    private struct BatchNormChannels : Parallel2.IChunkBody
+    {
+        public int Mode, B, C, S; public bool BatchStats;
+        public float[] X, Mean, Rstd; public float[]? Weight, Bias, Y, Dx, Dw, Db;
+
+        public readonly void Run(int chunk, int c0, int k)
+        {
+            if (Mode == 0) BatchNormKernel.Statistics(X, B, C, S, c0, k, Mean, Rstd);
+            else if (Mode == 1) BatchNormKernel.Forward(X, B, C, S, c0, k, Mean, Rstd, Weight, Bias, Y);
+            else BatchNormKernel.Backward(Y, X, B, C, S, c0, k, Mean, Rstd, Weight, BatchStats, Dx, Dw, Db);
+        }
+    }
+
+    private struct BatchNormState { public Tensor X; public Tensor? Weight, Bias; public BatchNormChannels Body; public int Chunks; public bool BatchStats; }
+
+    /// <summary>Pooling over a chunk of planes: max (with Window) or adaptive average, forward or backward.</summary>
+    private struct PoolPlanes : Parallel2.IChunkBody
+    {
+        public float[] X, Y; public float[]? Dy, Dx; public Window2d Window; public int H, W, OutH, OutW; public bool Max, Backward;
+
+        public readonly void Run(int chunk, int p0, int n)
+        {
+            int inP = H * W, outP = OutH * OutW;
+            var x = X.AsSpan(p0 * inP, n * inP);
+            if (Max && !Backward) MaxPoolKernel.Forward(x, n, H, W, Window, Y.AsSpan(p0 * outP, n * outP));
+            else if (Max) MaxPoolKernel.Backward(Dy.AsSpan(p0 * outP, n * outP), x, n, H, W, Window, Dx.AsSpan(p0 * inP, n * inP));
+            else if (!Backward) AdaptiveAvgPoolKernel.Forward(x, n, H, W, OutH, OutW, Y.AsSpan(p0 * outP, n * outP));
+            else AdaptiveAvgPoolKernel.Backward(Dy.AsSpan(p0 * outP, n * outP), n, H, W, OutH, OutW, Dx.AsSpan(p0 * inP, n * inP));
+        }
+    }
+
+    private struct PoolState { public Tensor X; public PoolPlanes Body; public int Planes, Chunks; }
+
+    private static readonly BackwardFn<PoolState> PoolBackward = static (in PoolState s, Tensor r) =>
+    {
+        var body = s.Body;
+        (body.Dy, body.Dx, body.Backward) = (r.Grad!.Data, s.X.Grad0(), true);
+        Parallel2.For(s.Planes, s.Chunks, body);
+    };
 
     /// <summary>
     /// torch.nn.functional.max_pool2d (dilation 1, ceil_mode off): [B, C, H, W] → [B, C, OH, OW]. Padding counts as −∞ and
@@ -344,18 +416,12 @@ public static partial class F
         window.Validate("max_pool2d", h, w);
         if (window.PadH > window.KernelH / 2 || window.PadW > window.KernelW / 2)
             throw new ArgumentException($"max_pool2d: padding {window.PadH}×{window.PadW} must be at most half the kernel {window.KernelH}×{window.KernelW}");
-        int oh = window.OutH(h), ow = window.OutW(w), planes = b * c, inP = h * w, outP = oh * ow;
+        int oh = window.OutH(h), ow = window.OutW(w), planes = b * c;
         var y = Tensor.Empty(b, c, oh, ow);
-        float[] xd = x.Data, yd = y.Data;
-        int chunks = Parallel2.Chunks(planes, (long)outP * window.KernelH * window.KernelW);
-        Parallel2.For(planes, chunks, (_, p0, n) =>
-            MaxPoolKernel.Forward(xd.AsSpan(p0 * inP, n * inP), n, h, w, window, yd.AsSpan(p0 * outP, n * outP)));
-        return Autograd.Record(y, "max_pool2d", [x], r =>
-        {
-            var g = r.Grad!.Data; var dx = x.Grad0();
-            Parallel2.For(planes, chunks, (_, p0, n) =>
-                MaxPoolKernel.Backward(g.AsSpan(p0 * outP, n * outP), xd.AsSpan(p0 * inP, n * inP), n, h, w, window, dx.AsSpan(p0 * inP, n * inP)));
-        });
+        int chunks = Parallel2.Chunks(planes, (long)oh * ow * window.KernelH * window.KernelW);
+        var body = new PoolPlanes { X = x.Data, Y = y.Data, Window = window, H = h, W = w, OutH = oh, OutW = ow, Max = true };
+        Parallel2.For(planes, chunks, body);
+        return Autograd.Record(y, "max_pool2d", [x], new PoolState { X = x, Body = body, Planes = planes, Chunks = chunks }, PoolBackward);
     }
 
     /// <summary>Max pooling with a square kernel; the stride defaults to the kernel size, as in PyTorch.</summary>
@@ -371,17 +437,11 @@ public static partial class F
         var (b, c, h, w) = Nchw(x, "adaptive_avg_pool2d");
         if (outH < 1 || outW < 1) throw new ArgumentException($"adaptive_avg_pool2d: output size {outH}×{outW} must be positive");
         if (h < 1 || w < 1) throw new ArgumentException($"adaptive_avg_pool2d: input {Tensor.ShapeString(x.ShapeSpan)} has an empty plane");
-        int planes = b * c, inP = h * w, outP = outH * outW;
+        int planes = b * c;
         var y = Tensor.Empty(b, c, outH, outW);
-        float[] xd = x.Data, yd = y.Data;
-        int chunks = Parallel2.Chunks(planes, Math.Max(inP, outP));
-        Parallel2.For(planes, chunks, (_, p0, n) =>
-            AdaptiveAvgPoolKernel.Forward(xd.AsSpan(p0 * inP, n * inP), n, h, w, outH, outW, yd.AsSpan(p0 * outP, n * outP)));
-        return Autograd.Record(y, "adaptive_avg_pool2d", [x], r =>
-        {
-            var g = r.Grad!.Data; var dx = x.Grad0();
-            Parallel2.For(planes, chunks, (_, p0, n) =>
-                AdaptiveAvgPoolKernel.Backward(g.AsSpan(p0 * outP, n * outP), n, h, w, outH, outW, dx.AsSpan(p0 * inP, n * inP)));
-        });
+        int chunks = Parallel2.Chunks(planes, Math.Max(h * w, outH * outW));
+        var body = new PoolPlanes { X = x.Data, Y = y.Data, H = h, W = w, OutH = outH, OutW = outW };
+        Parallel2.For(planes, chunks, body);
+        return Autograd.Record(y, "adaptive_avg_pool2d", [x], new PoolState { X = x, Body = body, Planes = planes, Chunks = chunks }, PoolBackward);
     }
 }

@@ -23,29 +23,36 @@ public sealed partial class Tensor
             throw new ArgumentException($"matmul: batch dimensions of {ShapeString(a._shape)} and {ShapeString(b._shape)} differ");
         int batch = 1;
         for (int i = 0; i < a.Rank - 2; i++) batch *= a._shape[i];
-        var outShape = a.Shape; outShape[^2] = m; outShape[^1] = n;
+        Span<int> outShape = stackalloc int[a.Rank];
+        a.ShapeSpan.CopyTo(outShape);
+        outShape[^2] = m; outShape[^1] = n;
         var result = Empty(outShape);
         int lda = transA ? m : k, ldb = transB ? k : n;
         long sA = (long)m * k, sB = shared ? 0 : (long)k * n, sC = (long)m * n;
 
         Batched(transA, transB, m, n, k, a.Data, lda, sA, b.Data, ldb, sB, result.Data, n, sC, batch, 0f);
 
-        return Autograd.Record(result, "matmul", [a, b], r =>
+        var st = new MatMulState { A = a, B = b, TransA = transA, TransB = transB, M = m, N = n, K = k, Batch = batch, SA = sA, SB = sB, SC = sC };
+        return Autograd.Record(result, "matmul", [a, b], st, static (in MatMulState s, Tensor r) =>
         {
+            var (a, b, m, n, k, batch) = (s.A, s.B, s.M, s.N, s.K, s.Batch);
+            int lda = s.TransA ? m : k, ldb = s.TransB ? k : n;
             var g = r.Grad!.Data;
             if (a.RequiresGrad)
             {
-                if (!transA) Batched(false, !transB, m, k, n, g, n, sC, b.Data, ldb, sB, a.Grad0(), k, sA, batch, 1f);
-                else Batched(transB, true, k, m, n, b.Data, ldb, sB, g, n, sC, a.Grad0(), m, sA, batch, 1f);
+                if (!s.TransA) Batched(false, !s.TransB, m, k, n, g, n, s.SC, b.Data, ldb, s.SB, a.Grad0(), k, s.SA, batch, 1f);
+                else Batched(s.TransB, true, k, m, n, b.Data, ldb, s.SB, g, n, s.SC, a.Grad0(), m, s.SA, batch, 1f);
             }
             if (b.RequiresGrad)
             {
                 // With a shared B the per-batch contributions accumulate into one gradient: run them in order.
-                if (!transB) Batched(!transA, false, k, n, m, a.Data, lda, sA, g, n, sC, b.Grad0(), n, sB, batch, 1f);
-                else Batched(true, transA, n, k, m, g, n, sC, a.Data, lda, sA, b.Grad0(), k, sB, batch, 1f);
+                if (!s.TransB) Batched(!s.TransA, false, k, n, m, a.Data, lda, s.SA, g, n, s.SC, b.Grad0(), n, s.SB, batch, 1f);
+                else Batched(true, s.TransA, n, k, m, g, n, s.SC, a.Data, lda, s.SA, b.Grad0(), k, s.SB, batch, 1f);
             }
         });
     }
+
+    private struct MatMulState { public Tensor A, B; public bool TransA, TransB; public int M, N, K, Batch; public long SA, SB, SC; }
 
     private static void Batched(bool ta, bool tb, int m, int n, int k, float[] a, int lda, long sa,
         float[] b, int ldb, long sb, float[] c, int ldc, long sc, int batch, float beta)

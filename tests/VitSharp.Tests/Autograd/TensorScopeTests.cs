@@ -264,4 +264,38 @@ public class TensorScopeTests
         long steady = Enumerable.Range(0, 5).Select(_ => Measure()).Min();
         Assert.Equal(0, steady);
     }
+
+    [Theory]
+    [InlineData("vit-fmnist")]
+    [InlineData("simplevit-fmnist")]
+    [InlineData("deepvit-fmnist")]
+    [InlineData("cait-fmnist")]
+    [InlineData("t2t-fmnist")]
+    [InlineData("pit-fmnist")]
+    [InlineData("resnet18-fmnist")]
+    [InlineData("vit_fmnist")]
+    public void EveryFamilysTrainingStepAllocatesNothingInTheSteadyState(string preset)
+    {
+        using var serial = VitSharp.Kernels.ComputeThreads.Serial();
+        var p = Presets.Get(preset);
+        Init.Seed(3);
+        var model = p.Spec.Build();
+        model.Train();
+        var opt = new AdamW(model.NamedParameters(), weightDecay: 0.05f);
+        var images = Tensor.RandN(new Random(3), 0, 1, 2, p.Channels, p.ImageSize, p.ImageSize);
+        int[] labels = [1, 7];
+        long Measure()
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            model.ZeroGrad(setToNone: false);
+            using (TensorScope.Begin(recycleTensors: true))
+                F.CrossEntropy(model.Forward(images), labels, 0.1f).Backward();
+            GradClip.ClipGradNorm(model.Parameters(), 1f);
+            opt.Step();
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        for (int i = 0; i < 3; i++) Measure();
+        long steady = Enumerable.Range(0, 4).Select(_ => Measure()).Min();
+        Assert.Equal(0, steady);
+    }
 }
