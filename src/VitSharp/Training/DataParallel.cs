@@ -38,7 +38,8 @@ public sealed class DataParallel : IDisposable
     private readonly Tensor[] _buffers, _replicaBuffers;
     // Reused from step to step (a steady-state step allocates nothing): the halves' images and labels, the step's
     // arguments and results, and the delegate that runs one half.
-    private readonly Tensor?[] _halves = new Tensor?[2];
+    private readonly Tensor?[] _halves = new Tensor?[2];   // the halves of the step under way
+    private Tensor? _half0, _half1;                        // their tensors, kept from step to step
     private readonly int[][] _labels = [[], []];
     private readonly HalfResult[] _results = new HalfResult[2];
     private HalfStep? _step;
@@ -166,7 +167,7 @@ public sealed class DataParallel : IDisposable
 
     // The first n0 samples of a batch [B, …] and the rest, as two tensors over this instance's buffers (new ones only
     // when the halves' shapes change): no allocation per step.
-    private Tensor?[] SplitReusing(Tensor images, int n0)
+    private void SplitReusing(Tensor images, int n0)
     {
         int b = images.Dim(0), per = images.Size / Math.Max(1, b);
         for (int h = 0; h < 2; h++)
@@ -182,10 +183,7 @@ public sealed class DataParallel : IDisposable
             images.Data.AsSpan(h == 0 ? 0 : n0 * per, rows * per).CopyTo(t.Data);
             _halves[h] = t;
         }
-        return _halves;
     }
-
-    private Tensor? _half0, _half1;   // the split halves, reused from step to step
 
     private void Loop()
     {
