@@ -78,11 +78,14 @@ public sealed partial class Tensor
     }
 
     /// <summary>Called when the owning scope ends.</summary>
-    internal void Release()
+    internal void Release(bool dropStorage = false)
     {
         _released = true;
         Creator = null;
         Grad = null;
+        // A recycled tensor object waits for its next use without pinning the storage it had (which went back to the
+        // pool, and which TensorPool.Clear may want the GC to take).
+        if (dropStorage) _data = [];
     }
 
     private ObjectDisposedException Released() =>

@@ -56,6 +56,7 @@ public static class TensorPool
     /// <summary>Drops every free array of every thread (each thread lets go of its own at its next rent or return; the GC reclaims them).</summary>
     public static void Clear()
     {
+        t_free = null;   // this thread's at once
         Interlocked.Increment(ref s_generation);
         Interlocked.Exchange(ref _pooledElements, 0);
     }
@@ -197,8 +198,9 @@ public sealed class TensorScope : IDisposable
         }
         foreach (var t in _tensors)
         {
-            t.Release();
-            if (free is not null && t.Rank < free.Length) free[t.Rank].Push(t);
+            bool recycle = free is not null && t.Rank < free.Length;
+            t.Release(dropStorage: recycle);
+            if (recycle) free![t.Rank].Push(t);
         }
         foreach (var a in _arrays)
             if (_kept is null || !_kept.Contains(a)) TensorPool.Return(a);

@@ -298,4 +298,23 @@ public class TensorScopeTests
         long steady = Enumerable.Range(0, 4).Select(_ => Measure()).Min();
         Assert.Equal(0, steady);
     }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static WeakReference StepInARecyclingScope(Tensor a)
+    {
+        using var scope = TensorScope.Begin(recycleTensors: true);
+        return new WeakReference((a * 2f).Data);
+    }
+
+    [Fact]
+    public void ARecycledTensorWaitingForReuseDoesNotKeepItsStorageAlive()
+    {
+        var a = Tensor.Ones(1000);
+        var storage = StepInARecyclingScope(a);   // the result's object now waits in the thread's free list
+        TensorPool.Clear();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.False(storage.IsAlive, "the released tensor object still holds its array after the pool was cleared");
+    }
 }
