@@ -53,7 +53,7 @@ public static class TensorPool
     /// <summary>Bytes currently held by the pools of all threads (free arrays only).</summary>
     public static long PooledBytes => Interlocked.Read(ref _pooledElements) * sizeof(float);
 
-    /// <summary>Drops every free array of every thread (each thread lets go of its own at its next rent or return; the GC reclaims them).</summary>
+    /// <summary>Drops every free array of every thread (the calling thread's at once, another thread's at its next rent or return; the GC reclaims them).</summary>
     public static void Clear()
     {
         t_free = null;   // this thread's at once
