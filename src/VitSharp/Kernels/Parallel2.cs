@@ -18,14 +18,11 @@ public static class Parallel2
     }
 
     /// <summary>Runs body(chunk, start, length) over <paramref name="chunks"/> contiguous chunks of [0, count).</summary>
-    public static void For(int count, int chunks, Action<int, int, int> body)
+    public static void For(int count, int chunks, Action<int, int, int> body) => For(count, chunks, new DelegateBody(body));
+
+    private readonly struct DelegateBody(Action<int, int, int> body) : IChunkBody
     {
-        if (chunks <= 1) { body(0, 0, count); return; }
-        GemmWorkers.For(chunks, c =>
-        {
-            int start = (int)((long)count * c / chunks), end = (int)((long)count * (c + 1) / chunks);
-            body(c, start, end - start);
-        });
+        public void Run(int chunk, int start, int length) => body(chunk, start, length);
     }
 
     /// <summary>A chunk body for <see cref="For{TBody}(int, int, in TBody)"/>: a struct, so that a loop allocates nothing.</summary>
