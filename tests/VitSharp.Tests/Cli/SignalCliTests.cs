@@ -26,16 +26,16 @@ public sealed class SignalCliTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    /// <summary>A run of tiny epochs (256 training images, 128 test images): an epoch and its checkpoint take well under a second.</summary>
-    private string[] TinyRun(int epochs) =>
-        ["train", "--train-limit", "256", "--test-limit", "128", "--batch-size", "64", "--epochs", epochs.ToString(), "--out", OutDir];
+    /// <summary>A run of tiny epochs (batches of 64): an epoch and its checkpoint take well under a second.</summary>
+    private string[] TinyRun(int trainImages, int testImages, int epochs) =>
+        ["train", "--train-limit", trainImages.ToString(), "--test-limit", testImages.ToString(), "--batch-size", "64", "--epochs", epochs.ToString(), "--out", OutDir];
 
     private static long SavedStep(string path) => Checkpoint.Load(path).Info.Training["step"]!.GetValue<long>();
 
     [Fact]
     public void SigintSavesACheckpointExitsWith130AndSigtermStopsTheResumedRunTheSameWay()
     {
-        using (var run = VitProcess.Start(TinyRun(epochs: 500)))
+        using (var run = VitProcess.Start(TinyRun(trainImages: 256, testImages: 128, epochs: 500)))
         {
             run.WaitForLine(l => l.StartsWith("epoch 2/500:", StringComparison.Ordinal));
             run.Signal(SIGINT);
@@ -74,7 +74,7 @@ public sealed class SignalCliTests : IDisposable
         {
             // One step per epoch: a checkpoint is written every fraction of a second.
             using var run = round == 0
-                ? VitProcess.Start("train", "--train-limit", "64", "--test-limit", "64", "--batch-size", "64", "--epochs", "100000", "--out", OutDir)
+                ? VitProcess.Start(TinyRun(trainImages: 64, testImages: 64, epochs: 100000))
                 : VitProcess.Start("train", "--out", OutDir, "--resume");
             run.WaitForLine(l => l.StartsWith("epoch ", StringComparison.Ordinal) && l.Contains(": train loss", StringComparison.Ordinal));
             if (round % 2 == 0)
