@@ -213,6 +213,57 @@ public sealed record ImagePreprocessing
         return p.Validated();
     }
 
+    /// <summary>
+    /// <see cref="FromHuggingFace(bool, int?, int?, int?, int, bool, double, bool, IReadOnlyList{float}?, IReadOnlyList{float}?, bool, int?, int?, int)"/>
+    /// from a parsed <c>preprocessor_config.json</c>. Absent fields take the image processors' usual defaults
+    /// (do_resize, do_rescale, do_normalize true; resample 2; rescale_factor 1/255; do_center_crop false).
+    /// </summary>
+    /// <exception cref="FormatException">A field has the wrong type (the message names it).</exception>
+    /// <exception cref="ArgumentException">The values are missing, contradictory or unsupported.</exception>
+    public static ImagePreprocessing FromHuggingFace(JsonObject config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        JsonObject? size = OptionalObject(config, "size"), crop = OptionalObject(config, "crop_size");
+        return FromHuggingFace(
+            doResize: OptionalBool(config, "do_resize") ?? true,
+            sizeHeight: size is null ? null : OptionalInt(size, "height", "size.height"),
+            sizeWidth: size is null ? null : OptionalInt(size, "width", "size.width"),
+            shortestEdge: size is null ? null : OptionalInt(size, "shortest_edge", "size.shortest_edge"),
+            resample: OptionalInt(config, "resample", "resample") ?? 2,
+            doRescale: OptionalBool(config, "do_rescale") ?? true,
+            rescaleFactor: OptionalNumber(config, "rescale_factor") ?? Rescale255,
+            doNormalize: OptionalBool(config, "do_normalize") ?? true,
+            imageMean: config["image_mean"] is null ? null : FloatsOrNull(config, "image_mean"),
+            imageStd: config["image_std"] is null ? null : FloatsOrNull(config, "image_std"),
+            doCenterCrop: OptionalBool(config, "do_center_crop") ?? false,
+            cropHeight: crop is null ? null : OptionalInt(crop, "height", "crop_size.height"),
+            cropWidth: crop is null ? null : OptionalInt(crop, "width", "crop_size.width"));
+    }
+
+    private static JsonObject? OptionalObject(JsonObject j, string name) => j[name] switch
+    {
+        null => null,
+        JsonObject o => o,
+        var other => throw WrongType(name, "an object", other),
+    };
+
+    private static bool? OptionalBool(JsonObject j, string name) => j[name] is null ? null : Bool(j, name);
+
+    private static double? OptionalNumber(JsonObject j, string name) => j[name] is null ? null : NullableDouble(j, name);
+
+    private static int? OptionalInt(JsonObject j, string name, string path)
+    {
+        if (j[name] is null) return null;
+        try
+        {
+            return Int(j, name);
+        }
+        catch (FormatException) when (path != name)
+        {
+            throw WrongType(path, "an integer", j[name]);
+        }
+    }
+
     /// <summary>The output size (height, width) for an input of <paramref name="height"/>×<paramref name="width"/>.</summary>
     public (int Height, int Width) OutputSize(int height, int width)
     {

@@ -190,6 +190,16 @@ public class ImagePreprocessingTests(ITestOutputHelper output)
         Assert.Equal(ImagePreprocessing.Rescale255, pre.RescaleFactor); // 0.00392156862745098 is 1/255 exactly
         Assert.Equal([0.5f, 0.5f, 0.5f], pre.Mean!);
         Assert.Equal((32, 32), pre.OutputSize(300, 451));
+        Assert.Equal(pre, ImagePreprocessing.FromHuggingFace(cfg));
+    }
+
+    [Fact]
+    public void FromHuggingFaceConfigNamesAFieldOfTheWrongType()
+    {
+        var cfg = JsonNode.Parse("{\"size\": {\"height\": \"32\", \"width\": 32}, \"image_mean\": [0.5], \"image_std\": [0.5]}")!.AsObject();
+        Assert.Contains("\"size.height\"", Assert.Throws<FormatException>(() => ImagePreprocessing.FromHuggingFace(cfg)).Message);
+        var resample = JsonNode.Parse("{\"size\": {\"shortest_edge\": 32}, \"resample\": \"bilinear\", \"do_normalize\": false}")!.AsObject();
+        Assert.Contains("\"resample\"", Assert.Throws<FormatException>(() => ImagePreprocessing.FromHuggingFace(resample)).Message);
     }
 
     [Fact]
