@@ -142,7 +142,7 @@ public sealed class TorchPickle
                     case 0x8d: Push(Utf8(ReadBytes(ReadLength(8)))); break; // BINUNICODE8
                     case 'T': Push(Utf8(ReadBytes(ReadLength(4)))); break; // BINSTRING (Python 2 str, read as torch.load does: utf-8)
                     case 'U': Push(Utf8(ReadBytes(ReadU8()))); break; // SHORT_BINSTRING
-                    case 'V': Push(RawUnicodeEscape(ReadLine())); break; // UNICODE
+                    case 'V': Push(RawUnicodeEscape(ReadLine(int.MaxValue))); break; // UNICODE
                     case 'B': Push(ReadBytes(ReadLength(4))); break; // BINBYTES
                     case 'C': Push(ReadBytes(ReadU8())); break; // SHORT_BINBYTES
                     case 0x8e: Push(ReadBytes(ReadLength(8))); break; // BINBYTES8
@@ -298,14 +298,14 @@ public sealed class TorchPickle
             return b;
         }
 
-        private string ReadLine()
+        private string ReadLine(int limit = MaxLine)
         {
             var sb = new StringBuilder();
             while (true)
             {
                 int b = ReadU8();
                 if (b == '\n') return sb.ToString();
-                if (sb.Length >= MaxLine) throw Fail($"text argument longer than {MaxLine} bytes");
+                if (sb.Length >= limit) throw Fail($"text argument longer than {limit} bytes");
                 sb.Append((char)b);   // latin-1; protocol-0 arguments are ASCII
             }
         }
@@ -321,14 +321,14 @@ public sealed class TorchPickle
                 return v;
             }
             var big = new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
-            return big >= long.MinValue && big <= long.MaxValue ? (long)big : big;
+            return big >= long.MinValue && big <= long.MaxValue ? (object)(long)big : big;
         }
 
         private object ParseInt(string s)
         {
             if (s == "00") return false;   // protocol 0 booleans
             if (s == "01") return true;
-            return long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v
+            return long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? (object)v
                 : BigInteger.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big) ? big
                 : throw Fail("malformed INT/LONG");
         }
