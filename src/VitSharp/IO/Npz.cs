@@ -398,6 +398,9 @@ public static class Npy
 /// </summary>
 public static class Npz
 {
+    /// <summary>The most deflate can compress (258 bytes per 2-bit code, ~1032:1); a larger claimed ratio is a lie.</summary>
+    private const long MaxDeflateRatio = 1032;
+
     /// <summary>
     /// Reads every array of an <c>.npz</c> file, keyed by entry name without the <c>.npy</c> suffix (as <c>np.load</c>
     /// names them). Throws <see cref="NpzException"/> naming the file, the array and the offset for a truncated or
@@ -424,6 +427,10 @@ public static class Npz
                 if (entry.FullName.EndsWith('/')) continue;      // a directory
                 string name = entry.FullName.EndsWith(".npy", StringComparison.Ordinal) ? entry.FullName[..^4] : entry.FullName;
                 if (result.ContainsKey(name)) throw new NpzException(path, name, "appears twice in the archive");
+                // The zip directory's sizes are claims too: bound them by the file and by deflate's best ratio (1032:1)
+                // before the entry's length is trusted to size anything.
+                if (entry.CompressedLength > fs.Length || entry.Length > entry.CompressedLength * MaxDeflateRatio + 1024)
+                    throw new NpzException(path, name, $"has zip sizes that cannot be true: {entry.Length} bytes from {entry.CompressedLength} compressed bytes in a {fs.Length}-byte file");
                 try
                 {
                     using var s = entry.Open();

@@ -28,7 +28,8 @@ namespace VitSharp.Models;
 /// </list>
 /// <para>big_vision checkpoints number the sub-modules MultiHeadDotProductAttention_0, LayerNorm_1 (ln_2), MlpBlock_0;
 /// "scanned" checkpoints (<c>Transformer/encoderblock/…</c> with a leading layer axis) are split per layer. Flax's
-/// LayerNorm epsilon is 1e-6, torchvision's too. Models without a class token (global average pooling, MAP head) are
+/// LayerNorm epsilon is 1e-6, torchvision's too. Flax's <c>nn.gelu</c> defaults to the tanh approximation; timm and
+/// torchvision run the released weights with the exact GELU, and so does <see cref="VisionTransformer"/>. Models without a class token (global average pooling, MAP head) are
 /// refused: <see cref="VisionTransformer"/> classifies from the class token.</para>
 /// </remarks>
 public static class GoogleVit

@@ -166,6 +166,29 @@ public sealed class NpzTests : IDisposable
     }
 
     [Fact]
+    public void AZipDirectoryThatLiesAboutTheEntrySizeIsRefusedBeforeAllocating()
+    {
+        // A small deflated entry whose .npy header and whose zip directory both claim 400 MB: deflate cannot expand
+        // ~1 KB that far, so the claim is refused without allocating it.
+        string path = _dir.File("bomb.npz");
+        var npy = NpyWriter.Npy("<f4", [1000, 1000, 100], NpyWriter.F4Bytes(Seq(64)));
+        NpyWriter.Npz(path, [("w", npy)], compressed: true);
+        var bytes = File.ReadAllBytes(path);
+        uint claimed = (uint)(npy.Length - 256 + 400_000_000);
+        for (int i = 0; i + 4 <= bytes.Length; i++)
+        {
+            uint sig = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(i));
+            if (sig == 0x04034b50) BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(i + 22), claimed);   // local header
+            if (sig == 0x02014b50) BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(i + 24), claimed);   // central directory
+        }
+        File.WriteAllBytes(path, bytes);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<NpzException>(() => Npz.Load(path));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 16 << 20, "allocated more than 16 MB");
+        Assert.Contains("array 'w' has zip sizes that cannot be true", e.Message);
+    }
+
+    [Fact]
     public void ATruncatedArchiveIsAnErrorNamingTheFile()
     {
         string path = _dir.File("t.npz");
