@@ -50,7 +50,7 @@ public static class ImportCommand
         o.WriteLine($"Model: {m.Spec.Constructor}({string.Join(", ", m.Spec.Kwargs.Select(kv => $"{kv.Key}={kv.Value?.ToJsonString() ?? "None"}"))})");
         o.WriteLine($"Parameters: {parameters.ToString("N0", inv)}; classes: {m.Data.ClassNames.Count}" +
             (m.Data.ClassNames.Count > 0 ? $" ({string.Join(", ", m.Data.ClassNames.Take(3))}{(m.Data.ClassNames.Count > 3 ? ", …" : "")})" : ""));
-        if (m.Data.Preprocessing is { } p) o.WriteLine($"Preprocessing: {p.Describe()}");
+        if (m.Data.Preprocessing is { } p) o.WriteLine($"Preprocessing: {p}");
         foreach (var note in m.Notes) o.WriteLine($"Note: {note}");
         o.WriteLine("Checkpoint:");
     }

@@ -71,8 +71,8 @@ public static class ArchitectureInference
 
     /// <summary>
     /// torchvision VisionTransformer keyword arguments from a torchvision-layout state_dict. <paramref name="numHeads"/>
-    /// (null: the convention by width, else an error saying how to give it) and <paramref name="layerNormEps"/> are not in
-    /// the shapes. Notes (assumptions made) are added to <paramref name="notes"/>.
+    /// (null: the convention by width, else an error saying how to give it) is not in
+    /// the shapes (nor is the LayerNorm eps: 1e-6, torchvision's). Notes (assumptions made) are added to <paramref name="notes"/>.
     /// </summary>
     public static JsonObject TorchvisionViTKwargs(IReadOnlyDictionary<string, Tensor> sd, string source, int? numHeads, List<string> notes)
     {

@@ -243,14 +243,16 @@ public static class WeightImporter
     {
         var (c, h, w) = InputOf(model);
         int size = Math.Min(h, w);
-        int resize = (int)Math.Floor(size / 0.875);
         var prep = arch is WeightArchitecture.TimmViT or WeightArchitecture.DeiTDistilled
-            ? ImagePreprocessing.TimmEval(size, resize)
-            : ImagePreprocessing.ImageNetEval(size, resize);
+            ? ImagePreprocessing.TimmEval(size)
+            : ImagePreprocessing.ImageNetEval(size, (int)Math.Floor(size / 0.875));
         if (arch == WeightArchitecture.TimmViT)
             notes.Add("preprocessing: timm's ImageNet evaluation (bicubic, crop 0.875, ImageNet mean/std); some timm ViTs (augreg) use mean/std 0.5");
-        return prep with { Channels = c };
+        if (c != 3) prep = prep with { Channels = c, Mean = Repeat(prep.Mean![0], c), Std = Repeat(prep.Std![0], c) };
+        return prep;
     }
+
+    private static float[] Repeat(float v, int n) => Enumerable.Repeat(v, n).ToArray();
 
     private static IReadOnlyList<string> ClassList(IReadOnlyList<string> names, int classes, string source, string spec)
     {
@@ -290,7 +292,8 @@ public static class WeightImporter
             names = Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
             if (classes > 0) notes.Add($"class names: none in the weights, so the indices 0–{classes - 1}; give --classes FILE to name them");
         }
-        return new DataInfo("folder", names, c, h, w, prep.Mean, prep.Std) { Preprocessing = prep };
+        float[] mean = prep.Mean?.ToArray() ?? Repeat(0f, c), std = prep.Std?.ToArray() ?? Repeat(1f, c);
+        return new DataInfo("folder", names, c, h, w, mean, std) { Preprocessing = prep };
     }
 
     private static ImportedModel ImportHuggingFace(string folder, ImportOptions options, List<string> notes)
@@ -298,7 +301,24 @@ public static class WeightImporter
         var hf = HuggingFaceVit.Load(folder);
         var spec = ApplySet(ModelSpec.VisionTransformer(hf.Config), options, folder);
         var model = BuildAndLoad(spec, hf.StateDict, folder);
-        var prep = hf.Preprocessing.ToImagePreprocessing(hf.Config.InChans);
+        ImagePreprocessing prep;
+        if (hf.Preprocessing is { } p)
+        {
+            try
+            {
+                prep = ImagePreprocessing.FromHuggingFace(p.DoResize, p.Height, p.Width, p.ShortestEdge, p.Resample, p.DoRescale, p.RescaleFactor,
+                    p.DoNormalize, p.ImageMean, p.ImageStd, p.DoCenterCrop, p.CropHeight, p.CropWidth, hf.Config.InChans);
+            }
+            catch (ArgumentException e) { throw new ImportException($"{Path.Combine(folder, "preprocessor_config.json")}: {e.Message}", e); }
+        }
+        else
+        {
+            // transformers' ViTImageProcessor defaults: resize to the model's size (bilinear), rescale, mean/std 0.5.
+            prep = ImagePreprocessing.FromHuggingFace(true, hf.Config.ImageSize, hf.Config.ImageSize, null, 2, true, ImagePreprocessing.Rescale255,
+                true, Repeat(0.5f, hf.Config.InChans), Repeat(0.5f, hf.Config.InChans), channels: hf.Config.InChans);
+            notes.Add("preprocessing: no preprocessor_config.json, so ViTImageProcessor's defaults (resize to the input size, mean/std 0.5)");
+        }
+        foreach (var k in hf.IgnoredKeys) notes.Add($"ignored {k} (not used by ViTForImageClassification)");
         return new ImportedModel(folder, WeightFormat.HuggingFace, WeightArchitecture.TorchvisionViT, model, spec,
             MakeData(folder, model, prep, options, hf.ClassNames, notes), notes);
     }
@@ -309,7 +329,8 @@ public static class WeightImporter
         var spec = ApplySet(ModelSpec.VisionTransformer(config), options, path);
         var model = BuildAndLoad(spec, sd, path);
         // The ViT paper's evaluation: the image resized to the model's input, pixels scaled to [-1, 1].
-        var prep = ImagePreprocessing.ResizeTo(config.ImageSize, config.ImageSize, [0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f]) with { Channels = config.InChans };
+        var prep = ImagePreprocessing.FromHuggingFace(true, config.ImageSize, config.ImageSize, null, 2, true, ImagePreprocessing.Rescale255,
+            true, Repeat(0.5f, config.InChans), Repeat(0.5f, config.InChans), channels: config.InChans) with { CropRounding = CropRounding.TorchVision };
         notes.Add("preprocessing: resize to the input size, mean/std 0.5 (the ViT paper's releases)");
         return new ImportedModel(path, WeightFormat.Npz, WeightArchitecture.TorchvisionViT, model, spec, MakeData(path, model, prep, options, null, notes), notes);
     }

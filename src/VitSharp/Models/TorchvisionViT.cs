@@ -156,10 +156,17 @@ public sealed class Encoder : Module
 /// torchvision, so its weights load with no key map. Initialisation as torchvision: conv_proj truncated N(0, 1/fan_in),
 /// class token zero, pre_logits truncated N(0, 1/fan_in), head zero.
 /// </summary>
-public sealed class VisionTransformer : Module
+public sealed class VisionTransformer : Module, IImageModel
 {
     /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
     public VisionTransformerConfig Config { get; private set; }
+
+    /// <inheritdoc/>
+    public int InputChannels => Config.InChans;
+    /// <inheritdoc/>
+    public int InputHeight => Config.ImageSize;
+    /// <inheritdoc/>
+    public int InputWidth => Config.ImageSize;
     /// <summary>Patch embedding (key <c>conv_proj</c>).</summary>
     public Conv2d ConvProj { get; }
     /// <summary>Class token [1, 1, C] (key <c>class_token</c>).</summary>
