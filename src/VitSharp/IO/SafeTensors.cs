@@ -553,7 +553,7 @@ public sealed class SafeTensorsFile : IDisposable
 
     private static string KeySuffix(string? key) => key is null ? "" : $" reading tensor {SafeTensorsException.Quote(key)}";
 
-    private static void ConvertToFloat(DType dtype, ReadOnlySpan<byte> src, Span<float> dst)
+    internal static void ConvertToFloat(DType dtype, ReadOnlySpan<byte> src, Span<float> dst)
     {
         switch (dtype)
         {
