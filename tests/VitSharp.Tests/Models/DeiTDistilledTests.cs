@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using System.Text.Json.Nodes;
 using VitSharp.Models;
 using VitSharp.NN;
@@ -12,7 +13,7 @@ namespace VitSharp.Tests.Models;
 /// a double-precision twin written from timm's source, the two heads, gradients, ResetClassifier, pos-embed resampling
 /// with two prefix tokens, the factory and checkpoints.
 /// </summary>
-public class DeiTDistilledTests
+public class DeiTDistilledTests(ITestOutputHelper output)
 {
     private static DeiTConfig Tiny(int img = 8, int patch = 4, int dim = 6, int depth = 1, int heads = 2, double mlpRatio = 2.0,
         int classes = 3, int inChans = 3, bool qkvBias = true) => new()
@@ -32,6 +33,49 @@ public class DeiTDistilledTests
         }
         model.Eval();
         return model;
+    }
+
+    // ------------------------------------------------------------------ parity with timm
+
+    private static string FixtureFile(string name) => Path.Combine(TestFixtures.Dir, "pretrained", name);
+
+    /// <summary>
+    /// DeiT's release format, <c>torch.save({'model': state_dict})</c> of timm's VisionTransformerDistilled (models.json's
+    /// <c>deit_distilled</c>), read with <see cref="VitSharp.IO.TorchFile"/> and loaded with no key map: the eval output (the mean
+    /// of both heads) equals timm's logits.
+    /// </summary>
+    [Fact]
+    public void ReleasedDistilledCheckpointGivesTimmsLogits()
+    {
+        var spec = JsonNode.Parse(File.ReadAllText(FixtureFile("models.json")))!["deit_distilled"]!.AsObject();
+        Assert.StartsWith(DeiTConfig.Constructor, spec["constructor"]!.GetValue<string>());
+        var model = Assert.IsType<DistilledVisionTransformer>(ModelFactory.Create(DeiTConfig.Constructor, (JsonObject)spec["kwargs"]!.DeepClone()));
+        Assert.Equal(Tiny(img: 32, patch: 8, dim: 48, depth: 2, heads: 3, mlpRatio: 2.0, classes: 10), model.Config);
+
+        var weights = VitSharp.IO.TorchFile.LoadStateDict(FixtureFile("deit_distilled.pth"));
+        Assert.Equal(model.StateDict().Keys.Order(StringComparer.Ordinal), weights.Keys.Order(StringComparer.Ordinal));
+        model.LoadStateDict(weights);                                   // strict: timm's keys are ours
+        model.Eval();
+
+        var expected = VitSharp.IO.Weights.Load(FixtureFile("expected.safetensors"));
+        var input = expected["input"];
+        var logits = expected["deit_distilled_logits"];
+        var ours = model.Forward(input);
+        Assert.Equal(logits.Shape, ours.Shape);
+        double maxDiff = logits.Data.Zip(ours.Data, (e, a) => Math.Abs((double)e - a)).Max();
+        output.WriteLine($"deit_distilled: max |difference| from timm's logits {maxDiff:E2} over {logits.Size} logits");
+        Assert.True(maxDiff <= 1e-4, $"max |difference| {maxDiff:E2} from timm's logits");
+
+        // The same through the fine-tuning loader, and inside a tensor scope (per-block scopes).
+        var again = new DistilledVisionTransformer(model.Config);
+        Pretrained.LoadDistilled(again, weights);
+        again.Eval();
+        using (VitSharp.Autograd.NoGrad())
+        using (TensorScope.Begin())
+            Assert.Equal(ours.Data, again.Forward(input).Data);
+        // The two heads differ (the mean is not one head twice).
+        var (cls, dist) = model.ForwardBoth(input);
+        Assert.True(cls.Data.Zip(dist.Data, (a, b) => Math.Abs(a - b)).Max() > 1e-3);
     }
 
     // ------------------------------------------------------------------ layout and counts
