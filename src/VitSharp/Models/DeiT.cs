@@ -122,7 +122,7 @@ public sealed record DeiTConfig
 /// LayerNorms one/zero, the patch convolution PyTorch's default.</para>
 /// <para><b>num_classes 0</b>: both heads are Identity, as in timm, and the output is the mean of the two tokens' features [B, C].</para>
 /// </remarks>
-public sealed class DistilledVisionTransformer : Module, IImageModel
+public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
 {
     private readonly Dropout _posDrop;
 
@@ -212,6 +212,12 @@ public sealed class DistilledVisionTransformer : Module, IImageModel
     public int InputHeight => Config.ImgSize;
     /// <inheritdoc/>
     public int InputWidth => Config.ImgSize;
+
+    /// <inheritdoc/>
+    public (int Height, int Width) PatchGrid => (Config.GridSize, Config.GridSize);
+    /// <inheritdoc/>
+    /// <remarks>Two: the class token, then the distillation token.</remarks>
+    public int NumPrefixTokens => DeiTConfig.NumPrefixTokens;
 
     /// <summary>The blocks in order.</summary>
     public IEnumerable<TimmBlock> TimmBlocks

@@ -52,7 +52,7 @@ public sealed class TimmPatchEmbed : Module
 /// attention kernel (<see cref="F.MultiHeadAttention"/>), as torch's MultiheadAttention does in
 /// <see cref="MultiheadAttention"/>; with attention dropout in training mode it takes the unfused path.
 /// </summary>
-public sealed class TimmAttention : Module
+public sealed class TimmAttention : Module, IAttentionObservable
 {
     /// <summary>Fused q, k, v projection (key <c>qkv</c>).</summary>
     public Linear Qkv { get; }

@@ -554,6 +554,67 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         Assert.Equal(model.Forward(x).Data, restored.Forward(x).Data);
     }
 
+    // ------------------------------------------------------------------ inspection
+
+    [Fact]
+    public void RecorderSeesEveryBlocksAttentionOverBothPrefixTokensAndThePatches()
+    {
+        Init.Seed(27);
+        var model = Randomized(new DistilledVisionTransformer(Tiny(img: 12, depth: 2, dim: 6, heads: 3)), 27);
+        var x = TestData.Uniform(28, -1, 1, 2, 3, 12, 12);
+        var plain = model.Forward(x).Data;
+        using (var recorder = new VitSharp.Inspection.Recorder(model))
+        {
+            Assert.Equal(2, recorder.Blocks.Count);
+            Assert.All(recorder.Blocks, b => Assert.IsType<TimmAttention>(b));
+            var (logits, attention) = recorder.Forward(x);
+            Assert.Equal(plain, logits.Data);
+            Assert.Equal([2, 2, 3, 11, 11], attention.Shape);                  // [B, depth, H, 2 + 9, 2 + 9]
+            for (int r = 0; r < attention.Size / 11; r++)
+                Assert.Equal(1.0, attention.Data.AsSpan(r * 11, 11).ToArray().Sum(v => (double)v), 5);
+            // Row 0 of block 0 is softmax(q₀·kᵀ·D^-½) of the normed, projected tokens: recompute it for head 1.
+            var block = model.TimmBlocks.First();
+            using (VitSharp.Autograd.NoGrad())
+            {
+                var tokens = model.AddPosEmbed(model.PatchEmbed.Forward(x));
+                var qkv = block.Attn.Qkv.Forward(block.Norm1.Forward(tokens));    // [2, 11, 18]
+                var scores = Enumerable.Range(0, 11).Select(j =>
+                    Enumerable.Range(0, 2).Sum(k => (double)qkv.Data[0 * 18 + 2 + k] * qkv.Data[j * 18 + 6 + 2 + k]) / Math.Sqrt(2)).ToArray();
+                double max = scores.Max(), z = scores.Sum(v => Math.Exp(v - max));
+                for (int j = 0; j < 11; j++) Assert.Equal(Math.Exp(scores[j] - max) / z, attention.Data[((0 * 2 + 0) * 3 + 1) * 121 + j], 5);
+            }
+        }
+        Assert.All(model.TimmBlocks, b => Assert.Null(b.Attn.AttentionObserver));   // ejected
+
+        var map = VitSharp.Inspection.AttentionRollout.ForModel(model, x);
+        Assert.Equal([2, 3, 3], map.Shape);                                     // the class token's row over the 3×3 patches
+        Assert.Equal((3, 3), model.PatchGrid);
+        Assert.Equal(2, model.NumPrefixTokens);
+    }
+
+    [Fact]
+    public void PredictFromACheckpointWithAnAttentionMap()
+    {
+        using var dir = new TempDir("deit-predict");
+        Init.Seed(29);
+        var spec = Tiny(img: 16, patch: 4, inChans: 1, classes: 3, depth: 2).ToSpec();
+        var model = Randomized((DistilledVisionTransformer)spec.Build(), 29);
+        string ckpt = dir.File("deit.safetensors");
+        Checkpoint.Save(ckpt, model, new CheckpointInfo(spec, new DataInfo("folder", ["a", "b", "c"], 1, 16, 16, [0.5f], [0.25f]).ToJson(), new JsonObject()));
+        string png = dir.File("img.png"), heat = dir.File("heat.png");
+        var rng = new Random(30);
+        var pixels = new byte[20 * 20];
+        rng.NextBytes(pixels);
+        VitSharp.Data.ImageEncoder.SavePng(png, pixels, 20, 20, 1);
+        var r = global::VitSharp.Tests.Cli.TrainCliTests.Run("predict", ckpt, png, "--attention", heat, "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var top = JsonNode.Parse(r.Out.Trim().Split('\n')[^1])!["predictions"]![0]!["top"]!.AsArray();
+        Assert.Equal(3, top.Count);
+        Assert.Equal(1.0, top.Sum(t => t!["probability"]!.GetValue<double>()), 4);
+        var decoded = VitSharp.Data.ImageDecoder.Decode(heat);
+        Assert.Equal((240, 240), (decoded.Width, decoded.Height));            // 20×20 enlarged 12× (to at least 224)
+    }
+
     [Fact]
     public void FlopsMatchAHandComputation()
     {
