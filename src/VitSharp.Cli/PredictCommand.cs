@@ -39,7 +39,7 @@ public static class PredictCommand
             var ckpt = VitSharp.Import.WeightImporter.LoadCheckpoint(pr.GetValue(checkpoint)!);
             var paths = pr.GetValue(images)!;
             string? outPng = pr.GetValue(attention);
-            if (outPng is not null && InspectedViT(ckpt.Model) is null)
+            if (outPng is not null && InspectedModel(ckpt.Model) is null)
                 throw new ArgumentException($"--attention needs a ViT-family model; {ckpt.Path} holds a {ckpt.Info.Model.Constructor}");
             var predictions = Predict(ckpt, paths, k);
             var maps = outPng is null ? null : WriteAttentionMaps(ckpt, paths, outPng);
@@ -102,8 +102,8 @@ public static class PredictCommand
         return model is IImageModel im ? (info.Channels, im.InputHeight, im.InputWidth) : (info.Channels, info.Height, info.Width);
     }
 
-    /// <summary>The ViT of a ViT-family checkpoint model (a distillation wrapper's student), or null.</summary>
-    private static ViT? InspectedViT(VitSharp.NN.Module model) => model as ViT ?? (model as DistillWrapper)?.Student;
+    /// <summary>The patch-token model of a ViT-family checkpoint model (a ViT, a distillation wrapper's student, DeiT's distilled model), or null.</summary>
+    private static IPatchTokenModel? InspectedModel(VitSharp.NN.Module model) => (model as DistillWrapper)?.Student ?? model as IPatchTokenModel;
 
     /// <summary>Training's preprocessing of one decoded image (already in <paramref name="c"/> channels): bilinear resize, /255, normalisation; C×H×W floats.</summary>
     private static float[] Preprocess(DecodedImage decoded, DataInfo info, int c, int h, int w)
@@ -127,11 +127,11 @@ public static class PredictCommand
     /// </summary>
     public static IReadOnlyList<string> WriteAttentionMaps(LoadedCheckpoint ckpt, IReadOnlyList<string> paths, string outPng)
     {
-        var vit = InspectedViT(ckpt.Model) ?? throw new ArgumentException($"attention maps need a ViT-family model; {ckpt.Path} holds a {ckpt.Info.Model.Constructor}");
+        var inspected = InspectedModel(ckpt.Model) ?? throw new ArgumentException($"attention maps need a ViT-family model; {ckpt.Path} holds a {ckpt.Info.Model.Constructor}");
+        var vit = (VitSharp.NN.Module)inspected;
         var info = DataInfo.FromJson(ckpt.Info.Data);
         var (c, h, w) = InputShape(ckpt);
-        var cfg = vit.Config;
-        int gh = cfg.ImageHeight / cfg.PatchHeight, gw = cfg.ImageWidth / cfg.PatchWidth;
+        var (gh, gw) = inspected.PatchGrid;
         string ext = Path.GetExtension(outPng) is { Length: > 0 } e ? e : ".png";
         string stem = Path.Combine(Path.GetDirectoryName(outPng) ?? "", Path.GetFileNameWithoutExtension(outPng));
         if (Path.GetDirectoryName(Path.GetFullPath(outPng)) is { } dir) Directory.CreateDirectory(dir);

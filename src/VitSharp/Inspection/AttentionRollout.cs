@@ -62,19 +62,21 @@ public static class AttentionRollout
     }
 
     /// <summary>
-    /// Records the attention of a ViT-family model (a <see cref="Models.ViT"/>, a <see cref="Models.DistillableViT"/> or a
-    /// <see cref="Models.DistillWrapper"/>'s student) on <paramref name="images"/> without gradient, in the model's current
-    /// mode, and returns the rollout heat map over its patch grid [B, H/patch, W/patch] (<see cref="PatchMap"/>).
+    /// Records the attention of a ViT-family model (a <see cref="Models.IPatchTokenModel"/>: a <see cref="Models.ViT"/>, a
+    /// <see cref="Models.DistillableViT"/> or a <see cref="Models.DistillWrapper"/>'s student, DeiT's
+    /// <see cref="Models.DistilledVisionTransformer"/>) on <paramref name="images"/> without gradient, in the model's current
+    /// mode, and returns the rollout heat map over its patch grid [B, H/patch, W/patch] (<see cref="PatchMap"/>): the first
+    /// token's row (the class token's) over the patch columns, the prefix tokens (DeiT's distillation token) left out.
     /// </summary>
     /// <exception cref="ArgumentException">The model is not ViT-family.</exception>
     public static Tensor ForModel(NN.Module model, Tensor images)
     {
-        var vit = Inspect.ViT(model) ?? throw new ArgumentException($"attention maps need a ViT-family model with a patch grid, got {model.GetType().Name}");
-        using var recorder = new Recorder(vit);
+        var target = Inspect.PatchTokens(model) ?? throw new ArgumentException($"attention maps need a ViT-family model with a patch grid, got {model.GetType().Name}");
+        using var recorder = new Recorder((NN.Module)target);
         Tensor attention;
         using (Autograd.NoGrad()) attention = recorder.Forward(images).Attention;
-        var c = vit.Config;
-        return PatchMap(attention, c.ImageHeight / c.PatchHeight, c.ImageWidth / c.PatchWidth, c.Pool == "cls" ? 1 : 0);
+        var (gh, gw) = target.PatchGrid;
+        return PatchMap(attention, gh, gw, target.NumPrefixTokens);
     }
 
     /// <summary>

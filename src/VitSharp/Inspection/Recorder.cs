@@ -5,7 +5,9 @@ namespace VitSharp.Inspection;
 
 /// <summary>
 /// Records the attention maps of a ViT-family model, as vit-pytorch's <c>recorder.Recorder</c>: wraps the model, hooks
-/// every <see cref="Attention"/> block of its transformer through <see cref="Attention.AttentionObserver"/>, and
+/// every attention layer of its transformer (every <see cref="IAttentionObservable"/>: vit-pytorch's <see cref="Attention"/>,
+/// timm's <see cref="TimmAttention"/>, torch's <see cref="MultiheadAttention"/>) through its
+/// <see cref="IAttentionObservable.AttentionObserver"/>, and
 /// <see cref="Forward"/> returns the model's logits together with the softmax attention probabilities of every layer,
 /// stacked as [B, depth, H, N, N] (rows: queries, columns: keys; each row sums to 1). The model's output is unchanged.
 /// <see cref="Eject"/> (or <see cref="Dispose"/>) removes the hooks and returns the model as it was.
@@ -20,15 +22,15 @@ namespace VitSharp.Inspection;
 /// </example>
 public sealed class Recorder : IDisposable
 {
-    private readonly List<(Attention Block, Action<Tensor>? Previous)> _hooked = new();
+    private readonly List<(IAttentionObservable Block, Action<Tensor>? Previous)> _hooked = new();
     private readonly List<Tensor> _recordings = new();
     private bool _ejected;
 
     /// <summary>The model whose forward runs (a wrapper's student).</summary>
     public Module Model { get; }
 
-    /// <summary>The hooked attention blocks, in forward order.</summary>
-    public IReadOnlyList<Attention> Blocks { get; }
+    /// <summary>The hooked attention layers, in forward order.</summary>
+    public IReadOnlyList<IAttentionObservable> Blocks { get; }
 
     /// <summary>The attention maps recorded by the last <see cref="Forward"/>, one [B, H, N, N] per block call.</summary>
     public IReadOnlyList<Tensor> Recordings => _recordings;
@@ -39,7 +41,7 @@ public sealed class Recorder : IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         Model = Inspect.Target(model);
-        Blocks = Inspect.Transformer(Model).NamedModules().Select(m => m.Module).OfType<Attention>().ToList();
+        Blocks = Inspect.Transformer(Model).NamedModules().Select(m => m.Module).OfType<IAttentionObservable>().ToList();
         if (Blocks.Count == 0) throw new ArgumentException($"{Model.GetType().Name} has no attention blocks to record");
         foreach (var block in Blocks)
         {
@@ -114,4 +116,7 @@ internal static class Inspect
 
     /// <summary>The ViT behind a model (a wrapper's student is one), or null.</summary>
     public static ViT? ViT(Module model) => Target(model) as ViT;
+
+    /// <summary>The patch-token model behind a model (a ViT, a wrapper's student, DeiT's distilled model, …), or null.</summary>
+    public static IPatchTokenModel? PatchTokens(Module model) => Target(model) as IPatchTokenModel;
 }

@@ -8,7 +8,7 @@ namespace VitSharp.Models;
 /// Shapes: x [B, N, C] → [B, N, C]; H heads of D dims. With <c>bareOut</c> it is SimpleViT's variant: <c>to_out</c> is
 /// a bare Linear (key <c>to_out.weight</c>), always present.
 /// </summary>
-public sealed class Attention : Module
+public sealed class Attention : Module, IAttentionObservable
 {
     private readonly int _heads, _dimHead;
     private readonly Dropout _dropout;

@@ -32,4 +32,27 @@ public static class Flops
 
     /// <summary>Flops of one training step (forward + backward) by the 3×-forward convention.</summary>
     public static long ViTTrainStepFlops(ViTConfig config, int batch) => 3 * ViTForwardFlops(config, batch);
+
+    /// <summary>
+    /// Forward-pass flops of a <see cref="DistilledVisionTransformer"/> (timm's layout): the patch convolution as a Linear
+    /// (c·p² → C per patch), per block over N + 2 tokens qkv (C → 3C), QKᵀ and A·V, proj (C → C) and the MLP's two Linears
+    /// (C ↔ int(C·mlp_ratio)), then both heads on one token each.
+    /// </summary>
+    public static long DeiTForwardFlops(DeiTConfig config, int batch)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(batch);
+        long b = batch, patches = config.NumPatches, tokens = config.NumTokens, c = config.EmbedDim, hidden = config.MlpHidden;
+        long patchDim = (long)config.InChans * config.PatchSize * config.PatchSize;
+        long total = 2 * b * patches * patchDim * c;                          // patch_embed.proj
+        long perBlock = 2 * b * tokens * c * (3 * c)                          // attn.qkv
+                      + b * 2 * (2 * tokens * tokens * c)                     // QKᵀ and A·V over all heads (H·D = C)
+                      + 2 * b * tokens * c * c                                // attn.proj
+                      + 2 * b * tokens * c * hidden * 2;                      // mlp.fc1, mlp.fc2
+        total += config.Depth * perBlock;
+        if (config.NumClasses > 0) total += 2 * (2 * b * c * config.NumClasses);   // head and head_dist
+        return total;
+    }
+
+    /// <summary>Flops of one training step of a <see cref="DistilledVisionTransformer"/> by the 3×-forward convention.</summary>
+    public static long DeiTTrainStepFlops(DeiTConfig config, int batch) => 3 * DeiTForwardFlops(config, batch);
 }

@@ -15,6 +15,19 @@ public interface IImageModel
     int InputWidth { get; }
 }
 
+/// <summary>
+/// An image model whose tokens are <see cref="NumPrefixTokens"/> special tokens (a class token, a distillation token)
+/// followed by the patches of a <see cref="PatchGrid"/> in row-major order — what attention rollout needs to draw a heat
+/// map over the image (<see cref="Inspection.AttentionRollout.ForModel"/>).
+/// </summary>
+public interface IPatchTokenModel : IImageModel
+{
+    /// <summary>Rows and columns of the patch grid.</summary>
+    (int Height, int Width) PatchGrid { get; }
+    /// <summary>Tokens before the patches (the first is the one the head reads).</summary>
+    int NumPrefixTokens { get; }
+}
+
 /// <summary>The input check every <see cref="IImageModel"/> family shares.</summary>
 public static class ImageInput
 {

@@ -24,6 +24,7 @@ public static class ModelFactory
         ["torchvision.models.vision_transformer.VisionTransformer"] = k => new VisionTransformer(VisionTransformerConfigFrom(k)),
         ["vit_pytorch.t2t.T2TViT"] = k => new T2TViT(T2TViTConfig.FromKwargs(k)),
         ["vit_pytorch.pit.PiT"] = k => new PiT(PiTConfig.FromKwargs(k)),
+        [DeiTConfig.Constructor] = k => new DistilledVisionTransformer(DeiTConfig.FromKwargs(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>
@@ -179,6 +180,13 @@ public static class ModelFactory
         {
             var n = Get(name, false);
             return n is null ? fallback : Convert(name, n, x => float.Parse(x.AsValue().ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), "a number");
+        }
+
+        /// <summary>A float argument read in double precision (for ratios that Python multiplies in double, e.g. timm's mlp_ratio).</summary>
+        public double Double(string name, double fallback)
+        {
+            var n = Get(name, false);
+            return n is null ? fallback : Convert(name, n, x => double.Parse(x.AsValue().ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), "a number");
         }
 
         /// <summary>A string argument (required unless a fallback is given).</summary>

@@ -33,6 +33,9 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
     /// <summary>The spec of a vit_pytorch.t2t.T2TViT configuration.</summary>
     public static ModelSpec T2TViT(T2TViTConfig config) => new(T2TViTConfig.Constructor, config.ToKwargs());
 
+    /// <summary>The spec of a timm.models.deit.VisionTransformerDistilled configuration (DeiT's distilled models).</summary>
+    public static ModelSpec DeiTDistilled(DeiTConfig config) => config.ToSpec();
+
     /// <summary>The spec of a vit_pytorch.pit.PiT configuration.</summary>
     public static ModelSpec PiT(PiTConfig config) => new(PiTConfig.Constructor, config.ToKwargs());
 
@@ -111,6 +114,15 @@ public static class Presets
     /// </summary>
     public static PiTConfig PiTFashionMnist => Pit(28, 4, 10, 64, [2, 3, 1], [2, 4, 8], 256, 32, channels: 1);
 
+    /// <summary>timm's deit_*_distilled_patch16_224 configuration of width <paramref name="dim"/> (depth 12, mlp_ratio 4, qkv bias).</summary>
+    public static DeiTConfig DeiTDistilled224(int dim, int heads) => new()
+    {
+        ImgSize = 224, PatchSize = 16, NumClasses = 1000, EmbedDim = dim, Depth = 12, NumHeads = heads, MlpRatio = 4.0, QkvBias = true,
+    };
+
+    private static Preset D(string name, string description, int dim, int heads, long published) =>
+        new(name, description, ModelSpec.DeiTDistilled(DeiTDistilled224(dim, heads)), 224, 3, published);
+
     // The paper models cannot be expressed exactly in vit-pytorch's layouts, so these presets carry no published count
     // (`vit summary` would otherwise report a "difference"); the descriptions give the paper's count and why ours differs.
     private const string T2tLayout = "vit-pytorch layout: soft-split transformers at the full unfolded width (147, 1323) where the paper reduces tokens to 64, hence more parameters";
@@ -159,6 +171,9 @@ public static class Presets
         T("t2t-vit-14", $"T2T-ViT-14 size (dim 384, depth 14, 6 heads, mlp 1152, soft split (7, 4), (3, 2), (3, 2), 224²; paper 21.5M; {T2tLayout})", T2t(224, 1000, 384, 14, 6, 1152)),
         T("t2t-vit-19", $"T2T-ViT-19 size (dim 448, depth 19, 7 heads, mlp 1344, 224²; paper 39.2M; {T2tLayout})", T2t(224, 1000, 448, 19, 7, 1344)),
         T("t2t-vit-24", $"T2T-ViT-24 size (dim 512, depth 24, 8 heads, mlp 1536, 224²; paper 64.1M; {T2tLayout})", T2t(224, 1000, 512, 24, 8, 1536)),
+        D("deit_tiny_distilled_patch16_224", "DeiT-Ti distilled (timm VisionTransformerDistilled: embed 192, depth 12, 3 heads, 224², patch 16, 1000 classes)", 192, 3, 5_910_800),
+        D("deit_small_distilled_patch16_224", "DeiT-S distilled (timm VisionTransformerDistilled: embed 384, depth 12, 6 heads, 224², patch 16, 1000 classes)", 384, 6, 22_436_432),
+        D("deit_base_distilled_patch16_224", "DeiT-B distilled (timm VisionTransformerDistilled: embed 768, depth 12, 12 heads, 224², patch 16, 1000 classes)", 768, 12, 87_338_192),
         Pi("pit-fmnist", "PiT for Fashion-MNIST (28×28×1, patch 4 stride 2, dim 64→128→256, depth [2, 3, 1], heads [2, 4, 8])", PiTFashionMnist),
         Pi("pit-ti", $"PiT-Ti size (patch 16 stride 8, dim 64→128→256, depth [2, 6, 4], heads [2, 4, 8] of 32, mlp 512, 224²; paper 4.9M; {PitLayout})", Pit(224, 16, 1000, 64, [2, 6, 4], [2, 4, 8], 512, 32)),
         Pi("pit-xs", $"PiT-XS size (patch 16 stride 8, dim 96→192→384, depth [2, 6, 4], heads [2, 4, 8] of 48, mlp 768, 224²; paper 10.6M; {PitLayout})", Pit(224, 16, 1000, 96, [2, 6, 4], [2, 4, 8], 768, 48)),

@@ -70,7 +70,7 @@ public sealed record ViTConfig
 /// <see cref="Transformer"/>, pooling, <c>mlp_head</c>. Image [B, c, H, W] → logits [B, classes]
 /// (or tokens [B, N+1, C] when num_classes is 0). <see cref="DistillableViT"/> derives from it, as in vit-pytorch.
 /// </summary>
-public class ViT : Module, IImageModel
+public class ViT : Module, IPatchTokenModel
 {
     private readonly Dropout _embDropout;
 
@@ -110,6 +110,13 @@ public class ViT : Module, IImageModel
     public int InputHeight => Config.ImageHeight;
     /// <inheritdoc/>
     public int InputWidth => Config.ImageWidth;
+
+    /// <inheritdoc/>
+    public (int Height, int Width) PatchGrid => (Config.ImageHeight / Config.PatchHeight, Config.ImageWidth / Config.PatchWidth);
+    /// <inheritdoc/>
+    /// <remarks>The class token (none with mean pooling); a <see cref="DistillableViT"/>'s distillation token is appended
+    /// after the patches only when distilling, so it is not a prefix token.</remarks>
+    public int NumPrefixTokens => Config.Pool == "cls" ? 1 : 0;
 
     /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
     public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageHeight, Config.ImageWidth);

@@ -8,7 +8,7 @@ namespace VitSharp.NN;
 /// (<see cref="F.MultiHeadAttention"/>); with attention dropout in training mode it takes the unfused path.
 /// Initialisation as PyTorch: in_proj_weight Xavier-uniform, in_proj_bias and out_proj.bias zero.
 /// </summary>
-public sealed class MultiheadAttention : Module
+public sealed class MultiheadAttention : Module, IAttentionObservable
 {
     private readonly Dropout _dropout;
 
