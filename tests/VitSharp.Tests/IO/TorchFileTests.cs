@@ -388,6 +388,47 @@ public sealed class TorchFileTests : IDisposable
     }
 
     [Fact]
+    public void ViewsRepeatingOneStorageCannotAmplifyIntoAHugeAllocation()
+    {
+        // 64 MiB of float32 in one storage, viewed whole by 100 tensors: 6.4 GB of output from a 64 MiB file.
+        const int N = 1 << 24;
+        var p = new PickleBuilder().BeginOrderedDict();
+        for (int i = 0; i < 100; i++) p.Str($"w{i}").Tensor("0", "FloatStorage", N, 0, [N], [1]);
+        string path = HandWritten("amplify.pth", p.SetItems().Stop(), ("0", 4 * N));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Contains("over 4× the 16777216 its storages hold", Refused(path).Message);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 64 << 20);
+        // A broadcast (stride 0) whose element count overflows is refused in the pickle.
+        p = new PickleBuilder().BeginOrderedDict().Str("w").Tensor("0", "FloatStorage", 1, 0, [1L << 40, 1L << 40], [0, 0]).SetItems().Stop();
+        Assert.Contains("overflows", Refused(HandWritten("broadcast.pth", p, ("0", 4))).Message);
+        p = new PickleBuilder().BeginOrderedDict().Str("w").Tensor("0", "FloatStorage", 1, 0, [1L << 20, 1L << 20], [0, 0]).SetItems().Stop();
+        Assert.Contains("over 4×", Refused(HandWritten("broadcast2.pth", p, ("0", 4))).Message);
+    }
+
+    [Fact]
+    public void TensorWrappedByRebuildFromTypeV2AndParametersLoad()
+    {
+        // torch._tensor._rebuild_from_type_v2(_rebuild_tensor_v2, torch.nn.parameter.Parameter, (args...), {}) and
+        // torch._utils._rebuild_parameter(tensor, True, OrderedDict()).
+        var p = new PickleBuilder().BeginOrderedDict()
+            .Str("a").Global("torch._tensor", "_rebuild_from_type_v2").Mark()
+                .Global("torch._utils", "_rebuild_tensor_v2").Global("torch.nn.parameter", "Parameter")
+                .Mark().Mark().Str("storage").Global("torch", "FloatStorage").Str("0").Str("cpu").Int(2).Tuple().Op('Q')
+                .Int(1).IntTuple(1).IntTuple(1).False().Global("collections", "OrderedDict").EmptyTuple().Reduce().Tuple()
+                .EmptyDict().Tuple().Reduce()
+            .Str("b").Global("torch._utils", "_rebuild_parameter").Tensor("0", "FloatStorage", 2, 0, [2], [1])
+                .Op(0x88).Global("collections", "OrderedDict").EmptyTuple().Reduce().Op(0x87).Reduce()
+            .SetItems().Stop();
+        string path = Temp("wrapped.pth");
+        TorchFile.WriteZip(path, p.Bytes, [("0", () => new byte[] { 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40 })]);
+        var sd = TorchFile.LoadStateDict(path);
+        Assert.Equal([2f], sd["a"].Data);
+        Assert.Equal([1f, 2f], sd["b"].Data);
+        using var archive = TorchFile.Open(path);
+        Assert.True(((TorchTensorRef)((PickleDict)archive.Root!)["b"]!).RequiresGrad);
+    }
+
+    [Fact]
     public void CliReportsTorchFileErrorsAsUserErrors()
     {
         var e = new TorchFileException("x.pth", "refuses global 'posix.system' at pickle offset 3: nope", offset: 3);
