@@ -67,7 +67,7 @@ public sealed class ImportCliTests : IDisposable
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal(outPath, r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1].Trim());
         Assert.Contains("Model: ", r.Out);
-        Assert.True(MaxLogitDiff(outPath, expectedKey) <= 1e-4f);
+        Assert.True(MaxLogitDiff(outPath, expectedKey) <= (source == "resnet.pth" ? 5e-5f : 5e-6f));   // achieved 1.1e-5 / ≤ 1e-6
     }
 
     [Fact]

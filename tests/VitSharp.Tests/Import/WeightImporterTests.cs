@@ -31,7 +31,9 @@ public sealed class WeightImporterTests
 
     private static readonly ImportOptions ThreeHeads = new() { ModelArgs = new Dictionary<string, string> { ["num_heads"] = "3" } };
 
-    // Achieved: ≤ 2e-6 on every file (float32 arithmetic in another order); the tolerance is the 1e-4.
+    // Achieved: 2e-7 to 1e-6 on the ViT files, 1.1e-5 on the ResNet (float32 arithmetic in another order).
+    private const float VitTolerance = 5e-6f, ResNetTolerance = 5e-5f;
+
     [Theory]
     [InlineData("tv_vit.pth", "vit_logits", WeightFormat.TorchZip, WeightArchitecture.TorchvisionViT)]
     [InlineData("tv_vit_legacy.pth", "vit_logits", WeightFormat.TorchLegacy, WeightArchitecture.TorchvisionViT)]
@@ -44,7 +46,7 @@ public sealed class WeightImporterTests
         var m = WeightImporter.Import(P(file), ThreeHeads);
         Assert.Equal(format, m.Format);
         Assert.Equal(arch, m.Architecture);
-        Assert.True(MaxDiff(m.Model, expected) <= 1e-4f);
+        Assert.True(MaxDiff(m.Model, expected) <= VitTolerance);
     }
 
     [Fact]
@@ -53,7 +55,7 @@ public sealed class WeightImporterTests
         var m = WeightImporter.Import(P("google_vit.npz"));
         Assert.Equal(WeightFormat.Npz, m.Format);
         Assert.Equal(3, m.Spec.Kwargs["num_heads"]!.GetValue<int>());
-        Assert.True(MaxDiff(m.Model, "vit_logits") <= 1e-4f);
+        Assert.True(MaxDiff(m.Model, "vit_logits") <= VitTolerance);
     }
 
     [Fact]
@@ -64,7 +66,7 @@ public sealed class WeightImporterTests
         Assert.Equal(1e-12f, m.Spec.Kwargs["layer_norm_eps"]!.GetValue<float>());
         Assert.Equal("airplane", m.Data.ClassNames[0]);
         Assert.Equal("truck", m.Data.ClassNames[9]);
-        Assert.True(MaxDiff(m.Model, "vit_eps1e-12_logits") <= 1e-4f);
+        Assert.True(MaxDiff(m.Model, "vit_eps1e-12_logits") <= VitTolerance);
         Assert.NotNull(m.Data.Preprocessing);
         Assert.Equal([0.5f, 0.5f, 0.5f], m.Data.Preprocessing!.Mean);
     }
@@ -76,7 +78,7 @@ public sealed class WeightImporterTests
         Assert.Equal(WeightArchitecture.ResNet, m.Architecture);
         Assert.Equal("BasicBlock", m.Spec.Kwargs["block"]!.GetValue<string>());
         Assert.Equal([1, 1, 1, 1], m.Spec.Kwargs["layers"]!.AsArray().Select(x => x!.GetValue<int>()));
-        Assert.True(MaxDiff(m.Model, "resnet_logits") <= 1e-4f);
+        Assert.True(MaxDiff(m.Model, "resnet_logits") <= ResNetTolerance);
     }
 
     [Fact]
@@ -94,7 +96,7 @@ public sealed class WeightImporterTests
         var m = WeightImporter.Import(P("tv_vit.pth"), new ImportOptions { Model = "vit_b_16", ModelArgs = new Dictionary<string, string> { ["num_heads"] = "3" } });
         Assert.Equal(48, m.Spec.Kwargs["hidden_dim"]!.GetValue<int>());
         Assert.Equal(32, m.Spec.Kwargs["image_size"]!.GetValue<int>());
-        Assert.True(MaxDiff(m.Model, "vit_logits") <= 1e-4f);
+        Assert.True(MaxDiff(m.Model, "vit_logits") <= VitTolerance);
     }
 
     [Fact]
@@ -208,7 +210,7 @@ public sealed class WeightImporterTests
         m.Save(ckpt);
         Assert.Equal(WeightFormat.VitSharpCheckpoint, WeightImporter.Detect(ckpt));
         var loaded = WeightImporter.LoadCheckpoint(ckpt);
-        Assert.True(MaxDiff(loaded.Model, "vit_logits") <= 1e-4f);
+        Assert.True(MaxDiff(loaded.Model, "vit_logits") <= VitTolerance);
         var data = VitSharp.Training.DataInfo.FromJson(loaded.Info.Data);
         Assert.Equal(m.Data.Preprocessing, data.Preprocessing);
         Assert.Equal(m.Data.ClassNames, data.ClassNames);
