@@ -554,6 +554,25 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         Assert.Equal(model.Forward(x).Data, restored.Forward(x).Data);
     }
 
+    [Fact]
+    public void VitTrainFitsTheTinyPresetToAnImageFolderAndSavesACheckpoint()
+    {
+        using var data = new TempDir("deit-folder");
+        int counter = 0;
+        global::VitSharp.Tests.Training.DataSetsTests.WriteImages(data.Path, ["ant", "bee", "cow"], 6, ref counter);
+        using var outDir = new TempDir("deit-train");
+        var r = Trainer.Run(new TrainOptions
+        {
+            Model = "deit_tiny_distilled_patch16_224", Dataset = "folder", DataDir = data.Path, ImageSize = 16, Channels = 3,
+            Epochs = 1, BatchSize = 8, OutDir = outDir.Path,
+        });
+        var ckpt = Checkpoint.Load(r.CheckpointPath);
+        var model = Assert.IsType<DistilledVisionTransformer>(ckpt.Model);
+        Assert.Equal((16, 3, 3, 192), (model.Config.ImgSize, model.Config.InChans, model.Config.NumClasses, model.Config.EmbedDim));   // timm's img_size fitted
+        Assert.Equal(1, r.FinalEvaluation!.Count);
+        Assert.All(r.History, m => Assert.True(double.IsFinite(m.TrainLoss)));
+    }
+
     // ------------------------------------------------------------------ inspection
 
     [Fact]
