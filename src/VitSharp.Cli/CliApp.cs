@@ -73,7 +73,7 @@ public static class CliApp
     private static string Describe(Exception e) => e switch
     {
         // Bad-input exceptions carry messages written for the user.
-        VitSharp.IO.SafeTensorsException or VitSharp.Parity.ParityException or VitSharp.Models.ModelConfigException
+        VitSharp.IO.SafeTensorsException or VitSharp.IO.TorchFileException or VitSharp.Parity.ParityException or VitSharp.Models.ModelConfigException
             or VitSharp.NN.StateDictException or ArgumentException or IOException or UnauthorizedAccessException
             or System.Text.Json.JsonException or FormatException or InvalidDataException
             or VitSharp.Data.DataSetException or VitSharp.Training.CheckpointException or VitSharp.Training.NonFiniteLossException => e.Message,

@@ -337,6 +337,16 @@ public sealed class TorchArchive : IDisposable
         }
         if (tensors.Count > 0 && tensors.All(t => t.Key.StartsWith("module.", StringComparison.Ordinal)))
             tensors = tensors.Select(t => (t.Key["module.".Length..], t.Ref)).ToList();
+        // Views may share storage, but a small file must not expand into a huge allocation (e.g. thousands of tensors
+        // viewing one big storage, or stride-0 broadcasts): the tensors may hold at most 4× the storages' elements.
+        long stored = Storages.Values.Sum(s => s.ElementCount), limit = 4 * stored + (1L << 24), total = 0;
+        foreach (var (key, t) in tensors)
+        {
+            if (t.CheckBounds() is { } problem) throw new TorchFileException(Path, $"tensor {Name(key)}: {problem}", key);
+            if (t.ElementCount > limit - total)
+                throw new TorchFileException(Path, $"the state_dict's tensors hold more than {limit} elements, over 4× the {stored} its storages hold (views repeating data)", key);
+            total += t.ElementCount;
+        }
         var result = new Dictionary<string, Tensor>(tensors.Count);
         try
         {

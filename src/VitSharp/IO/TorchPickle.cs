@@ -54,6 +54,7 @@ public sealed class TorchPickle
         {
             "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
             "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state", "_codecs.encode", "torch.Size",
+            "torch._tensor._rebuild_from_type_v2", "torch.Tensor", "torch.nn.parameter.Parameter",
         }.Concat(StorageTypes.Keys.Select(s => "torch." + s)));
 
     private readonly string _source;
@@ -142,7 +143,7 @@ public sealed class TorchPickle
                     case 0x8d: Push(Utf8(ReadBytes(ReadLength(8)))); break; // BINUNICODE8
                     case 'T': Push(Utf8(ReadBytes(ReadLength(4)))); break; // BINSTRING (Python 2 str, read as torch.load does: utf-8)
                     case 'U': Push(Utf8(ReadBytes(ReadU8()))); break; // SHORT_BINSTRING
-                    case 'V': Push(RawUnicodeEscape(ReadLine())); break; // UNICODE
+                    case 'V': Push(RawUnicodeEscape(ReadLine(int.MaxValue))); break; // UNICODE
                     case 'B': Push(ReadBytes(ReadLength(4))); break; // BINBYTES
                     case 'C': Push(ReadBytes(ReadU8())); break; // SHORT_BINBYTES
                     case 0x8e: Push(ReadBytes(ReadLength(8))); break; // BINBYTES8
@@ -298,14 +299,14 @@ public sealed class TorchPickle
             return b;
         }
 
-        private string ReadLine()
+        private string ReadLine(int limit = MaxLine)
         {
             var sb = new StringBuilder();
             while (true)
             {
                 int b = ReadU8();
                 if (b == '\n') return sb.ToString();
-                if (sb.Length >= MaxLine) throw Fail($"text argument longer than {MaxLine} bytes");
+                if (sb.Length >= limit) throw Fail($"text argument longer than {limit} bytes");
                 sb.Append((char)b);   // latin-1; protocol-0 arguments are ASCII
             }
         }
@@ -321,14 +322,14 @@ public sealed class TorchPickle
                 return v;
             }
             var big = new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
-            return big >= long.MinValue && big <= long.MaxValue ? (long)big : big;
+            return big >= long.MinValue && big <= long.MaxValue ? (object)(long)big : big;
         }
 
         private object ParseInt(string s)
         {
             if (s == "00") return false;   // protocol 0 booleans
             if (s == "01") return true;
-            return long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v
+            return long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? (object)v
                 : BigInteger.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big) ? big
                 : throw Fail("malformed INT/LONG");
         }
@@ -397,6 +398,10 @@ public sealed class TorchPickle
                 case "torch._utils._rebuild_parameter" when a.Length == 3:
                 case "torch._utils._rebuild_parameter_with_state" when a.Length == 4:
                     return a[0] is TorchTensorRef t ? t with { RequiresGrad = a[1] is true } : throw Fail($"{g.Name} of {Describe(a[0])}, not a tensor");
+                case "torch._tensor._rebuild_from_type_v2" when a.Length == 4 && a[1] is PickleGlobal { FullName: "torch.Tensor" or "torch.nn.parameter.Parameter" }:
+                    // (func, new_type, args, state): torch's wrapper for a tensor with Python attributes; the attributes are dropped.
+                    if (a[0] is not PickleGlobal { Module: "torch._utils" } inner) throw Fail($"_rebuild_from_type_v2 of {Describe(a[0])}");
+                    return Call(inner, AsTuple(a[2], op), op) is TorchTensorRef rebuilt ? rebuilt : throw Fail("_rebuild_from_type_v2 did not rebuild a tensor");
                 case "_codecs.encode" when a.Length == 2 && a[0] is string s && a[1] is "latin1" or "latin-1":
                     var bytes = new byte[s.Length];
                     for (int i = 0; i < s.Length; i++) bytes[i] = s[i] <= 0xFF ? (byte)s[i] : throw Fail("_codecs.encode: character outside latin-1");
@@ -512,7 +517,7 @@ public sealed record TorchTensorRef(TorchStorageRef Storage, long StorageOffset,
     public DType DType => Storage.DType;
 
     /// <summary>Product of <see cref="Size"/> (1 for 0-dim).</summary>
-    public long ElementCount => Size.Aggregate(1L, (a, b) => a * b);
+    public long ElementCount => Size.Aggregate(1L, (a, b) => checked(a * b));
 
     /// <summary>Whether the elements are one run of the storage in row-major order.</summary>
     public bool IsContiguous
@@ -547,7 +552,12 @@ public sealed record TorchTensorRef(TorchStorageRef Storage, long StorageOffset,
         if (empty) return StorageOffset <= Storage.ElementCount ? null : $"storage offset {StorageOffset} beyond the storage's {Storage.ElementCount} elements";
         try
         {
-            for (int d = 0; d < Size.Length; d++) last = checked(last + (Size[d] - 1) * Stride[d]);
+            long count = 1;
+            for (int d = 0; d < Size.Length; d++)
+            {
+                last = checked(last + (Size[d] - 1) * Stride[d]);
+                count = checked(count * Size[d]);
+            }
         }
         catch (OverflowException) { return $"size {ShapeString} with strides [{string.Join(", ", Stride)}] overflows"; }
         return last < Storage.ElementCount ? null
