@@ -73,6 +73,12 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         using (VitSharp.Autograd.NoGrad())
         using (TensorScope.Begin())
             Assert.Equal(ours.Data, again.Forward(input).Data);
+        // From the file path (a .pth), fine-tuned at another size: 48² images, a 6×6 grid from the 4×4 one, both prefix tokens kept.
+        var larger = new DistilledVisionTransformer(model.Config with { ImgSize = 48 });
+        Pretrained.LoadDistilled(larger, FixtureFile("deit_distilled.pth"));
+        Assert.Equal(weights["pos_embed"].Data.AsSpan(0, 2 * 48).ToArray(), larger.PosEmbed.Data.AsSpan(0, 2 * 48).ToArray());
+        Assert.Equal([1, 38, 48], larger.PosEmbed.Shape);
+        Assert.Equal([2, 10], larger.Eval().Forward(TestData.Uniform(31, -1, 1, 2, 3, 48, 48)).Shape);
         // The two heads differ (the mean is not one head twice).
         var (cls, dist) = model.ForwardBoth(input);
         Assert.True(cls.Data.Zip(dist.Data, (a, b) => Math.Abs(a - b)).Max() > 1e-3);
