@@ -28,7 +28,7 @@ public static class BenchCommand
     {
         var model = new Option<string>("--model", "-m")
         {
-            Description = $"Model preset: {string.Join(", ", Presets.All.Select(p => p.Name))}",
+            Description = $"Model preset ({string.Join(", ", Presets.All.Select(p => p.Name))}) or a checkpoint / pretrained weights file",
             DefaultValueFactory = _ => "vit-fmnist",
         };
         var set = ModelArgsOption.Create();
@@ -51,7 +51,7 @@ public static class BenchCommand
                 try { VitSharp.Kernels.ComputeThreads.Count = t; }
                 catch (InvalidOperationException e) { throw new ArgumentException(e.Message); }
             }
-            var preset = Presets.Get(pr.GetValue(model)!);
+            var preset = ModelSource.Resolve(pr.GetValue(model)!);
             int b = pr.GetValue(batch), w = pr.GetValue(warmup), s = pr.GetValue(steps);
             if (b < 1) throw new ArgumentException($"--batch must be ≥ 1, got {b}");
             if (w < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {w}");

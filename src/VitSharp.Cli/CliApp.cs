@@ -38,6 +38,7 @@ public static class CliApp
         root.Subcommands.Add(EvalCommand.Create(context));
         root.Subcommands.Add(PredictCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
+        root.Subcommands.Add(ImportCommand.Create(context));
 
         ParseResult parsed;
         try { parsed = root.Parse(args); }
@@ -73,10 +74,10 @@ public static class CliApp
     private static string Describe(Exception e) => e switch
     {
         // Bad-input exceptions carry messages written for the user.
-        VitSharp.IO.SafeTensorsException or VitSharp.IO.TorchFileException or VitSharp.Parity.ParityException or VitSharp.Models.ModelConfigException
+        VitSharp.IO.SafeTensorsException or VitSharp.IO.TorchFileException or VitSharp.IO.NpzException or VitSharp.Parity.ParityException or VitSharp.Models.ModelConfigException
             or VitSharp.NN.StateDictException or ArgumentException or IOException or UnauthorizedAccessException
             or System.Text.Json.JsonException or FormatException or InvalidDataException
-            or VitSharp.Data.DataSetException or VitSharp.Training.CheckpointException or VitSharp.Training.NonFiniteLossException => e.Message,
+            or VitSharp.Data.DataSetException or VitSharp.Training.CheckpointException or VitSharp.Training.NonFiniteLossException or VitSharp.Import.ImportException => e.Message,
         OutOfMemoryException => "out of memory: " + e.Message,
         // Anything else is a bug in VitSharp: say so, with the type, so it can be reported.
         _ => $"internal error ({e.GetType().Name}): {e.Message} (run with --verbose for the stack trace)",

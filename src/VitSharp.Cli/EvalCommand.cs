@@ -30,7 +30,7 @@ public static class EvalCommand
             int bs = pr.GetValue(batchSize);
             if (bs < 1) throw new ArgumentException($"--batch-size must be ≥ 1, got {bs}");
             string path = pr.GetValue(checkpoint)!;
-            var ckpt = Checkpoint.Load(path);
+            var ckpt = VitSharp.Import.WeightImporter.LoadCheckpoint(path);
             var info = DataInfo.FromJson(ckpt.Info.Data);
             var trained = ckpt.Info.Training["options"] is JsonObject o ? TrainOptions.FromJson(o) : null;
             string? dir = pr.GetValue(data) ?? trained?.DataDir;

@@ -23,7 +23,7 @@ public static class PredictCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CliContext ctx)
     {
-        var checkpoint = new Argument<string>("CHECKPOINT") { Description = "A checkpoint written by vit train" };
+        var checkpoint = new Argument<string>("CHECKPOINT") { Description = "A checkpoint written by vit train or vit import, or pretrained weights vit import reads (.pth, .safetensors, .npz, a Hugging Face folder) whose architecture they reveal" };
         var images = new Argument<string[]>("IMAGE") { Description = "PNG or JPEG files", Arity = ArgumentArity.OneOrMore };
         var top = new Option<int>("--top", "-k") { Description = "Show the K most probable classes (capped at the class count)", DefaultValueFactory = _ => 5 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with every image's top classes instead of tables" };
@@ -36,7 +36,7 @@ public static class PredictCommand
         {
             int k = pr.GetValue(top);
             if (k < 1) throw new ArgumentException($"--top must be ≥ 1, got {k}");
-            var ckpt = Checkpoint.Load(pr.GetValue(checkpoint)!);
+            var ckpt = VitSharp.Import.WeightImporter.LoadCheckpoint(pr.GetValue(checkpoint)!);
             var paths = pr.GetValue(images)!;
             string? outPng = pr.GetValue(attention);
             if (outPng is not null && InspectedModel(ckpt.Model) is null)
@@ -108,6 +108,7 @@ public static class PredictCommand
     /// <summary>Training's preprocessing of one decoded image (already in <paramref name="c"/> channels): bilinear resize, /255, normalisation; C×H×W floats.</summary>
     private static float[] Preprocess(DecodedImage decoded, DataInfo info, int c, int h, int w)
     {
+        if (info.Preprocessing is { } prep) return prep.Apply(decoded);   // an imported model's own recipe (resize, crop, mean/std)
         int size = c * h * w;
         var img = ImageOps.Resize(decoded, w, h);
         var chw = new byte[size];

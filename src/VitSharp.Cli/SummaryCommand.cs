@@ -23,7 +23,7 @@ public static class SummaryCommand
     {
         var model = new Option<string>("--model", "-m")
         {
-            Description = $"Model preset: {string.Join(", ", Presets.All.Select(p => p.Name))}",
+            Description = $"Model preset ({string.Join(", ", Presets.All.Select(p => p.Name))}) or a checkpoint / pretrained weights file",
             DefaultValueFactory = _ => "vit-fmnist",
         };
         var depth = new Option<int?>("--depth", "-d")
@@ -37,7 +37,7 @@ public static class SummaryCommand
         };
         cmd.SetAction(pr =>
         {
-            var preset = Presets.Get(pr.GetValue(model)!);
+            var preset = ModelSource.Resolve(pr.GetValue(model)!);
             var d = pr.GetValue(depth);
             if (d is < 0) throw new ArgumentException($"--depth must be ≥ 0, got {d}");
             var summary = Build(preset);

@@ -49,11 +49,14 @@ public static class TrainCommand
         var distill = new Option<string?>("--distill") { Description = $"With --teacher: soft (KL against the teacher's tempered softmax) or hard (its arg-max) (default: {d.Distill})" };
         var temperature = new Option<float?>("--temperature") { Description = $"With --teacher: softmax temperature of soft distillation, > 0 (default: {F(d.Temperature)})" };
         var alpha = new Option<float?>("--alpha") { Description = $"With --teacher: weight of the distillation term, loss = (1 − α)·CE + α·distillation (default: {F(d.Alpha)})" };
+        var init = new Option<string?>("--init") { Description = "Start from pretrained weights (a checkpoint, .pth, .safetensors, .npz or Hugging Face folder): new classifier for the data's classes, position embedding resampled to --image-size (default: the weights' own size)" };
+        var freeze = new Option<bool>("--freeze") { Description = "With --init: train only the classifier" };
+        var teacherModel = new Option<string?>("--teacher-model") { Description = "With --teacher: a preset for what the teacher's weights do not say (e.g. resnet18, vit_b_16)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
         var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
         {
             recipe, model, set, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
-            flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, teacher, distill, temperature, alpha, resume,
+            flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, teacher, distill, temperature, alpha, teacherModel, init, freeze, resume,
         };
         cmd.SetAction(pr =>
         {
@@ -91,12 +94,24 @@ public static class TrainCommand
                 // Never write the student over the default run (which usually holds the teacher).
                 if (pr.GetValue(outDir) is null) o = o with { OutDir = o.OutDir + "-distilled" };
             }
+            if (TakeS(teacherModel) is { } tm) o = o with { TeacherModel = tm };
+            if (TakeS(init) is { } ini)
+            {
+                o = o with { Init = ini, InitModel = given.Contains(model.Name) ? o.Model : null };
+                if (!given.Contains(imageSize.Name) && !pr.GetValue(resume))
+                {
+                    var pre = VitSharp.Import.WeightImporter.LoadCheckpoint(ini, new VitSharp.Import.ImportOptions { Model = o.InitModel, ModelArgs = o.ModelArgs });
+                    if (pre.Model is VitSharp.Models.IImageModel im) o = o with { ImageSize = im.InputHeight };
+                }
+                if (pr.GetValue(outDir) is null) o = o with { OutDir = Path.Combine("runs", "finetuned") };
+            }
+            if (pr.GetValue(freeze)) { o = o with { Freeze = true }; given.Add(freeze.Name); }
             if (TakeS(distill) is { } dk) o = o with { Distill = dk.ToLowerInvariant() };
             if (Take(temperature) is { } tt) o = o with { Temperature = tt };
             if (Take(alpha) is { } al) o = o with { Alpha = al };
             if (o.Teacher is null && !pr.GetValue(resume))
             {
-                var orphan = new[] { distill.Name, temperature.Name, alpha.Name }.Where(given.Contains).ToList();
+                var orphan = new[] { distill.Name, temperature.Name, alpha.Name, teacherModel.Name }.Where(given.Contains).ToList();
                 if (orphan.Count > 0) throw new ArgumentException($"{string.Join(", ", orphan)} need(s) --teacher CHECKPOINT");
             }
             return Run(ctx, o, pr.GetValue(resume), given);
@@ -125,10 +140,11 @@ public static class TrainCommand
             if (options.Channels is not (1 or 3)) throw new ArgumentException($"--channels must be 1 or 3, got {options.Channels}");
             if (options.ImageSize < 1) throw new ArgumentException($"--image-size must be ≥ 1, got {options.ImageSize}");
             var preset = VitSharp.Models.Presets.Get(options.Model);   // an unknown preset fails before the data is loaded
-            Trainer.WithModelArgs(preset.Spec, options.ModelArgs, options.Model);   // so does an unknown --set name
+            if (options.Init is null) Trainer.WithModelArgs(preset.Spec, options.ModelArgs, options.Model);   // so does an unknown --set name
+            else if (!File.Exists(options.Init) && !Directory.Exists(options.Init)) throw new ArgumentException($"--init {options.Init}: no such file or folder");
             if (options.Teacher is { } t)
             {
-                if (!File.Exists(t)) throw new ArgumentException($"--teacher {t}: checkpoint not found");
+                if (!File.Exists(t) && !Directory.Exists(t)) throw new ArgumentException($"--teacher {t}: checkpoint not found");
                 if (preset.Spec.Constructor != "vit_pytorch.vit.ViT")
                     throw new ArgumentException($"--teacher trains a DistillableViT student: the preset '{options.Model}' is not a ViT");
             }
@@ -159,7 +175,7 @@ public static class TrainCommand
         try
         {
             if (!resume)
-                ctx.Out.WriteLine($"Training {options.Model} on {options.Dataset}{(options.DataDir is null ? "" : $" ({options.DataDir})")}: " +
+                ctx.Out.WriteLine($"Training {(options.Init is { } from ? $"from {from}" : options.Model)} on {options.Dataset}{(options.DataDir is null ? "" : $" ({options.DataDir})")}: " +
                     $"{options.Epochs} epoch(s), batch {options.BatchSize}, lr {options.LearningRate.ToString("G3", Inv)}, seed {options.Seed}" +
                     $"{(options.Teacher is { } tch ? $", distilled ({options.Distill}, T {options.Temperature.ToString("G3", Inv)}, alpha {options.Alpha.ToString("G3", Inv)}) from {tch}" : "")}" +
                     $"{(options.TrainLimit is int tl ? $", first {tl} training images" : "")}{(options.TestLimit is int te ? $", first {te} test images" : "")}; output in {options.OutDir}");

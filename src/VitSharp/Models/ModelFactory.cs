@@ -98,7 +98,7 @@ public static class ModelFactory
     /// <summary>
     /// Reads torchvision.models.vision_transformer.VisionTransformer's keyword arguments: image_size, patch_size,
     /// num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout, num_classes (default 1000),
-    /// representation_size (null = none), and the extension in_chans (default 3).
+    /// representation_size (null = none), and the extensions in_chans (default 3) and layer_norm_eps (default 1e-6).
     /// </summary>
     public static VisionTransformerConfig VisionTransformerConfigFrom(Kwargs k) => new()
     {
@@ -106,6 +106,7 @@ public static class ModelFactory
         HiddenDim = k.Int("hidden_dim"), MlpDim = k.Int("mlp_dim"), Dropout = k.Float("dropout", 0f),
         AttentionDropout = k.Float("attention_dropout", 0f), NumClasses = k.Int("num_classes", 1000),
         RepresentationSize = k.IntOrNull("representation_size"), InChans = k.Int("in_chans", 3),
+        LayerNormEps = k.Float("layer_norm_eps", 1e-6f),
     };
 
     /// <summary>Keyword arguments of one constructor call; tracks which were read so leftovers are reported.</summary>

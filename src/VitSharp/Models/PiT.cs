@@ -183,12 +183,19 @@ public sealed class PiTPool : Module
 /// (no final LayerNorm) with a <see cref="PiTPool"/> between consecutive stages, each doubling C; <c>mlp_head</c> =
 /// LayerNorm → Linear on token 0. Images [B, c, H, H] → logits [B, classes].
 /// </summary>
-public sealed class PiT : Module
+public sealed class PiT : Module, IImageModel
 {
     private readonly Dropout _embDropout;
 
     /// <summary>The configuration this model was built from.</summary>
     public PiTConfig Config { get; }
+
+    /// <inheritdoc/>
+    public int InputChannels => Config.Channels;
+    /// <inheritdoc/>
+    public int InputHeight => Config.ImageSize;
+    /// <inheritdoc/>
+    public int InputWidth => Config.ImageSize;
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions [1, N + 1, C] (key <c>pos_embedding</c>).</summary>

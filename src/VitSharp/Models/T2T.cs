@@ -150,12 +150,19 @@ public sealed record T2TViTConfig
 /// <see cref="Transformer"/> (with its final LayerNorm), pooling (token 0 or the mean over all tokens), <c>to_latent</c>
 /// (Identity) and <c>mlp_head</c> Linear(C → classes). Images [B, c, H, H] → logits [B, classes].
 /// </summary>
-public sealed class T2TViT : Module
+public sealed class T2TViT : Module, IImageModel
 {
     private readonly Dropout _embDropout;
 
     /// <summary>The configuration this model was built from.</summary>
     public T2TViTConfig Config { get; }
+
+    /// <inheritdoc/>
+    public int InputChannels => Config.Channels;
+    /// <inheritdoc/>
+    public int InputHeight => Config.ImageSize;
+    /// <inheritdoc/>
+    public int InputWidth => Config.ImageSize;
     /// <summary>The soft split and the final projection (key <c>to_patch_embedding</c>; stage i's modules at 4i..4i+3, the Linear last).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>The soft-split transformers, one per stage but the last (keys <c>to_patch_embedding.{4i+3}</c>).</summary>

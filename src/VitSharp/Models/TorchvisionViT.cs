@@ -6,7 +6,8 @@ namespace VitSharp.Models;
 /// <summary>
 /// Configuration of <see cref="VisionTransformer"/>, with torchvision's constructor arguments (image_size, patch_size,
 /// num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout, num_classes, representation_size) plus the
-/// extension <c>in_chans</c> (input channels of <c>conv_proj</c>, 3 in torchvision).
+/// extensions <c>in_chans</c> (input channels of <c>conv_proj</c>, 3 in torchvision) and <c>layer_norm_eps</c> (1e-6 in
+/// torchvision, timm and Google's checkpoints; 1e-12 in Hugging Face <c>transformers</c>' ViT).
 /// </summary>
 public sealed record VisionTransformerConfig
 {
@@ -32,18 +33,21 @@ public sealed record VisionTransformerConfig
     public int? RepresentationSize { get; init; }
     /// <summary>Input channels (extension; torchvision has 3).</summary>
     public int InChans { get; init; } = 3;
+    /// <summary>Epsilon of every LayerNorm (ln_1, ln_2, encoder.ln) (extension; torchvision has 1e-6).</summary>
+    public float LayerNormEps { get; init; } = 1e-6f;
 
     /// <summary>Patches per side.</summary>
     public int GridSize => ImageSize / PatchSize;
     /// <summary>Tokens including the class token: (image/patch)² + 1.</summary>
     public int SeqLength => GridSize * GridSize + 1;
 
-    /// <summary>The configuration as keyword arguments (torchvision's names plus <c>in_chans</c>).</summary>
+    /// <summary>The configuration as keyword arguments (torchvision's names plus <c>in_chans</c> and <c>layer_norm_eps</c>).</summary>
     public JsonObject ToKwargs() => new()
     {
         ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["num_layers"] = NumLayers, ["num_heads"] = NumHeads,
         ["hidden_dim"] = HiddenDim, ["mlp_dim"] = MlpDim, ["dropout"] = Dropout, ["attention_dropout"] = AttentionDropout,
         ["num_classes"] = NumClasses, ["representation_size"] = RepresentationSize, ["in_chans"] = InChans,
+        ["layer_norm_eps"] = LayerNormEps,
     };
 
     /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> naming the problem.</summary>
@@ -58,12 +62,14 @@ public sealed record VisionTransformerConfig
         if (RepresentationSize is < 1) throw new ArgumentException($"representation_size must be positive or null, got {RepresentationSize}");
         if (InChans < 1) throw new ArgumentException($"in_chans must be positive, got {InChans}");
         if (Dropout is < 0 or > 1 || AttentionDropout is < 0 or > 1) throw new ArgumentException("dropout rates must lie in [0, 1]");
+        if (!(LayerNormEps > 0) || !float.IsFinite(LayerNormEps)) throw new ArgumentException($"layer_norm_eps must be positive and finite, got {LayerNormEps}");
     }
 }
 
 /// <summary>
 /// torchvision's ViT <c>EncoderBlock</c>: x = x + dropout(self_attention(ln_1(x))); x = x + mlp(ln_2(x)), with
-/// <c>mlp</c> = Linear(C→M) (<c>mlp.0</c>) → GELU → Dropout → Linear(M→C) (<c>mlp.3</c>) → Dropout; LayerNorm eps 1e-6.
+/// <c>mlp</c> = Linear(C→M) (<c>mlp.0</c>) → GELU → Dropout → Linear(M→C) (<c>mlp.3</c>) → Dropout; LayerNorm eps 1e-6
+/// unless another is given.
 /// </summary>
 public sealed class EncoderBlock : Module
 {
@@ -79,12 +85,12 @@ public sealed class EncoderBlock : Module
     public Sequential Mlp { get; }
 
     /// <summary>Creates the block; MLP weights Xavier-uniform and biases N(0, 1e-6²), as torchvision's MLPBlock.</summary>
-    public EncoderBlock(int hiddenDim, int numHeads, int mlpDim, float dropout, float attentionDropout)
+    public EncoderBlock(int hiddenDim, int numHeads, int mlpDim, float dropout, float attentionDropout, float layerNormEps = 1e-6f)
     {
-        Ln1 = RegisterModule("ln_1", new LayerNorm(hiddenDim, 1e-6f));
+        Ln1 = RegisterModule("ln_1", new LayerNorm(hiddenDim, layerNormEps));
         SelfAttention = RegisterModule("self_attention", new MultiheadAttention(hiddenDim, numHeads, attentionDropout));
         _dropout = RegisterModule("dropout", new Dropout(dropout));
-        Ln2 = RegisterModule("ln_2", new LayerNorm(hiddenDim, 1e-6f));
+        Ln2 = RegisterModule("ln_2", new LayerNorm(hiddenDim, layerNormEps));
         var fc1 = new Linear(hiddenDim, mlpDim);
         var fc2 = new Linear(mlpDim, hiddenDim);
         foreach (var fc in new[] { fc1, fc2 })
@@ -106,7 +112,7 @@ public sealed class EncoderBlock : Module
 
 /// <summary>
 /// torchvision's ViT <c>Encoder</c>: x + <c>pos_embedding</c> [1, N+1, C] → dropout → <c>layers.encoder_layer_i</c> →
-/// <c>ln</c> (LayerNorm eps 1e-6).
+/// <c>ln</c> (LayerNorm eps 1e-6 unless another is given).
 /// </summary>
 public sealed class Encoder : Module
 {
@@ -120,14 +126,14 @@ public sealed class Encoder : Module
     public LayerNorm Ln { get; }
 
     /// <summary>Creates the encoder.</summary>
-    public Encoder(int seqLength, int numLayers, int numHeads, int hiddenDim, int mlpDim, float dropout, float attentionDropout)
+    public Encoder(int seqLength, int numLayers, int numHeads, int hiddenDim, int mlpDim, float dropout, float attentionDropout, float layerNormEps = 1e-6f)
     {
         PosEmbedding = RegisterParameter("pos_embedding", Tensor.RandN(Init.Rng, 0, 0.02f, 1, seqLength, hiddenDim));
         _dropout = RegisterModule("dropout", new Dropout(dropout));
         Layers = RegisterModule("layers", new NamedSequential());
         for (int i = 0; i < numLayers; i++)
-            Layers.Add($"encoder_layer_{i}", new EncoderBlock(hiddenDim, numHeads, mlpDim, dropout, attentionDropout));
-        Ln = RegisterModule("ln", new LayerNorm(hiddenDim, 1e-6f));
+            Layers.Add($"encoder_layer_{i}", new EncoderBlock(hiddenDim, numHeads, mlpDim, dropout, attentionDropout, layerNormEps));
+        Ln = RegisterModule("ln", new LayerNorm(hiddenDim, layerNormEps));
     }
 
     /// <summary>The encoder blocks in order.</summary>
@@ -150,10 +156,17 @@ public sealed class Encoder : Module
 /// torchvision, so its weights load with no key map. Initialisation as torchvision: conv_proj truncated N(0, 1/fan_in),
 /// class token zero, pre_logits truncated N(0, 1/fan_in), head zero.
 /// </summary>
-public sealed class VisionTransformer : Module
+public sealed class VisionTransformer : Module, IImageModel
 {
     /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
     public VisionTransformerConfig Config { get; private set; }
+
+    /// <inheritdoc/>
+    public int InputChannels => Config.InChans;
+    /// <inheritdoc/>
+    public int InputHeight => Config.ImageSize;
+    /// <inheritdoc/>
+    public int InputWidth => Config.ImageSize;
     /// <summary>Patch embedding (key <c>conv_proj</c>).</summary>
     public Conv2d ConvProj { get; }
     /// <summary>Class token [1, 1, C] (key <c>class_token</c>).</summary>
@@ -171,7 +184,7 @@ public sealed class VisionTransformer : Module
         int c = config.HiddenDim;
         ConvProj = RegisterModule("conv_proj", new Conv2d(config.InChans, c, config.PatchSize, config.PatchSize));
         ClassToken = RegisterParameter("class_token", Tensor.Zeros(1, 1, c));
-        Encoder = RegisterModule("encoder", new Encoder(config.SeqLength, config.NumLayers, config.NumHeads, c, config.MlpDim, config.Dropout, config.AttentionDropout));
+        Encoder = RegisterModule("encoder", new Encoder(config.SeqLength, config.NumLayers, config.NumHeads, c, config.MlpDim, config.Dropout, config.AttentionDropout, config.LayerNormEps));
         Heads = RegisterModule("heads", new NamedSequential());
         int width = c;
         if (config.RepresentationSize is int rep)

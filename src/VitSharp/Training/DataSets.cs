@@ -6,6 +6,12 @@ namespace VitSharp.Training;
 /// <summary>Where the pixels come from and how they are normalised: stored in checkpoints so that evaluation and prediction preprocess exactly as training did.</summary>
 public sealed record DataInfo(string Name, IReadOnlyList<string> ClassNames, int Channels, int Height, int Width, float[] Mean, float[] Std)
 {
+    /// <summary>
+    /// How an image file becomes the model's input, when it is more than a resize to the model's size and the
+    /// normalisation (an imported model's: resize rule, interpolation, crop, mean/std); null for models trained here.
+    /// </summary>
+    public ImagePreprocessing? Preprocessing { get; init; }
+
     /// <summary>The normalisation transform.</summary>
     public Normalize Normalize() => new(Mean, Std);
 
@@ -20,7 +26,14 @@ public sealed record DataInfo(string Name, IReadOnlyList<string> ClassNames, int
     private static float[] Repeat(float[] values, int channels) => values.Length == 1 ? Enumerable.Repeat(values[0], channels).ToArray() : values;
 
     /// <summary>As JSON for checkpoints.</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
+    {
+        var j = Fields();
+        if (Preprocessing is not null) j["preprocessing"] = Preprocessing.ToJson();
+        return j;
+    }
+
+    private JsonObject Fields() => new()
     {
         ["name"] = Name, ["classes"] = new JsonArray(ClassNames.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
         ["channels"] = Channels, ["height"] = Height, ["width"] = Width,
@@ -29,12 +42,15 @@ public sealed record DataInfo(string Name, IReadOnlyList<string> ClassNames, int
     };
 
     /// <summary>From checkpoint JSON.</summary>
-    public static DataInfo FromJson(JsonObject j) => new(
+    public static DataInfo FromJson(JsonObject j) => new DataInfo(
         j["name"]!.GetValue<string>(),
         j["classes"]!.AsArray().Select(c => c!.GetValue<string>()).ToArray(),
         j["channels"]!.GetValue<int>(), j["height"]!.GetValue<int>(), j["width"]!.GetValue<int>(),
         j["mean"]!.AsArray().Select(c => c!.GetValue<float>()).ToArray(),
-        j["std"]!.AsArray().Select(c => c!.GetValue<float>()).ToArray());
+        j["std"]!.AsArray().Select(c => c!.GetValue<float>()).ToArray())
+    {
+        Preprocessing = j["preprocessing"] is JsonObject p ? ImagePreprocessing.FromJson(p) : null,
+    };
 }
 
 /// <summary>The data sets <c>vit train</c> knows: fashion-mnist (default), mnist, cifar10, cifar100, folder.</summary>

@@ -56,6 +56,19 @@ public sealed record TrainOptions
     /// of the <see cref="Model"/> preset's size inside a <see cref="Models.DistillWrapper"/> against it (null: plain training).
     /// </summary>
     public string? Teacher { get; init; }
+    /// <summary>A preset naming the teacher's architecture where its weights do not say it all (a bare state_dict's head
+    /// count, or keys VitSharp does not recognise); see <see cref="Import.ImportOptions.Model"/>.</summary>
+    public string? TeacherModel { get; init; }
+    /// <summary>
+    /// Pretrained weights to start from (a checkpoint or any file <see cref="Import.WeightImporter"/> reads): the model is
+    /// theirs, its classifier replaced for the data's classes and its position embedding resampled for the data's image
+    /// size; <see cref="Model"/> then only names the architecture where the weights do not say it all.
+    /// </summary>
+    public string? Init { get; init; }
+    /// <summary>With <see cref="Init"/>: a preset for what the weights do not say (see <see cref="Import.ImportOptions.Model"/>).</summary>
+    public string? InitModel { get; init; }
+    /// <summary>With <see cref="Init"/>: train only the classifier (every other parameter frozen).</summary>
+    public bool Freeze { get; init; }
     /// <summary>Distillation kind with <see cref="Teacher"/>: "soft" (KL against the teacher's tempered softmax) or "hard" (cross-entropy against its arg-max).</summary>
     public string Distill { get; init; } = "soft";
     /// <summary>Softmax temperature of soft distillation (vit-pytorch's default 1); must be &gt; 0.</summary>
@@ -77,6 +90,8 @@ public sealed record TrainOptions
         if (WarmupEpochs < 0) throw new ArgumentException($"warm-up must be ≥ 0 epochs, got {WarmupEpochs}");
         if (ShiftPixels < 0) throw new ArgumentException($"shift must be ≥ 0 pixels, got {ShiftPixels}");
         if (TrainLimit is < 1 || TestLimit is < 1) throw new ArgumentException("train and test limits must be ≥ 1");
+        if (Freeze && Init is null) throw new ArgumentException("freezing needs pretrained weights to start from (--init)");
+        if (Init is not null && Teacher is not null) throw new ArgumentException("--init and --teacher cannot be combined (a distilled student starts from scratch)");
         if (Distill is not ("soft" or "hard")) throw new ArgumentException($"distillation must be 'soft' or 'hard', got '{Distill}'");
         if (!(Temperature > 0) || float.IsInfinity(Temperature)) throw new ArgumentException($"distillation temperature must be > 0, got {Temperature}");
         if (!(Alpha >= 0 && Alpha <= 1)) throw new ArgumentException($"distillation alpha must lie in [0, 1], got {Alpha}");

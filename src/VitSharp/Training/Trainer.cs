@@ -51,13 +51,28 @@ public static class Trainer
 
         Module model;
         ModelSpec spec;
+        IReadOnlyList<string>? trainable = null;   // with --freeze: the parameters that train
         if (restored is not null) { model = restored.Model; spec = restored.Info.Model; }
         else
         {
-            spec = FitToData(WithModelArgs(Presets.Get(options.Model).Spec, options.ModelArgs, options.Model), info);
             Init.Seed(options.Seed);
-            if (options.Teacher is null) model = spec.Build();
-            else (model, spec) = BuildDistillation(options, spec, info, progress);
+            if (options.Init is { } initPath)
+            {
+                (model, spec, info, trainable) = BuildFineTuning(options, initPath, info, progress);
+            }
+            else
+            {
+                spec = FitToData(WithModelArgs(Presets.Get(options.Model).Spec, options.ModelArgs, options.Model), info);
+                if (options.Teacher is null) model = spec.Build();
+                else (model, spec) = BuildDistillation(options, spec, info, progress);
+            }
+        }
+        if (restored is not null && options.Freeze)
+            trainable = restored.Model.NamedParameters().Where(p => FineTune.IsHeadKey(p.Name)).Select(p => p.Name).ToList();
+        if (trainable is not null)
+        {
+            int frozen = FineTune.Freeze(model, trainable);
+            progress?.Report(new TrainMessage($"frozen: {frozen} parameter tensor(s); training only {string.Join(", ", model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => p.Name))}"));
         }
         (train, test, info) = FitChannels(model, train, test, info, options.Model, progress);
         model.Train();
@@ -132,7 +147,7 @@ public static class Trainer
             return new DataParallel.HalfResult((double)value * labels.Length, correct, distillSum);
         }
 
-        using var parallel = options.DataParallel && DataParallel.Suits(model) ? new DataParallel(model, () => spec.Build()) : null;
+        using var parallel = options.DataParallel && DataParallel.Suits(model) ? new DataParallel(model, () => BuildReplica(spec, trainable)) : null;
         DataParallel.HalfStep halfStep = HalfStep;   // one delegate for the whole run
         EvalResult? lastEval = null;
         var total = Stopwatch.StartNew();
@@ -199,6 +214,34 @@ public static class Trainer
         return new TrainResult(ckptPath, history, Interrupted: false, lastEval);
     }
 
+    private static Module BuildReplica(ModelSpec spec, IReadOnlyList<string>? trainable)
+    {
+        var replica = spec.Build();
+        if (trainable is not null) FineTune.Freeze(replica, trainable);
+        return replica;
+    }
+
+    /// <summary>
+    /// The model of a fine-tuning run (<see cref="TrainOptions.Init"/>): the pretrained model adapted to the data
+    /// (<see cref="FineTune"/>), its spec, the data info normalised as the pretrained model's images were (its mean and
+    /// std), and with <see cref="TrainOptions.Freeze"/> the parameters that train (the classifier), else null.
+    /// </summary>
+    public static (Module Model, ModelSpec Spec, DataInfo Info, IReadOnlyList<string>? Trainable) BuildFineTuning(TrainOptions options, string initPath,
+        DataInfo info, IProgress<TrainEvent>? progress = null)
+    {
+        var init = Import.WeightImporter.LoadCheckpoint(initPath, new Import.ImportOptions { Model = options.InitModel, ModelArgs = options.ModelArgs });
+        var initData = DataInfo.FromJson(init.Info.Data);
+        int channels = init.Model is IImageModel im ? im.InputChannels : info.Channels;
+        if (initData.Mean.Length == channels && initData.Std.Length == channels && (info.Channels == channels || info.Channels == 1))
+            info = info with { Mean = initData.Mean, Std = initData.Std };   // grey data is repeated into the channels later
+        var spec = FineTune.AdaptSpec(init.Info.Model, info);
+        var (model, fresh) = FineTune.Build(spec, init.Model, initPath);
+        progress?.Report(new TrainMessage($"fine-tuning {init.Info.Model.Constructor} from {initPath}: " +
+            $"{(fresh.Count > 0 ? $"new classifier ({string.Join(", ", fresh)}) for {info.ClassNames.Count} classes" : "classifier kept")}, " +
+            $"images {info.Height}×{info.Width} normalised with the pretrained mean/std"));
+        return (model, spec, info, options.Freeze ? fresh : null);
+    }
+
     /// <summary>
     /// The model of a distillation run: a <see cref="DistillableViT"/> student of the preset's size (fitted to the data)
     /// inside a <see cref="DistillWrapper"/> with the teacher loaded from <see cref="TrainOptions.Teacher"/>; and its spec
@@ -211,7 +254,7 @@ public static class Trainer
         string path = options.Teacher ?? throw new ArgumentException("no teacher checkpoint given");
         if (studentPreset.Constructor != "vit_pytorch.vit.ViT")
             throw new ArgumentException($"distillation trains a DistillableViT student: the preset '{options.Model}' ({studentPreset.Constructor}) is not a ViT");
-        var teacher = Checkpoint.Load(path);
+        var teacher = Import.WeightImporter.LoadCheckpoint(path, new Import.ImportOptions { Model = options.TeacherModel });
         var teacherData = DataInfo.FromJson(teacher.Info.Data);
         if (!string.Equals(teacherData.Name, info.Name, StringComparison.OrdinalIgnoreCase) || !teacherData.Mean.SequenceEqual(info.Mean) || !teacherData.Std.SequenceEqual(info.Std))
             progress?.Report(new TrainMessage($"note: the teacher was trained on {teacherData.Name} (normalisation mean {string.Join("/", teacherData.Mean)}, " +

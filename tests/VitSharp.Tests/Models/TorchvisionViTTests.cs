@@ -246,4 +246,40 @@ public class TorchvisionViTTests
         var model = (VisionTransformer)ModelFactory.Create("torchvision.models.vision_transformer.VisionTransformer", c.ToKwargs());
         Assert.Equal(c.ToKwargs().ToJsonString(), model.Config.ToKwargs().ToJsonString());
     }
+
+    [Fact]
+    public void LayerNormEpsReachesEveryLayerNormAndTheKwargs()
+    {
+        var c = Tiny() with { LayerNormEps = 1e-12f };
+        var kwargs = c.ToKwargs();
+        Assert.Equal(1e-12f, kwargs["layer_norm_eps"]!.GetValue<float>());
+        var model = (VisionTransformer)ModelFactory.Create("torchvision.models.vision_transformer.VisionTransformer", kwargs);
+        Assert.Equal(c, model.Config);
+        Assert.Equal(1e-12f, model.Encoder.Ln.Eps);
+        Assert.All(model.Encoder.Blocks, b => Assert.Equal((1e-12f, 1e-12f), (b.Ln1.Eps, b.Ln2.Eps)));
+        kwargs.Remove("layer_norm_eps");
+        var byDefault = (VisionTransformer)ModelFactory.Create("VisionTransformer", kwargs);
+        Assert.Equal(1e-6f, byDefault.Config.LayerNormEps);
+        Assert.All(byDefault.Encoder.Blocks, b => Assert.Equal((1e-6f, 1e-6f), (b.Ln1.Eps, b.Ln2.Eps)));
+        foreach (var bad in new[] { 0.0, -1e-6 })
+        {
+            kwargs["layer_norm_eps"] = bad;
+            Assert.Contains("layer_norm_eps must be positive and finite", Assert.Throws<ModelConfigException>(() => ModelFactory.Create("VisionTransformer", kwargs)).Message);
+        }
+        Assert.Throws<ArgumentException>(() => new VisionTransformer(Tiny() with { LayerNormEps = float.PositiveInfinity }));
+        Assert.Throws<ArgumentException>(() => new VisionTransformer(Tiny() with { LayerNormEps = float.NaN }));
+
+        // Tokens of tiny variance (patch embedding scaled down): the epsilon changes the output.
+        Init.Seed(3);
+        var a = new VisionTransformer(Tiny() with { LayerNormEps = 1e-12f });
+        var b2 = new VisionTransformer(Tiny());
+        var rng = new Random(4);
+        foreach (var (name, t) in a.StateDict())
+            for (int i = 0; i < t.Size; i++) t.Data[i] = (float)(rng.NextDouble() - 0.5) * (name is "conv_proj.weight" or "conv_proj.bias" or "class_token" or "encoder.pos_embedding" ? 1e-4f : 1f);
+        b2.LoadStateDict(a.StateDict());
+        a.Eval(); b2.Eval();
+        var x = TestData.Uniform(5, -1, 1, 1, 3, 12, 12);
+        var ya = a.Forward(x).Data; var yb = b2.Forward(x).Data;
+        Assert.True(ya.Zip(yb, (p, q) => Math.Abs(p - q)).Max() > 0.1f, "LayerNorm eps has no effect");
+    }
 }

@@ -1,0 +1,132 @@
+using System.Text.Json.Nodes;
+using VitSharp.Cli;
+using VitSharp.IO;
+using VitSharp.Tests.Data;
+using VitSharp.Training;
+
+namespace VitSharp.Tests.Cli;
+
+/// <summary>
+/// <c>vit import</c> on every pretrained fixture, the checkpoints it writes checked against PyTorch's logits; the other
+/// commands (<c>predict</c>, <c>summary</c>) taking the weights files directly; bad sources as one-line errors.
+/// </summary>
+public sealed class ImportCliTests : IDisposable
+{
+    private readonly TempDir _dir = new("importcli");
+
+    public void Dispose() => _dir.Dispose();
+
+    private static string P(string name) => Path.Combine(TestFixtures.Dir, "pretrained", name);
+
+    internal static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private static void AssertOneLineError((int Code, string Out, string Err) r, params string[] fragments)
+    {
+        Assert.True(r.Code == 2, $"exit code {r.Code}, stdout:\n{r.Out}\nstderr:\n{r.Err}");
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{r.Err}");
+        Assert.StartsWith("vit: error: ", lines[0]);
+        Assert.DoesNotContain("   at ", r.Err);
+        Assert.DoesNotContain("internal error", r.Err);
+        foreach (var f in fragments) Assert.Contains(f, lines[0]);
+    }
+
+    private static float MaxLogitDiff(string checkpoint, string expectedKey)
+    {
+        var expected = Weights.Load(P("expected.safetensors"));
+        var ck = Checkpoint.Load(checkpoint);
+        ck.Model.Eval();
+        using var noGrad = VitSharp.Autograd.NoGrad();
+        var logits = ck.Model.Forward(expected["input"]);
+        return expected[expectedKey].Data.Zip(logits.Data).Max(p => MathF.Abs(p.First - p.Second));
+    }
+
+    [Theory]
+    [InlineData("tv_vit.pth", "vit_logits")]
+    [InlineData("tv_vit_legacy.pth", "vit_logits")]
+    [InlineData("tv_vit_fp16.pth", "vit_fp16_logits")]
+    [InlineData("deit_checkpoint.pth", "vit_logits")]
+    [InlineData("timm_vit.safetensors", "vit_logits")]
+    [InlineData("google_vit.npz", "vit_logits")]
+    [InlineData("hf_vit", "vit_eps1e-12_logits")]
+    [InlineData("deit_distilled.pth", "deit_distilled_logits")]
+    [InlineData("resnet.pth", "resnet_logits")]
+    public void Import_EveryFixture_WritesACheckpointWithPyTorchsLogits(string source, string expectedKey)
+    {
+        string outPath = _dir.File(source.Replace('.', '_') + ".safetensors");
+        // A bare state_dict does not say the head count: give it where the import would ask (the ViTs of width 48).
+        string[] heads = source.StartsWith("tv_vit", StringComparison.Ordinal) || source.StartsWith("deit", StringComparison.Ordinal) || source.StartsWith("timm", StringComparison.Ordinal)
+            ? ["--set", "num_heads=3"] : [];
+        var r = Run(["import", P(source), "--out", outPath, .. heads]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(outPath, r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1].Trim());
+        Assert.Contains("Model: ", r.Out);
+        Assert.True(MaxLogitDiff(outPath, expectedKey) <= 1e-4f);
+    }
+
+    [Fact]
+    public void Import_RecordsEveryConstructorArgumentAndThePreprocessing()
+    {
+        string outPath = _dir.File("hf.safetensors");
+        Assert.Equal(0, Run("import", P("hf_vit"), "--out", outPath).Code);
+        var ck = Checkpoint.Load(outPath);
+        Assert.Equal("torchvision.models.vision_transformer.VisionTransformer", ck.Info.Model.Constructor);
+        Assert.Equal(1e-12, double.Parse(ck.Info.Model.Kwargs["layer_norm_eps"]!.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), 15);
+        var data = DataInfo.FromJson(ck.Info.Data);
+        Assert.Equal("airplane", data.ClassNames[0]);
+        Assert.NotNull(data.Preprocessing);
+    }
+
+    [Fact]
+    public void Import_EvilPickle_OneLineErrorNamingTheGlobal_NothingWritten()
+    {
+        const string pwned = "/tmp/vitsharp-pwned";
+        File.Delete(pwned);
+        string outPath = _dir.File("evil.safetensors");
+        var r = Run("import", P("evil.pth"), "--out", outPath);
+        AssertOneLineError(r, "evil.pth", "posix.system");
+        Assert.False(File.Exists(pwned));
+        Assert.False(File.Exists(outPath));
+    }
+
+    [Fact]
+    public void Import_BareStateDictWithoutHeadCount_SaysWhatIsMissing()
+    {
+        var r = Run("import", P("tv_vit.pth"), "--out", _dir.File("x.safetensors"));
+        AssertOneLineError(r, "tv_vit.pth", "attention heads", "--set num_heads=N");
+    }
+
+    [Fact]
+    public void Import_MissingSource_OneLineError()
+    {
+        var r = Run("import", _dir.File("nope.pth"), "--out", _dir.File("x.safetensors"));
+        AssertOneLineError(r, "nope.pth");
+    }
+
+    [Fact]
+    public void Predict_TakesAHuggingFaceFolderDirectly_WithItsClassNames()
+    {
+        var r = Run("predict", P("hf_vit"), P("photo.jpg"), "--json", "--top", "3");
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonNode.Parse(r.Out)!;
+        var top = json["predictions"]![0]!["top"]!.AsArray();
+        Assert.Equal(3, top.Count);
+        string[] cifar = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+        Assert.Contains(top[0]!["class"]!.GetValue<string>(), cifar);
+    }
+
+    [Fact]
+    public void Summary_TakesAWeightsFile()
+    {
+        var r = Run("summary", "--model", P("resnet.pth"));
+        Assert.True(r.Code == 0, r.Err);
+        long count = VitSharp.Import.WeightImporter.Import(P("resnet.pth")).Model.NamedParameters().Sum(p => (long)p.Parameter.Size);
+        Assert.Contains($"Total parameters: {count:N0}", r.Out);
+    }
+}
