@@ -52,9 +52,15 @@ public static class Pretrained
         LoadChecked(model, sd, k => !includeHead && IsHead(k));
     }
 
-    /// <summary>Reads a weights file (<see cref="IO.Weights.Load"/>) and loads it as <see cref="LoadDistilled(DistilledVisionTransformer, IReadOnlyDictionary{string, Tensor}, bool, ResampleMode)"/> does.</summary>
+    /// <summary>
+    /// Reads a weights file — safetensors (by its <c>.safetensors</c> extension, <see cref="IO.Weights.Load"/>; the Hugging Face
+    /// hub's timm files) or else a <c>torch.save</c> file (<see cref="IO.TorchFile.LoadStateDict"/>; DeiT's <c>.pth</c>
+    /// releases, the dict under <c>model</c>) — and loads it as
+    /// <see cref="LoadDistilled(DistilledVisionTransformer, IReadOnlyDictionary{string, Tensor}, bool, ResampleMode)"/> does.
+    /// </summary>
     public static void LoadDistilled(DistilledVisionTransformer model, string path, bool includeHead = true, ResampleMode mode = ResampleMode.Bicubic) =>
-        LoadDistilled(model, IO.Weights.Load(path), includeHead, mode);
+        LoadDistilled(model, path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? IO.Weights.Load(path) : IO.TorchFile.LoadStateDict(path),
+            includeHead, mode);
 
     /// <summary>
     /// When <paramref name="sd"/>[<paramref name="key"/>] is a [1, P + g², C] position embedding of the model's width but

@@ -303,12 +303,13 @@ public static class Trainer
         return spec with { Kwargs = kwargs };
     }
 
-    /// <summary>Sets image size, channels (<c>channels</c> or <c>in_chans</c>) and class count of a preset's keyword arguments to the data set's, where the preset has them.</summary>
+    /// <summary>Sets image size (<c>image_size</c>, or timm's <c>img_size</c>), channels (<c>channels</c> or <c>in_chans</c>) and class count of a preset's keyword arguments to the data set's, where the preset has them.</summary>
     public static ModelSpec FitToData(ModelSpec spec, DataInfo info)
     {
         var kwargs = (JsonObject)spec.Kwargs.DeepClone();
-        if (kwargs.ContainsKey("image_size"))
-            kwargs["image_size"] = info.Height == info.Width ? info.Height : new JsonArray(info.Height, info.Width);
+        foreach (var key in new[] { "image_size", "img_size" })
+            if (kwargs.ContainsKey(key))
+                kwargs[key] = info.Height == info.Width ? info.Height : new JsonArray(info.Height, info.Width);
         if (kwargs.ContainsKey("channels")) kwargs["channels"] = info.Channels;
         if (kwargs.ContainsKey("in_chans")) kwargs["in_chans"] = info.Channels;
         if (kwargs.ContainsKey("num_classes")) kwargs["num_classes"] = info.ClassNames.Count;

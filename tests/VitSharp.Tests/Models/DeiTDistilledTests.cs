@@ -73,6 +73,12 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         using (VitSharp.Autograd.NoGrad())
         using (TensorScope.Begin())
             Assert.Equal(ours.Data, again.Forward(input).Data);
+        // From the file path (a .pth), fine-tuned at another size: 48² images, a 6×6 grid from the 4×4 one, both prefix tokens kept.
+        var larger = new DistilledVisionTransformer(model.Config with { ImgSize = 48 });
+        Pretrained.LoadDistilled(larger, FixtureFile("deit_distilled.pth"));
+        Assert.Equal(weights["pos_embed"].Data.AsSpan(0, 2 * 48).ToArray(), larger.PosEmbed.Data.AsSpan(0, 2 * 48).ToArray());
+        Assert.Equal([1, 38, 48], larger.PosEmbed.Shape);
+        Assert.Equal([2, 10], larger.Eval().Forward(TestData.Uniform(31, -1, 1, 2, 3, 48, 48)).Shape);
         // The two heads differ (the mean is not one head twice).
         var (cls, dist) = model.ForwardBoth(input);
         Assert.True(cls.Data.Zip(dist.Data, (a, b) => Math.Abs(a - b)).Max() > 1e-3);
@@ -552,6 +558,25 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         var x = TestData.Uniform(26, -1, 1, 2, 1, 8, 8);
         restored.Eval();
         Assert.Equal(model.Forward(x).Data, restored.Forward(x).Data);
+    }
+
+    [Fact]
+    public void VitTrainFitsTheTinyPresetToAnImageFolderAndSavesACheckpoint()
+    {
+        using var data = new TempDir("deit-folder");
+        int counter = 0;
+        global::VitSharp.Tests.Training.DataSetsTests.WriteImages(data.Path, ["ant", "bee", "cow"], 6, ref counter);
+        using var outDir = new TempDir("deit-train");
+        var r = Trainer.Run(new TrainOptions
+        {
+            Model = "deit_tiny_distilled_patch16_224", Dataset = "folder", DataDir = data.Path, ImageSize = 16, Channels = 3,
+            Epochs = 1, BatchSize = 8, OutDir = outDir.Path,
+        });
+        var ckpt = Checkpoint.Load(r.CheckpointPath);
+        var model = Assert.IsType<DistilledVisionTransformer>(ckpt.Model);
+        Assert.Equal((16, 3, 3, 192), (model.Config.ImgSize, model.Config.InChans, model.Config.NumClasses, model.Config.EmbedDim));   // timm's img_size fitted
+        Assert.Equal(1, r.FinalEvaluation!.Count);
+        Assert.All(r.History, m => Assert.True(double.IsFinite(m.TrainLoss)));
     }
 
     // ------------------------------------------------------------------ inspection
