@@ -75,7 +75,7 @@ public sealed class TorchPickle
     public object? LoadOne(Stream input)
     {
         try { return new Machine(this, input).Run(); }
-        catch (EndOfStreamException) { throw Fail("the pickle ends before its STOP opcode (truncated?)"); }
+        catch (IOException e) when (e is not EndOfStreamException) { throw Fail($"read error in the pickle: {e.Message}"); }
     }
 
     internal TorchFileException Fail(string problem, long? offset = null, string? key = null) =>
@@ -94,6 +94,12 @@ public sealed class TorchPickle
             owner.Fail($"{problem} at pickle offset {_op}", _op, key);
 
         public object? Run()
+        {
+            try { return Loop(); }
+            catch (EndOfStreamException) { throw Fail("the pickle ends inside this opcode, before its STOP (truncated?)"); }
+        }
+
+        private object? Loop()
         {
             while (true)
             {

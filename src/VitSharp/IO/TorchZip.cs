@@ -115,6 +115,8 @@ internal static class TorchZip
         ReadExactly(path, handle, raw, data);
         if (r.Method == 0) return raw;
         if (r.Method != 8) throw new TorchFileException(path, $"zip record '{TorchPickle.Printable(r.Name)}' uses compression method {r.Method} (only stored and deflate)");
+        if (r.Size > 1032 * r.CompressedSize + 64)   // deflate cannot do better than ~1032:1
+            throw new TorchFileException(path, $"zip record '{TorchPickle.Printable(r.Name)}' declares {r.Size} bytes from {r.CompressedSize} compressed bytes");
         var result = new byte[r.Size];
         using var inflate = new DeflateStream(new MemoryStream(raw), CompressionMode.Decompress);
         try { inflate.ReadExactly(result); }
