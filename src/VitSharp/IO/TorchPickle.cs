@@ -55,6 +55,9 @@ public sealed class TorchPickle
             "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
             "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state", "_codecs.encode", "torch.Size",
             "torch._tensor._rebuild_from_type_v2", "torch.Tensor", "torch.nn.parameter.Parameter",
+            // Inert data that training checkpoints hold beside the weights (DeiT's and timm's 'args', timm's 'metric'):
+            // an attribute bag and numpy scalars, built here as plain values; nothing of them is called.
+            "argparse.Namespace", "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
         }.Concat(StorageTypes.Keys.Select(s => "torch." + s)));
 
     private readonly string _source;
@@ -209,6 +212,7 @@ public sealed class TorchPickle
                     {
                         var state = Pop();
                         if (Peek() is PickleDict target && state is PickleDict attributes) target.State = attributes;
+                        else if (Peek() is NumpyDType dt && state is object?[] { Length: >= 2 } dstate && dstate[1] is string order) dt.ByteOrder = order;
                         else throw Fail($"BUILD of {Describe(Peek())} with {Describe(state)} is not allowed (only an OrderedDict's attributes)");
                         break;
                     }
@@ -381,6 +385,7 @@ public sealed class TorchPickle
         private object? New(object? cls, object?[] args)
         {
             if (cls is PickleGlobal { FullName: "collections.OrderedDict" } && args.Length == 0) return new PickleDict { IsOrdered = true };
+            if (cls is PickleGlobal { FullName: "argparse.Namespace" } && args.Length == 0) return new PickleDict();   // attributes arrive by BUILD
             throw Fail($"NEWOBJ of {Describe(cls)} is not allowed");
         }
 
@@ -414,6 +419,10 @@ public sealed class TorchPickle
                     return bytes;
                 case "torch.Size" when a.Length == 1 && a[0] is object?[] dims:
                     return dims;
+                case "numpy.dtype" when a.Length == 3 && a[0] is string code:
+                    return new NumpyDType(code);
+                case "numpy.core.multiarray.scalar" or "numpy._core.multiarray.scalar" when a.Length == 2 && a[0] is NumpyDType dtype && a[1] is byte[] raw:
+                    return dtype.Scalar(raw) ?? throw Fail($"a numpy scalar of dtype '{Printable(dtype.Code)}' ({raw.Length} bytes) is not supported");
                 default:
                     throw Fail($"{op} of '{g.FullName}' with {a.Length} argument(s) of this kind is not allowed");
             }
@@ -642,6 +651,38 @@ public sealed class PickleDict : IEnumerable<KeyValuePair<object, object?>>
             object?[] t => t.Aggregate(17, (h, x) => h * 31 + (x is null ? 0 : GetHashCode(x))),
             byte[] b => b.Aggregate(17, (h, x) => h * 31 + x),
             _ => o.GetHashCode(),
+        };
+    }
+}
+
+/// <summary>A numpy dtype a pickle named (<c>numpy.dtype('f8', False, True)</c>), only to decode numpy scalars.</summary>
+internal sealed class NumpyDType(string code)
+{
+    /// <summary>The type code: f8, f4, f2, i8, i4, i2, i1, u8, u4, u2, u1, b1.</summary>
+    public string Code { get; } = code;
+    /// <summary>'&lt;', '&gt;', '|' or '=' (set by BUILD).</summary>
+    public string ByteOrder { get; set; } = "<";
+
+    /// <summary>The scalar's value (double, long or bool), or null for an unsupported code or a wrong length.</summary>
+    public object? Scalar(byte[] raw)
+    {
+        bool big = ByteOrder == ">";
+        Span<byte> b = raw.ToArray();
+        if (big != !BitConverter.IsLittleEndian) b.Reverse();
+        return (Code, raw.Length) switch
+        {
+            ("f8", 8) => BitConverter.ToDouble(b),
+            ("f4", 4) => (double)BitConverter.ToSingle(b),
+            ("f2", 2) => (double)BitConverter.ToHalf(b),
+            ("i8", 8) => BitConverter.ToInt64(b),
+            ("i4", 4) => (long)BitConverter.ToInt32(b),
+            ("i2", 2) => (long)BitConverter.ToInt16(b),
+            ("i1", 1) => (long)(sbyte)b[0],
+            ("u4", 4) => (long)BitConverter.ToUInt32(b),
+            ("u2", 2) => (long)BitConverter.ToUInt16(b),
+            ("u1", 1) => (long)b[0],
+            ("b1", 1) => b[0] != 0,
+            _ => null,
         };
     }
 }

@@ -125,10 +125,13 @@ public static class ArchitectureInference
         var fc1 = Need(sd, "blocks.0.mlp.fc1.weight", 2, source);
         int classes = sd.TryGetValue("head.weight", out var head) ? head.Dim(0) : 0;
         int heads = numHeads ?? HeadsByConvention(dim, source, notes);
+        // timm builds int(embed_dim · mlp_ratio) hidden units: the ratio must give fc1's width back exactly.
+        double ratio = (double)fc1.Dim(0) / dim;
+        while ((int)(dim * ratio) < fc1.Dim(0)) ratio = Math.BitIncrement(ratio);
         return new JsonObject
         {
             ["img_size"] = grid * patch, ["patch_size"] = patch, ["in_chans"] = conv.Dim(1), ["num_classes"] = classes,
-            ["embed_dim"] = dim, ["depth"] = depth, ["num_heads"] = heads, ["mlp_ratio"] = (double)fc1.Dim(0) / dim,
+            ["embed_dim"] = dim, ["depth"] = depth, ["num_heads"] = heads, ["mlp_ratio"] = ratio,
             ["qkv_bias"] = sd.ContainsKey("blocks.0.attn.qkv.bias"),
         };
     }

@@ -62,6 +62,23 @@ public class TorchPickleTests
         Assert.Equal(100, t.Storage.ElementCount);
     }
 
+    /// <summary>
+    /// A training checkpoint's extras beside the weights — DeiT's and timm's <c>args</c> (argparse.Namespace), timm's
+    /// <c>metric</c> (a numpy float64) — are read as inert values: CPython's protocol-2 bytes of
+    /// {'args': Namespace(lr=0.1, model='deit'), 'metric': numpy.float64(81.25), 'epoch': 3}.
+    /// </summary>
+    [Fact]
+    public void TrainingCheckpointExtrasAreReadAsInertValues()
+    {
+        const string hex = "80027d71002858040000006172677371016361726770617273650a4e616d6573706163650a7102298171037d71042858020000006c727105473fb999999999999a58050000006d6f64656c71065804000000646569747107756258060000006d65747269637108636e756d70792e636f72652e6d756c746961727261790a7363616c61720a7109636e756d70790a64747970650a710a58020000006638710b898887710c52710d284b0358010000003c710e4e4e4e4affffffff4affffffff4b0074710f62635f636f646563730a656e636f64650a711058080000000000000000505440711158060000006c6174696e317112867113527114867115527116580500000065706f636871174b03752e";
+        var d = Assert.IsType<PickleDict>(Load(Convert.FromHexString(hex)));
+        var args = Assert.IsType<PickleDict>(d["args"]);
+        Assert.Equal(0.1, args.State!["lr"]);
+        Assert.Equal("deit", args.State!["model"]);
+        Assert.Equal(81.25, d["metric"]);
+        Assert.Equal(3L, d["epoch"]);
+    }
+
     [Theory]
     [InlineData("posix", "system")]
     [InlineData("os", "system")]
@@ -69,7 +86,8 @@ public class TorchPickleTests
     [InlineData("subprocess", "Popen")]
     [InlineData("torch.storage", "_load_from_bytes")]
     [InlineData("torch", "ComplexFloatStorage")]
-    [InlineData("numpy.core.multiarray", "scalar")]
+    [InlineData("numpy.core.multiarray", "_reconstruct")]
+    [InlineData("argparse", "ArgumentParser")]
     public void GlobalOutsideTheAllowListIsRefusedWithItsNameAndOffset(string module, string name)
     {
         var p = new PickleBuilder().Proto().Mark().Str("x");
