@@ -20,7 +20,15 @@ public sealed class ImageFolderDataset : IImageDataset
     /// <param name="size">Output height and width in pixels.</param>
     /// <param name="channels">1 (grey) or 3 (RGB).</param>
     /// <exception cref="DataSetException">The root is missing or has no class folder, a class folder holds no image, or an image cannot be decoded (the message names the file).</exception>
-    public ImageFolderDataset(string root, int size, int channels = 3)
+    public ImageFolderDataset(string root, int size, int channels = 3) : this(root, size, channels, null) { }
+
+    /// <summary>
+    /// Scans and decodes the folder tree, preparing each image with <paramref name="preprocessing"/>'s resize and centre
+    /// crop (<see cref="ImagePreprocessing.ResizeAndCrop"/>, e.g. an imported model's resize 256 + crop 224) instead of
+    /// a plain resize; its output must be size×size. Normalisation stays the caller's (the evaluator's).
+    /// </summary>
+    /// <exception cref="DataSetException">As the other constructor; also when the preprocessing does not give size×size images.</exception>
+    public ImageFolderDataset(string root, int size, int channels, ImagePreprocessing? preprocessing)
     {
         ArgumentNullException.ThrowIfNull(root);
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
@@ -51,7 +59,14 @@ public sealed class ImageFolderDataset : IImageDataset
         {
             try
             {
-                ImageOps.LoadChw(files[i], size, channels).CopyTo(pixels, (long)i * sample);
+                if (preprocessing is null) ImageOps.LoadChw(files[i], size, channels).CopyTo(pixels, (long)i * sample);
+                else
+                {
+                    var img = preprocessing.ResizeAndCrop(ImageDecoder.Decode(files[i], channels));
+                    if (img.Width != size || img.Height != size || img.Channels != channels)
+                        throw new DataSetException($"{files[i]}: the preprocessing gives {img.Width}×{img.Height}×{img.Channels} images, the model takes {size}×{size}×{channels}");
+                    ImageOps.HwcToChw(img.Pixels, size, size, channels, pixels.AsSpan((int)((long)i * sample), sample));
+                }
             }
             catch (Exception e)
             {

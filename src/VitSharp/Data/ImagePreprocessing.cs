@@ -292,11 +292,12 @@ public sealed record ImagePreprocessing
     }
 
     /// <summary>
-    /// Preprocesses a decoded image: channel conversion, resize, centre crop, rescale, normalise. Returns
-    /// <see cref="Channels"/>×H×W floats, H×W as <see cref="OutputSize"/>.
+    /// The geometry of <see cref="Apply"/> alone, on bytes: channel conversion, resize and centre crop (zero padding
+    /// where the crop is larger than the image) — H×W×<see cref="Channels"/> bytes of <see cref="OutputSize"/>, before
+    /// rescaling and normalisation. Image-folder data sets use it to prepare images as an imported model expects.
     /// </summary>
     /// <exception cref="ArgumentException">The record is inconsistent (see <see cref="Validate"/>).</exception>
-    public float[] Apply(DecodedImage image)
+    public DecodedImage ResizeAndCrop(DecodedImage image)
     {
         ArgumentNullException.ThrowIfNull(image);
         Validate();
@@ -304,11 +305,34 @@ public sealed record ImagePreprocessing
         var (rh, rw) = ResizedSize(img.Height, img.Width);
         if (rh <= 0 || rw <= 0) throw new ArgumentException($"resizing {img.Width}×{img.Height} gives an empty {rw}×{rh} image");
         img = ResizeImage(img, rw, rh);
-        int c = Channels, h = img.Height, w = img.Width;
-        int oh = HasCrop ? CropHeight : h, ow = HasCrop ? CropWidth : w;
-        int top = HasCrop ? CropOffset(h, CropHeight, CropRounding) : 0;
-        int left = HasCrop ? CropOffset(w, CropWidth, CropRounding) : 0;
+        if (!HasCrop) return img;
+        int c = Channels, h = img.Height, w = img.Width, oh = CropHeight, ow = CropWidth;
+        int top = CropOffset(h, CropHeight, CropRounding), left = CropOffset(w, CropWidth, CropRounding);
+        var cropped = new byte[(long)oh * ow * c];
+        byte[] px = img.Pixels;
+        for (int y = 0; y < oh; y++)
+        {
+            int sy = y + top;
+            if (sy < 0 || sy >= h) continue;                       // zero padding rows
+            for (int x = 0; x < ow; x++)
+            {
+                int sx = x + left;
+                if (sx < 0 || sx >= w) continue;                   // zero padding columns
+                Array.Copy(px, ((long)sy * w + sx) * c, cropped, ((long)y * ow + x) * c, c);
+            }
+        }
+        return new DecodedImage(cropped, ow, oh, c);
+    }
 
+    /// <summary>
+    /// Preprocesses a decoded image: channel conversion, resize, centre crop (<see cref="ResizeAndCrop"/>), rescale,
+    /// normalise. Returns <see cref="Channels"/>×H×W floats, H×W as <see cref="OutputSize"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The record is inconsistent (see <see cref="Validate"/>).</exception>
+    public float[] Apply(DecodedImage image)
+    {
+        var img = ResizeAndCrop(image);
+        int c = Channels, oh = img.Height, ow = img.Width;
         float[] lut = ValueTable();
         var mean = new float[c];
         var std = new float[c];
@@ -322,21 +346,14 @@ public sealed record ImagePreprocessing
         int plane = oh * ow;
         byte[] px = img.Pixels;
         for (int y = 0; y < oh; y++)
-        {
-            int sy = y + top;
             for (int x = 0; x < ow; x++)
-            {
-                int sx = x + left;
-                bool inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
                 for (int k = 0; k < c; k++)
                 {
-                    float v = lut[inside ? px[((long)sy * w + sx) * c + k] : 0];
+                    float v = lut[px[((long)y * ow + x) * c + k]];
                     // (x − mean) / std in float32, as torch's sub_(mean).div_(std).
                     if (normalize) v = (v - mean[k]) / std[k];
                     result[k * plane + y * ow + x] = v;
                 }
-            }
-        }
         return result;
     }
 

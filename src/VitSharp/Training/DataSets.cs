@@ -150,6 +150,12 @@ public static class DataSets
             {
                 string dir = directory ?? throw new DataSetException("folder: give the image folder (one sub-folder per class) with --data DIR");
                 string? testDir = new[] { "test", "val" }.Select(s => Path.Combine(dir, s)).FirstOrDefault(Directory.Exists);
+                if (info.Preprocessing is { } prep)
+                {
+                    // An imported model: its own recipe (resize and centre crop) on the whole folder, or on its test/ or val/ split.
+                    test = new ImageFolderDataset(testDir ?? dir, info.Height, info.Channels, prep);
+                    break;
+                }
                 test = Directory.Exists(Path.Combine(dir, "train")) && testDir is not null
                     ? new ImageFolderDataset(testDir, info.Height, info.Channels)
                     : Load("folder", dir, seed, info.Height, info.Channels).Test;

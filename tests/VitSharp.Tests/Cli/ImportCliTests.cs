@@ -122,6 +122,41 @@ public sealed class ImportCliTests : IDisposable
     }
 
     [Fact]
+    public void Eval_HuggingFaceFolderOnAnImageFolder_AgreesWithPredictImageByImage()
+    {
+        // An image folder named with the snapshot's classes; the fixture photos at odd sizes, so the recorded resize matters.
+        string[] cifar = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+        string root = _dir.File("images");
+        var images = new[] { "photo.jpg", "photo.png", "gray.jpg" };
+        for (int k = 0; k < 3; k++)
+        {
+            Directory.CreateDirectory(Path.Combine(root, cifar[k]));
+            File.Copy(P(images[k]), Path.Combine(root, cifar[k], "img" + Path.GetExtension(images[k])));
+        }
+        // The folder's classes must be the checkpoint's ten: the other seven get one copy each.
+        for (int k = 3; k < 10; k++)
+        {
+            Directory.CreateDirectory(Path.Combine(root, cifar[k]));
+            File.Copy(P(images[k % 3]), Path.Combine(root, cifar[k], "img" + Path.GetExtension(images[k % 3])));
+        }
+        var r = Run("eval", P("hf_vit"), "--data", root, "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonNode.Parse(r.Out)!;
+        Assert.Equal(10, json["count"]!.GetValue<int>());
+
+        // Each image's row of the confusion matrix has its one count where predict puts the image.
+        var confusion = json["confusion"]!.AsArray();
+        for (int k = 0; k < 10; k++)
+        {
+            string file = Directory.GetFiles(Path.Combine(root, cifar[k]))[0];
+            var p = Run("predict", P("hf_vit"), file, "--json", "--top", "1");
+            Assert.True(p.Code == 0, p.Err);
+            int predicted = JsonNode.Parse(p.Out)!["predictions"]![0]!["top"]![0]!["index"]!.GetValue<int>();
+            Assert.Equal(1, confusion[k]![predicted]!.GetValue<int>());
+        }
+    }
+
+    [Fact]
     public void Summary_TakesAWeightsFile()
     {
         var r = Run("summary", "--model", P("resnet.pth"));
