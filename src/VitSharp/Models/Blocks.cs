@@ -47,21 +47,11 @@ public sealed class Attention : Module, IAttentionObservable
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x)
     {
-        int b = x.Dim(0), n = x.Dim(1);
         x = Norm.Forward(x);
         var qkv = ToQkv.Forward(x);                                   // [B, N, 3·H·D]
         Tensor o;
-        if (Training && _dropout.P > 0)
-        {
-            // Dropout on the attention probabilities needs the unfused path.
-            var heads = qkv.Reshape(b, n, 3, _heads, _dimHead).Permute(2, 0, 3, 1, 4); // [3, B, H, N, D]
-            var q = heads.Slice(0, 0, 1).Reshape(b, _heads, n, _dimHead);
-            var k = heads.Slice(0, 1, 1).Reshape(b, _heads, n, _dimHead);
-            var v = heads.Slice(0, 2, 1).Reshape(b, _heads, n, _dimHead);
-            var attn = F.Softmax(Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(_dimHead)), -1);
-            AttentionObserver?.Invoke(attn);
-            o = Tensor.MatMul(_dropout.Forward(attn), v).Permute(0, 2, 1, 3).Reshape(b, n, _heads * _dimHead);
-        }
+        if (Training && _dropout.P > 0)   // dropout on the attention probabilities needs the unfused path
+            o = MultiheadAttention.Unfused(qkv, _heads, _dimHead, 1f / MathF.Sqrt(_dimHead), scaleQuery: false, _dropout, AttentionObserver);
         else o = F.MultiHeadAttention(qkv, _heads, probs: AttentionObserver);  // [B, N, H·D]
         return ToOut.Forward(o);
     }

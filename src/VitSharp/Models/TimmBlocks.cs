@@ -92,19 +92,11 @@ public sealed class TimmAttention : Module, IAttentionObservable
     {
         if (x.Rank != 3 || x.Dim(2) != Dim)
             throw new ArgumentException($"attention: expected [B, N, {Dim}], got {Tensor.ShapeString(x.ShapeSpan)}");
-        int b = x.Dim(0), n = x.Dim(1), h = NumHeads, d = HeadDim;
+        int h = NumHeads, d = HeadDim;
         var qkv = Qkv.Forward(x);                                                 // [B, N, 3·C]
         Tensor o;
-        if (Training && AttnDrop.P > 0)
-        {
-            var heads = qkv.Reshape(b, n, 3, h, d).Permute(2, 0, 3, 1, 4);       // [3, B, H, N, D]
-            var q = heads.Slice(0, 0, 1).Reshape(b, h, n, d);
-            var k = heads.Slice(0, 1, 1).Reshape(b, h, n, d);
-            var v = heads.Slice(0, 2, 1).Reshape(b, h, n, d);
-            var attn = F.Softmax(Tensor.MatMul(q * Scale, k, transB: true), -1);
-            AttentionObserver?.Invoke(attn);
-            o = Tensor.MatMul(AttnDrop.Forward(attn), v).Permute(0, 2, 1, 3).Reshape(b, n, Dim);
-        }
+        if (Training && AttnDrop.P > 0)   // dropout on the attention probabilities needs the unfused path
+            o = MultiheadAttention.Unfused(qkv, h, d, Scale, scaleQuery: true, AttnDrop, AttentionObserver);
         else o = F.MultiHeadAttention(qkv, h, Scale, AttentionObserver);        // [B, N, C]
         return ProjDrop.Forward(Proj.Forward(o));
     }

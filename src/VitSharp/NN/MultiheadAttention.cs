@@ -45,21 +45,35 @@ public sealed class MultiheadAttention : Module, IAttentionObservable
     {
         if (x.Rank != 3 || x.Dim(2) != EmbedDim)
             throw new ArgumentException($"multi-head attention: expected [B, N, {EmbedDim}], got {Tensor.ShapeString(x.ShapeSpan)}");
-        int b = x.Dim(0), n = x.Dim(1), h = NumHeads, d = EmbedDim / NumHeads;
+        int h = NumHeads, d = EmbedDim / NumHeads;
         var qkv = F.Linear(x, InProjWeight, InProjBias);                      // [B, N, 3·C]
         Tensor o;
         if (Training && _dropout.P > 0)
         {
-            var heads = qkv.Reshape(b, n, 3, h, d).Permute(2, 0, 3, 1, 4);   // [3, B, H, N, D]
-            var q = heads.Slice(0, 0, 1).Reshape(b, h, n, d);
-            var k = heads.Slice(0, 1, 1).Reshape(b, h, n, d);
-            var v = heads.Slice(0, 2, 1).Reshape(b, h, n, d);
-            var attn = F.Softmax(Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(d)), -1);
-            AttentionObserver?.Invoke(attn);
-            _dropout.Train(true);
-            o = Tensor.MatMul(_dropout.Forward(attn), v).Permute(0, 2, 1, 3).Reshape(b, n, EmbedDim);
+            _dropout.Train(true);   // not a registered child (torch keeps the rate as a plain attribute)
+            o = Unfused(qkv, h, d, 1f / MathF.Sqrt(d), scaleQuery: false, _dropout, AttentionObserver);
         }
         else o = F.MultiHeadAttention(qkv, h, probs: AttentionObserver);
         return OutProj.Forward(o);
+    }
+
+    /// <summary>
+    /// The unfused attention core, for dropout on the attention probabilities (which the fused kernel does not do):
+    /// qkv [B, N, 3·H·D] → q, k, v [B, H, N, D] → softmax(scale·q·kᵀ) (<paramref name="observer"/> sees it) →
+    /// <paramref name="dropout"/> → ·v → [B, N, H·D], in ops that record their own backward. With
+    /// <paramref name="scaleQuery"/> q is scaled before the product (timm's order), else the product is (torch's and
+    /// vit-pytorch's), so each family rounds as its reference does.
+    /// </summary>
+    public static Tensor Unfused(Tensor qkv, int heads, int dimHead, float scale, bool scaleQuery, Dropout dropout, Action<Tensor>? observer)
+    {
+        int b = qkv.Dim(0), n = qkv.Dim(1);
+        var parts = qkv.Reshape(b, n, 3, heads, dimHead).Permute(2, 0, 3, 1, 4);   // [3, B, H, N, D]
+        var q = parts.Slice(0, 0, 1).Reshape(b, heads, n, dimHead);
+        var k = parts.Slice(0, 1, 1).Reshape(b, heads, n, dimHead);
+        var v = parts.Slice(0, 2, 1).Reshape(b, heads, n, dimHead);
+        var scores = scaleQuery ? Tensor.MatMul(q * scale, k, transB: true) : Tensor.MatMul(q, k, transB: true) * scale;
+        var attn = F.Softmax(scores, -1);
+        observer?.Invoke(attn);
+        return Tensor.MatMul(dropout.Forward(attn), v).Permute(0, 2, 1, 3).Reshape(b, n, heads * dimHead);
     }
 }
