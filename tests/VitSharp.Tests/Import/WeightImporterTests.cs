@@ -147,6 +147,21 @@ public sealed class WeightImporterTests
     }
 
     [Fact]
+    public void Import_TimmKeysTheMapLeavesUnmatched_AreListed()
+    {
+        // A LayerScale ViT (timm's ls1/ls2.gamma): keys torchvision's ViT has no place for.
+        var sd = Weights.Load(P("timm_vit.safetensors"));
+        sd["blocks.0.ls1.gamma"] = Tensor.Ones(48);
+        sd["blocks.1.ls2.gamma"] = Tensor.Ones(48);
+        using var dir = new TempDir("import");
+        string file = dir.File("layerscale.pth");
+        TorchFile.Save(file, sd);
+        var e = Assert.Throws<ImportException>(() => WeightImporter.Import(file, ThreeHeads));
+        Assert.Contains("layerscale.pth", e.Message);
+        Assert.Contains("blocks.0.ls1.gamma, blocks.1.ls2.gamma", e.Message);
+    }
+
+    [Fact]
     public void Import_NotAWeightsFile_NamesTheFile()
     {
         using var dir = new TempDir("import");
