@@ -49,33 +49,10 @@ public sealed class GemmOperands
     public void Run(GemmBackend backend)
     {
         var s = Shape;
-        if ((int)backend == 100)
-        {
-            // Managed with the static per-thread split (comparison only).
-            GemmManaged.SharedPacking = false;
-            try { Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N); }
-            finally { GemmManaged.SharedPacking = true; }
-            return;
-        }
         if ((int)backend == 103)
         {
             // Managed on the calling thread only (parallel: false).
             Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N, parallel: false);
-            return;
-        }
-        if ((int)backend == 102)
-        {
-            GemmManaged.PrefetchC = false;
-            try { Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N); }
-            finally { GemmManaged.PrefetchC = true; }
-            return;
-        }
-        if ((int)backend == 101)
-        {
-            // Managed with Parallel.For instead of the dedicated workers (comparison only).
-            GemmManaged.UseWorkerThreads = false;
-            try { Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N); }
-            finally { GemmManaged.UseWorkerThreads = true; }
             return;
         }
         Gemm.Sgemm(backend, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N);
@@ -93,10 +70,7 @@ public static class GemmTable
         PrintHeader();
         var paths = new List<(string Name, GemmBackend Backend)>();
         if (only.Contains("managed")) paths.Add(("managed", GemmBackend.Managed));
-        if (only.Contains("managed-static")) paths.Add(("managed-static", (GemmBackend)100));
-        if (only.Contains("managed-pfor")) paths.Add(("managed-pfor", (GemmBackend)101));
         if (only.Contains("managed-1t")) paths.Add(("managed-1t", (GemmBackend)103));
-        if (only.Contains("managed-nopf")) paths.Add(("managed-nopf", (GemmBackend)102));
         if (only.Contains("openblas") && Gemm.OpenBlasAvailable) paths.Add(($"openblas ({OpenBlas.CoreName})", GemmBackend.OpenBlas));
         Console.WriteLine($"{"shape (m x n x k)",-24} {"path",-22} {"runs",5} {"median ms",10} {"min ms",9} {"GFLOP/s med",12} {"GFLOP/s max",12}");
         int si = Array.IndexOf(args, "--shapes");
@@ -150,7 +124,7 @@ public static class GemmTable
     {
         Console.WriteLine($"managed kernel: {GemmManaged.KernelName}, MR={GemmManaged.MR} NR={GemmManaged.NR} KC={GemmManaged.KC} MC={GemmManaged.MC} NC={GemmManaged.NC}, threads={GemmWorkers.Threads}");
         Console.WriteLine(Gemm.OpenBlasAvailable
-            ? $"openblas: core {OpenBlas.CoreName} (OPENBLAS_CORETYPE set to {OpenBlas.RequestedCoreType ?? "<inherited>"} before load; inherited env: {Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") ?? "<unset>"}), threads {OpenBlas.Threads}, OPENBLAS_THREAD_TIMEOUT {OpenBlas.ThreadTimeout ?? "<default>"}"
+            ? $"openblas: core {OpenBlas.CoreName} (OPENBLAS_CORETYPE set to {OpenBlas.RequestedCoreType ?? "<inherited>"} before load; inherited env: {VitSharpEnvironment.InheritedOpenBlasCoreType ?? "<unset>"}), threads {OpenBlas.Threads}, OPENBLAS_THREAD_TIMEOUT {OpenBlas.ThreadTimeout ?? "<default>"}"
             : "openblas: not available");
     }
 

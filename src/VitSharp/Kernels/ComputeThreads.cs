@@ -7,7 +7,7 @@ namespace VitSharp.Kernels;
 /// </summary>
 public static class ComputeThreads
 {
-    private static int _count = FromEnvironment();
+    private static int _count = VitSharpEnvironment.Threads ?? Environment.ProcessorCount;
     private static bool _frozen;
 
     /// <summary>The thread count (≥ 1).</summary>
@@ -50,11 +50,5 @@ public static class ComputeThreads
     {
         Volatile.Write(ref _frozen, true);
         return _count;
-    }
-
-    private static int FromEnvironment()
-    {
-        var s = Environment.GetEnvironmentVariable("VITSHARP_THREADS");
-        return int.TryParse(s, out int n) && n >= 1 ? n : Environment.ProcessorCount;
     }
 }

@@ -39,7 +39,7 @@ public enum GemmBackend
 public static class Gemm
 {
     /// <summary>The backend used by <see cref="Sgemm(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int, bool)"/>.</summary>
-    public static GemmBackend Backend { get; set; } = BackendFromEnvironment();
+    public static GemmBackend Backend { get; set; } = VitSharpEnvironment.GemmBackend ?? GemmBackend.Auto;
 
     /// <summary>True when OpenBLAS was found and loaded.</summary>
     public static bool OpenBlasAvailable => OpenBlas.IsAvailable;
@@ -55,18 +55,6 @@ public static class Gemm
     {
         if (!OpenBlas.IsAvailable || 2.0 * m * n * k < AutoOpenBlasMinFlops) return false;
         return System.Runtime.Intrinsics.X86.Avx512F.IsSupported || m >= AutoOpenBlasMinRowsAvx2;
-    }
-
-    private static GemmBackend BackendFromEnvironment()
-    {
-        string? v = Environment.GetEnvironmentVariable("VITSHARP_GEMM");
-        return v?.Trim().ToLowerInvariant() switch
-        {
-            "managed" => GemmBackend.Managed,
-            "openblas" => GemmBackend.OpenBlas,
-            "naive" => GemmBackend.Naive,
-            _ => GemmBackend.Auto,
-        };
     }
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C (row-major, leading dimensions in elements).

@@ -64,16 +64,16 @@ internal static unsafe class OpenBlas
             // OpenBLAS's idle threads busy-wait 2^28 TSC ticks (~0.1 s) after each call by default, stealing a core
             // from whatever runs next (the managed kernels, attention over heads, ...); measured: interleaved managed
             // 2048³ medians dropped from ~165 to ~130 GFLOP/s. Shorten it unless the user chose a value.
-            ThreadTimeout = Environment.GetEnvironmentVariable("OPENBLAS_THREAD_TIMEOUT");
+            ThreadTimeout = VitSharpEnvironment.InheritedOpenBlasThreadTimeout;
             if (ThreadTimeout == null && OperatingSystem.IsLinux())
             {
-                string timeout = Environment.GetEnvironmentVariable("VITSHARP_OPENBLAS_THREAD_TIMEOUT") ?? "16";
+                string timeout = VitSharpEnvironment.OpenBlasThreadTimeout ?? "16";
                 try { SetEnv("OPENBLAS_THREAD_TIMEOUT", timeout, 1); ThreadTimeout = timeout; }
                 catch (Exception) { }
             }
 
             nint lib = 0;
-            string? path = Environment.GetEnvironmentVariable("VITSHARP_OPENBLAS_PATH");
+            string? path = VitSharpEnvironment.OpenBlasPath;
             bool ok = (path != null && NativeLibrary.TryLoad(path, out lib))
                 || NativeLibrary.TryLoad("libopenblas.so.0", out lib)
                 || NativeLibrary.TryLoad("libopenblas.so", out lib)
@@ -87,8 +87,7 @@ internal static unsafe class OpenBlas
             if (NativeLibrary.TryGetExport(lib, "openblas_get_corename", out nint core))
                 s_coreName = (delegate* unmanaged<byte*>)core;
             int threads = ComputeThreads.Freeze();
-            if (int.TryParse(Environment.GetEnvironmentVariable("VITSHARP_OPENBLAS_THREADS"), out int t) && t > 0)
-                threads = t;
+            if (VitSharpEnvironment.OpenBlasThreads is int t) threads = t;
             if (s_setThreads != null) s_setThreads(threads);
             IsAvailable = true;
         }
@@ -100,9 +99,9 @@ internal static unsafe class OpenBlas
 
     private static string? ChooseCoreType()
     {
-        string? user = Environment.GetEnvironmentVariable("VITSHARP_OPENBLAS_CORETYPE");
-        if (!string.IsNullOrWhiteSpace(user))
-            return user.Trim().Equals("keep", StringComparison.OrdinalIgnoreCase) ? null : user.Trim();
+        string? user = VitSharpEnvironment.OpenBlasCoreType;
+        if (user != null)
+            return user.Equals("keep", StringComparison.OrdinalIgnoreCase) ? null : user;
         return Avx512F.IsSupported ? "SkylakeX" : null;
     }
 

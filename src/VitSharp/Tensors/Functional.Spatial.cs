@@ -1,18 +1,12 @@
-using System.Numerics.Tensors;
 using VitSharp.Kernels;
 
 namespace VitSharp;
 
-/// <summary>Spatial ops on images in NCHW layout (as torch.nn.functional): unfold/fold, conv2d, batch norm, pooling.</summary>
+/// <summary>Spatial ops on images in NCHW layout (as torch.nn.functional): unfold/fold, conv2d, batch norm, pooling — the
+/// autograd wrappers (checks, scratch, parallel chunks, recording); the arithmetic is in VitSharp.Kernels: UnfoldKernel,
+/// FoldKernel, Conv2dKernel, DepthwiseConv2dKernel, BatchNormKernel, MaxPoolKernel, AdaptiveAvgPoolKernel.</summary>
 public static partial class F
 {
-    /// <summary>
-    /// Images per im2col block of a convolution: enough that the GEMM has about this many columns (small feature maps are
-    /// batched into one product), and at most <see cref="ConvMaxColumnElements"/> elements of column matrix.
-    /// </summary>
-    private const int ConvTargetColumns = 2048;
-    private const int ConvMaxColumnElements = 1 << 23;
-
     /// <summary>Tests: when set, depthwise convolutions take the im2col + GEMM path on this thread.</summary>
     [ThreadStatic] internal static bool DepthwiseViaGemm;
 
@@ -113,7 +107,7 @@ public static partial class F
             throw new ArgumentException($"conv2d: bias must be [{cout}], got {Tensor.ShapeString(bias.ShapeSpan)}");
         var window = new Window2d(weight.Dim(2), weight.Dim(3), stride.H, stride.W, padding.H, padding.W);
         window.Validate("conv2d", h, w);
-        var g = new ConvGeometry(b, cin, h, w, cout, groups, window);
+        var g = new Conv2dGeometry(b, cin, h, w, cout, groups, window);
         var y = Tensor.Empty(b, cout, g.OutH, g.OutW);
         if (groups == cin && groups > 1 && !window.IsPointwise && !DepthwiseViaGemm)
         {
@@ -126,27 +120,46 @@ public static partial class F
                     var (x, weight, bias, g) = (s.X, s.Weight, s.Bias, s.G);
                     var dy = r.Grad!.Data;
                     float[]? dx = x.RequiresGrad ? x.Grad0() : null, dw = weight.RequiresGrad ? weight.Grad0() : null;
-                    if (bias is not null && bias.RequiresGrad)
-                    {
-                        var db = bias.GradSpan();
-                        for (int i = 0; i < g.B; i++)
-                            for (int co = 0; co < g.Cout; co++) db[co] += TensorPrimitives.Sum(dy.AsSpan((i * g.Cout + co) * g.L, g.L));
-                    }
+                    if (bias is not null && bias.RequiresGrad) Conv2dKernel.BiasBackward(dy, g.B, g.Cout, g.L, bias.GradSpan());
                     if (dx is null && dw is null) return;
                     Parallel2.For(g.Cin, s.Chunks, new Depthwise { G = g, X = x.Data, Weight = weight.Data, Out = dy, Dx = dx, Dw = dw, Backward = true });
                 });
         }
-        ConvForward(g, x.Data, weight.Data, bias?.Data, y.Data);
+        int nb = ConvImagesPerBlock(g);
+        float[]? cols = Scratch(g.ColumnsLength(nb)), yBlock = Scratch(g.BlockLength(nb));
+        Conv2dKernel.Forward(g, nb, x.Data, weight.Data, bias is null ? default : bias.Data.AsSpan(0, cout), cols, yBlock, y.Data);
+        Release(cols); Release(yBlock);
         return Autograd.Record(y, "conv2d", [x, weight, bias], new ConvState { X = x, Weight = weight, Bias = bias, G = g },
-            static (in ConvState s, Tensor r) => ConvBackward(s.G, s.X, s.Weight, s.Bias, r.Grad!.Data));
+            static (in ConvState s, Tensor r) =>
+            {
+                var (x, weight, bias, g) = (s.X, s.Weight, s.Bias, s.G);
+                var dy = r.Grad!.Data;
+                if (bias is not null && bias.RequiresGrad) Conv2dKernel.BiasBackward(dy, g.B, g.Cout, g.L, bias.GradSpan());
+                if (!x.RequiresGrad && !weight.RequiresGrad) return;
+                int nb = ConvImagesPerBlock(g);
+                float[]? cols = Scratch(g.ColumnsLength(nb)), dyBlock = Scratch(g.BlockLength(nb));
+                Conv2dKernel.Backward(g, nb, dy, x.Data, weight.Data, cols, dyBlock,
+                    x.RequiresGrad ? x.Grad0() : default, weight.RequiresGrad ? weight.Grad0() : default);
+                Release(cols); Release(dyBlock);
+            });
     }
 
-    private struct ConvState { public Tensor X, Weight; public Tensor? Bias; public ConvGeometry G; public int Chunks; }
+    private static int ConvImagesPerBlock(in Conv2dGeometry g) =>
+        g.ImagesPerBlock(ConvTargetColumnsOverride > 0 ? ConvTargetColumnsOverride : Conv2dKernel.TargetColumns);
+
+    private static float[]? Scratch(int length) => length == 0 ? null : TensorScope.Allocate(length, clear: false);
+
+    private static void Release(float[]? scratch)
+    {
+        if (scratch is not null) TensorScope.ReturnEarly(scratch);
+    }
+
+    private struct ConvState { public Tensor X, Weight; public Tensor? Bias; public Conv2dGeometry G; public int Chunks; }
 
     /// <summary>The depthwise kernel over a chunk of channels; Out is y (forward) or dy (backward).</summary>
     private struct Depthwise : Parallel2.IChunkBody
     {
-        public ConvGeometry G; public float[] X, Weight, Out; public float[]? Bias, Dx, Dw; public bool Backward;
+        public Conv2dGeometry G; public float[] X, Weight, Out; public float[]? Bias, Dx, Dw; public bool Backward;
 
         public readonly void Run(int chunk, int c0, int n)
         {
@@ -159,145 +172,6 @@ public static partial class F
     /// <summary>Conv2d with equal stride and padding on both axes.</summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int groups = 1) =>
         Conv2d(x, weight, bias, (stride, stride), (padding, padding), groups);
-
-    private readonly record struct ConvGeometry(int B, int Cin, int H, int W, int Cout, int Groups, Window2d Window)
-    {
-        public int OutH => Window.OutH(H);
-        public int OutW => Window.OutW(W);
-        public int L => OutH * OutW;
-        /// <summary>Rows of the full column matrix (Cin·kh·kw) and of one group's block.</summary>
-        public int K => Cin * Window.KernelH * Window.KernelW;
-        public int Kg => K / Groups;
-        public int CoutG => Cout / Groups;
-        public int Image => Cin * H * W;
-
-        /// <summary>Images per block.</summary>
-        public int Block
-        {
-            get
-            {
-                int target = ConvTargetColumnsOverride > 0 ? ConvTargetColumnsOverride : ConvTargetColumns;
-                int nb = Math.Clamp((target + L - 1) / L, 1, B);
-                return Math.Max(1, Math.Min(nb, ConvMaxColumnElements / Math.Max(1, K * L)));
-            }
-        }
-    }
-
-    /// <summary>Images b0.. of a block and their column matrix [K, nb·L]: im2col (forward) or col2im accumulated into dx (backward).</summary>
-    private struct ConvBlock : Parallel2.IChunkBody
-    {
-        public ConvGeometry G; public float[] Images, Cols; public int B0, Ld; public bool Backward;
-
-        public readonly void Run(int chunk, int i0, int n)
-        {
-            for (int i = i0; i < i0 + n; i++)
-            {
-                var image = Images.AsSpan((B0 + i) * G.Image, G.Image);
-                if (!Backward) UnfoldKernel.Forward(image, G.Cin, G.H, G.W, G.Window, Cols.AsSpan(i * G.L), Ld);
-                else UnfoldKernel.Backward(Cols.AsSpan(i * G.L), Ld, G.Cin, G.H, G.W, G.Window, image);
-            }
-        }
-    }
-
-    /// <summary>cols [K, nb·L] = im2col of images b0..b0+nb−1 side by side.</summary>
-    private static void ConvColumns(ConvGeometry g, float[] x, int b0, int nb, float[] cols) =>
-        Parallel2.For(nb, Parallel2.Chunks(nb, (long)g.K * g.L), new ConvBlock { G = g, Images = x, Cols = cols, B0 = b0, Ld = nb * g.L });
-
-    private static void ConvForward(ConvGeometry g, float[] x, float[] weight, float[]? bias, float[] y)
-    {
-        int nbMax = g.Block, l = g.L, outImg = g.Cout * l;
-        bool direct = g.Window.IsPointwise;
-        float[]? cols = nbMax == 1 && direct ? null : TensorScope.Allocate(g.K * nbMax * l, clear: false);
-        float[]? ybig = nbMax == 1 ? null : TensorScope.Allocate(g.Cout * nbMax * l, clear: false);
-        for (int b0 = 0; b0 < g.B; b0 += nbMax)
-        {
-            int nb = Math.Min(nbMax, g.B - b0), ld = nb * l;
-            ReadOnlySpan<float> src;
-            if (cols is null) src = x.AsSpan(b0 * g.Image, g.Image);
-            else { ConvColumns(g, x, b0, nb, cols); src = cols; }
-            // Output block: straight into y for one image, else [Cout, nb·L] then scattered.
-            Span<float> dst = ybig is null ? y.AsSpan(b0 * outImg, outImg) : ybig;
-            float beta = 0f;
-            if (ybig is null && bias is not null)
-            {
-                for (int co = 0; co < g.Cout; co++) dst.Slice(co * l, l).Fill(bias[co]);
-                beta = 1f;
-            }
-            for (int gi = 0; gi < g.Groups; gi++)
-                Gemm.Sgemm(false, false, g.CoutG, ld, g.Kg, 1f, weight.AsSpan(gi * g.CoutG * g.Kg), g.Kg,
-                    src[(gi * g.Kg * ld)..], ld, beta, dst[(gi * g.CoutG * ld)..], ld);
-            if (ybig is null) continue;
-            for (int i = 0; i < nb; i++)
-                for (int co = 0; co < g.Cout; co++)
-                {
-                    var s = ybig.AsSpan(co * ld + i * l, l);
-                    var d = y.AsSpan((b0 + i) * outImg + co * l, l);
-                    if (bias is null) s.CopyTo(d);
-                    else TensorPrimitives.Add(s, bias[co], d);
-                }
-        }
-        if (cols is not null) TensorScope.ReturnEarly(cols);
-        if (ybig is not null) TensorScope.ReturnEarly(ybig);
-    }
-
-    private static void ConvBackward(ConvGeometry g, Tensor x, Tensor weight, Tensor? bias, float[] dy)
-    {
-        int nbMax = g.Block, l = g.L, outImg = g.Cout * l;
-        bool direct = g.Window.IsPointwise;
-        bool needX = x.RequiresGrad, needW = weight.RequiresGrad, needB = bias is not null && bias.RequiresGrad;
-        float[] xd = x.Data, wd = weight.Data;
-        float[]? dx = needX ? x.Grad0() : null;
-        float[]? dw = needW ? weight.Grad0() : null;
-        if (needB)
-        {
-            var db = bias!.GradSpan();
-            for (int i = 0; i < g.B; i++)
-                for (int co = 0; co < g.Cout; co++) db[co] += TensorPrimitives.Sum(dy.AsSpan(i * outImg + co * l, l));
-        }
-        if (!needX && !needW) return;
-        float[]? cols = nbMax == 1 && direct ? null : TensorScope.Allocate(g.K * nbMax * l, clear: false);
-        float[]? dybig = nbMax == 1 ? null : TensorScope.Allocate(g.Cout * nbMax * l, clear: false);
-        for (int b0 = 0; b0 < g.B; b0 += nbMax)
-        {
-            int nb = Math.Min(nbMax, g.B - b0), ld = nb * l;
-            ReadOnlySpan<float> gy;
-            if (dybig is null) gy = dy.AsSpan(b0 * outImg, outImg);
-            else
-            {
-                for (int i = 0; i < nb; i++)
-                    for (int co = 0; co < g.Cout; co++)
-                        dy.AsSpan((b0 + i) * outImg + co * l, l).CopyTo(dybig.AsSpan(co * ld + i * l, l));
-                gy = dybig;
-            }
-            if (needW)
-            {
-                ReadOnlySpan<float> src;
-                if (cols is null) src = xd.AsSpan(b0 * g.Image, g.Image);
-                else { ConvColumns(g, xd, b0, nb, cols); src = cols; }
-                // dW_g [CoutG, Kg] += dY_g [CoutG, nb·L] · cols_gᵀ.
-                for (int gi = 0; gi < g.Groups; gi++)
-                    Gemm.Sgemm(false, true, g.CoutG, g.Kg, ld, 1f, gy[(gi * g.CoutG * ld)..], ld, src[(gi * g.Kg * ld)..], ld,
-                        1f, dw!.AsSpan(gi * g.CoutG * g.Kg), g.Kg);
-            }
-            if (!needX) continue;
-            if (cols is null)
-            {
-                // Pointwise, one image: dx_b [Cin, L] += Wᵀ·dY directly.
-                var dxb = dx!.AsSpan(b0 * g.Image, g.Image);
-                for (int gi = 0; gi < g.Groups; gi++)
-                    Gemm.Sgemm(true, false, g.Kg, ld, g.CoutG, 1f, wd.AsSpan(gi * g.CoutG * g.Kg), g.Kg, gy[(gi * g.CoutG * ld)..], ld,
-                        1f, dxb[(gi * g.Kg * ld)..], ld);
-                continue;
-            }
-            // dcols_g [Kg, nb·L] = W_gᵀ · dY_g, then col2im into every image.
-            for (int gi = 0; gi < g.Groups; gi++)
-                Gemm.Sgemm(true, false, g.Kg, ld, g.CoutG, 1f, wd.AsSpan(gi * g.CoutG * g.Kg), g.Kg, gy[(gi * g.CoutG * ld)..], ld,
-                    0f, cols.AsSpan(gi * g.Kg * ld), ld);
-            Parallel2.For(nb, Parallel2.Chunks(nb, (long)g.K * l), new ConvBlock { G = g, Images = dx!, Cols = cols, B0 = b0, Ld = ld, Backward = true });
-        }
-        if (cols is not null) TensorScope.ReturnEarly(cols);
-        if (dybig is not null) TensorScope.ReturnEarly(dybig);
-    }
 
     /// <summary>
     /// torch.nn.functional.batch_norm over x [B, C, *] (statistics per channel over the batch and every trailing position).

@@ -51,6 +51,7 @@ public sealed class CliTests : IDisposable
 
     // ---------------------------------------------------------------- summary
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void Summary_VitB16_PrintsParameterCountAndPublishedCount()
     {

@@ -26,6 +26,7 @@ public sealed class DistillCliRun : IDisposable
 }
 
 /// <summary><c>vit train --teacher</c>, and <c>vit eval</c> / <c>vit predict</c> on the distilled student's checkpoint.</summary>
+[Trait("Category", "DataSet")]
 public sealed class DistillCliTests(DistillCliRun run) : IClassFixture<DistillCliRun>
 {
     private static string[] Lines(string s) => s.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

@@ -16,6 +16,7 @@ public sealed class FamilyCliTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void CaiTPresetTrainsEvaluatesAndPredictsOnGreyImages()
     {

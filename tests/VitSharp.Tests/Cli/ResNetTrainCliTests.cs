@@ -4,6 +4,8 @@ using VitSharp.Training;
 namespace VitSharp.Tests.Cli;
 
 /// <summary><c>vit train --model resnet18-fmnist</c>: the trainer, checkpoints and evaluation work for a model that is not a ViT.</summary>
+[Trait("Category", "DataSet")]
+[Trait("Category", "Slow")]
 public sealed class ResNetTrainCliTests : IDisposable
 {
     private readonly string _dir = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vitsharp-resnet-" + Guid.NewGuid().ToString("N"))).FullName;

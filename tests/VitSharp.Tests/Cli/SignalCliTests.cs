@@ -10,6 +10,8 @@ namespace VitSharp.Tests.Cli;
 /// checkpoint and exit with 130, and SIGKILL at random moments — some of them inside a checkpoint write, which
 /// happens after every epoch of this tiny run — never leaves a partial checkpoint in place of a good one.
 /// </summary>
+[Trait("Category", "Process")]
+[Trait("Category", "Slow")]
 [Collection(nameof(SignalCliTests))]
 [CollectionDefinition(nameof(SignalCliTests), DisableParallelization = true)]
 public sealed class SignalCliTests : IDisposable

@@ -6,6 +6,8 @@ using VitSharp.Training;
 namespace VitSharp.Tests.Cli;
 
 /// <summary><c>vit train</c>, <c>vit eval</c> and <c>vit summary</c> with the T2T-ViT and PiT Fashion-MNIST presets.</summary>
+[Trait("Category", "DataSet")]
+[Trait("Category", "Slow")]
 public sealed class T2TPiTCliTests : IDisposable
 {
     private readonly string _dir = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vitsharp-t2tpit-" + Guid.NewGuid().ToString("N"))).FullName;

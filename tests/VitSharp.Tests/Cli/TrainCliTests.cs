@@ -86,6 +86,7 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
         Assert.Contains("<svg", svg);
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void Train_ResumeOfAFinishedRun_ReEvaluatesAndPrintsThePathLast()
     {
@@ -109,6 +110,7 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
         AssertOneLineError(Run("train", "--data", "/nonexistent", "--out", Path.Combine(_dir, "x")),
             "/nonexistent", "apt-get install dataset-fashion-mnist", "--data");
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void Train_TruncatedIdxFile_NamesTheFileAndTheOffset()
     {
@@ -157,6 +159,7 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
 
     // ---------------------------------------------------------------- eval
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void Eval_Json_PrintsAccuracyPerClassAndConfusion()
     {
@@ -182,6 +185,7 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
         Assert.Equal(acc, (double)diagonal / total, 9);
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void Eval_Tables_ShowPerClassAccuracyAndConfusionMatrix()
     {
@@ -250,6 +254,7 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
         }
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void Predict_MatchesEvaluationPreprocessing()
     {

@@ -4,7 +4,8 @@ using VitSharp.Data;
 
 namespace VitSharp.Tests.Data;
 
-/// <summary>Loads the real Fashion-MNIST from Debian's dataset-fashion-mnist (skipped silently when absent).</summary>
+/// <summary>Loads the real Fashion-MNIST from Debian's dataset-fashion-mnist (a prerequisite: the tests fail when it is absent).</summary>
+[Trait("Category", "DataSet")]
 public sealed class FashionMnistTests
 {
     // The data set is a Debian package that scripts/setup.sh (and so the test command) installs: its absence is a failure.

@@ -25,7 +25,8 @@ public class CaiTTests
     }
 
     [Fact]
-    public void ParityWithPyTorchFixture() => FixtureChecks.AssertParity("cait", CaiTConfig.Constructor);
+    public void ParityWithPyTorchFixture() => FixtureChecks.AssertParity("cait", CaiTConfig.Constructor,
+        logitsAbs: 2e-6, gradientRel: 1.2e-5);   // achieved: logits 1.2e-7, loss 0, gradients 1.18e-6 relative
 
     [Fact]
     public void StateDictKeysAndShapesEqualTheFixture()

@@ -25,7 +25,8 @@ public class DeepViTTests
     }
 
     [Fact]
-    public void ParityWithPyTorchFixture() => FixtureChecks.AssertParity("deepvit", DeepViTConfig.Constructor);
+    public void ParityWithPyTorchFixture() => FixtureChecks.AssertParity("deepvit", DeepViTConfig.Constructor,
+        logitsAbs: 5e-6, gradientRel: 8e-6);   // achieved: logits 4.8e-7, loss 0, gradients 7.3e-7 relative
 
     [Fact]
     public void StateDictKeysAndShapesEqualTheFixture()

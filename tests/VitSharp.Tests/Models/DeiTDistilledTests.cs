@@ -64,7 +64,7 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         Assert.Equal(logits.Shape, ours.Shape);
         double maxDiff = logits.Data.Zip(ours.Data, (e, a) => Math.Abs((double)e - a)).Max();
         output.WriteLine($"deit_distilled: max |difference| from timm's logits {maxDiff:E2} over {logits.Size} logits");
-        Assert.True(maxDiff <= 1e-4, $"max |difference| {maxDiff:E2} from timm's logits");
+        Assert.True(maxDiff <= 3e-6, $"max |difference| {maxDiff:E2} from timm's logits");   // achieved 2.4e-7
 
         // The same through the fine-tuning loader, and inside a tensor scope (per-block scopes).
         var again = new DistilledVisionTransformer(model.Config);
@@ -130,6 +130,7 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         return patchEmbed + 2 * d + n * d + c.Depth * block + 2 * d + heads;
     }
 
+    [Trait("Category", "Slow")]
     [Theory]
     [InlineData("deit_tiny_distilled_patch16_224", 192, 3, 5_910_800L)]
     [InlineData("deit_small_distilled_patch16_224", 384, 6, 22_436_432L)]
@@ -296,11 +297,12 @@ public class DeiTDistilledTests(ITestOutputHelper output)
         var mean = model.Forward(x);
         int k = classes > 0 ? classes : dim;
         Assert.Equal([2, k], mean.Shape);
+        // Achieved against the double-precision twin, over every configuration: 7.3e-7 (x_cls), 4.2e-7 (x_dist), 3.2e-7 (mean).
         for (int b = 0; b < 2; b++)
         {
-            TestData.AssertClose(reference[b].Cls, cls.Data.AsSpan(b * k, k).ToArray(), 1e-5, 1e-4, "x_cls");
-            TestData.AssertClose(reference[b].Dist, dist.Data.AsSpan(b * k, k).ToArray(), 1e-5, 1e-4, "x_dist");
-            TestData.AssertClose(reference[b].Cls.Zip(reference[b].Dist, (a, e) => (a + e) / 2).ToArray(), mean.Data.AsSpan(b * k, k).ToArray(), 1e-5, 1e-4, "mean");
+            TestData.AssertClose(reference[b].Cls, cls.Data.AsSpan(b * k, k).ToArray(), 8e-6, 0, "x_cls");
+            TestData.AssertClose(reference[b].Dist, dist.Data.AsSpan(b * k, k).ToArray(), 8e-6, 0, "x_dist");
+            TestData.AssertClose(reference[b].Cls.Zip(reference[b].Dist, (a, e) => (a + e) / 2).ToArray(), mean.Data.AsSpan(b * k, k).ToArray(), 8e-6, 0, "mean");
         }
     }
 

@@ -214,7 +214,7 @@ public sealed class GoogleVitTests(ITestOutputHelper output) : IDisposable
         var logits = model.Forward(input).Data;
         double diff = MaxDiff(expected, logits);
         output.WriteLine($"google_vit.npz vs vit_logits: max |diff| = {diff:E2}");
-        TestData.AssertClose(expected, logits, 1e-4, 0, "google_vit.npz logits");
+        TestData.AssertClose(expected, logits, 6e-6, 0, "google_vit.npz logits");   // achieved 6.0e-7
 
         // The same weights in torchvision's layout (tv_vit's timm twin, as safetensors) give identical tensors.
         var timm = Weights.Load(Fixture("timm_vit.safetensors"));
@@ -256,7 +256,7 @@ public sealed class GoogleVitTests(ITestOutputHelper output) : IDisposable
         {
             var naive = NaiveGoogleForward(google, img.Data.AsSpan(b * 2 * 15 * 15, 2 * 15 * 15).ToArray(), 2, 15);
             var ours = logits.Data.AsSpan(b * 7, 7).ToArray();
-            TestData.AssertClose(naive, ours, 1e-4, 1e-4, $"image {b}: converted model vs the Flax math");
+            TestData.AssertClose(naive, ours, 1e-6, 0, $"image {b}: converted model vs the Flax math");   // achieved 6.5e-8
             worst = Math.Max(worst, naive.Zip(ours, (e, a) => Math.Abs(e - a)).Max());
         }
         output.WriteLine($"converted model vs naive Flax forward: max |diff| = {worst:E2}");

@@ -104,7 +104,7 @@ public sealed class HuggingFaceVitTests(ITestOutputHelper output) : IDisposable
         var logits = model.Forward(input).Data;
         double diff = GoogleVitTests.MaxDiff(expected, logits);
         output.WriteLine($"hf_vit (eps 1e-12) vs vit_eps1e-12_logits: max |diff| = {diff:E2}");
-        TestData.AssertClose(expected, logits, 1e-4, 0, "hf_vit logits");
+        TestData.AssertClose(expected, logits, 1e-5, 0, "hf_vit logits");   // achieved 9.2e-7
 
         // The same weights with torchvision's 1e-6 give PyTorch's eps-1e-6 logits (vit_logits) instead. On this fixture the
         // two sets of logits differ by only ~5e-5 (under the 1e-4 tolerance), so the epsilon is proven at 1e-5: with
@@ -117,7 +117,7 @@ public sealed class HuggingFaceVitTests(ITestOutputHelper output) : IDisposable
         double wrongDiff = GoogleVitTests.MaxDiff(expected, logits6), gap = GoogleVitTests.MaxDiff(expected, expected6);
         output.WriteLine($"the same weights with eps 1e-6: max |diff| = {wrongDiff:E2} vs vit_eps1e-12_logits, {GoogleVitTests.MaxDiff(expected6, logits6):E2} vs vit_logits; PyTorch's two sets differ by {gap:E2}");
         TestData.AssertClose(expected, logits, 1e-5, 0, "eps 1e-12 vs vit_eps1e-12_logits");
-        TestData.AssertClose(expected6, logits6, 1e-5, 0, "eps 1e-6 vs vit_logits");
+        TestData.AssertClose(expected6, logits6, 6e-6, 0, "eps 1e-6 vs vit_logits");   // achieved 6.0e-7 (and 9.2e-7 above)
         Assert.True(wrongDiff > 2e-5 && GoogleVitTests.MaxDiff(expected6, logits) > 2e-5, $"eps 1e-6 should miss the eps-1e-12 logits: {wrongDiff:E2}");
 
         var pre = snap.Preprocessing!;

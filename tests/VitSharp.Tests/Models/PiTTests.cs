@@ -25,7 +25,7 @@ public class PiTTests
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        FixtureChecks.AssertParity("pit", Ctor);
+        FixtureChecks.AssertParity("pit", Ctor, logitsAbs: 9e-6, gradientRel: 1.3e-5);   // achieved: logits 8.3e-7, loss 0, gradients 1.29e-6 relative
         Assert.Equal(FixtureChecks.Build("pit").NamedParameters().Count(), FixtureChecks.GradientCount("pit"));
     }
 

@@ -67,7 +67,7 @@ public sealed class PretrainedTests : IDisposable
         var cfg = new VisionTransformerConfig { ImageSize = 32, PatchSize = 8, NumLayers = 2, NumHeads = 4, HiddenDim = 64, MlpDim = 128, NumClasses = 10 };
         var model = new VisionTransformer(cfg); model.Eval();
         Pretrained.LoadVisionTransformer(model, TestFixtures.Prefix("torchvision_vit") + ".weights.safetensors");
-        TestData.AssertClose(io.ReadFloat32("logits"), model.Forward(input).Data, 1e-4, 1e-4, "logits after Pretrained.LoadVisionTransformer");
+        TestData.AssertClose(io.ReadFloat32("logits"), model.Forward(input).Data, 5e-6, 0, "logits after Pretrained.LoadVisionTransformer");   // achieved 4.8e-7
 
         // At 48×48 the 4×4 grid of positions is resampled to 6×6; everything else is the fixture's.
         var large = new VisionTransformer(cfg with { ImageSize = 48 }); large.Eval();

@@ -16,7 +16,8 @@ public class ResNetTests
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        FixtureChecks.AssertParity("resnet_basic", "torchvision.models.resnet.ResNet", gradients: false);
+        FixtureChecks.AssertParity("resnet_basic", "torchvision.models.resnet.ResNet", gradients: false,
+            logitsAbs: 1e-4, gradientRel: double.NaN, lossAbs: 3e-5);   // achieved: logits 9.5e-6 (1.1e-6 of their magnitude), loss 2.9e-6
     }
 
     [Fact]
@@ -26,6 +27,7 @@ public class ResNetTests
         Assert.IsType<ResNet>(FixtureChecks.Build("resnet_basic"));
     }
 
+    [Trait("Category", "Slow")]
     [Theory]
     [InlineData("resnet18", 11_689_512L)]
     [InlineData("resnet34", 21_797_672L)]
@@ -40,6 +42,7 @@ public class ResNetTests
         Assert.Equal(published, ExpectedCount(model.Config));
     }
 
+    [Trait("Category", "Slow")]
     [Theory]
     [InlineData(32, 4, 25_028_904L)]   // torchvision resnext50_32x4d
     [InlineData(1, 128, 68_883_240L)]  // torchvision wide_resnet50_2

@@ -25,7 +25,8 @@ public class SimpleViTTests
     }
 
     [Fact]
-    public void ParityWithPyTorchFixture() => FixtureChecks.AssertParity("simple_vit", SimpleViTConfig.Constructor);
+    public void ParityWithPyTorchFixture() => FixtureChecks.AssertParity("simple_vit", SimpleViTConfig.Constructor,
+        logitsAbs: 3e-6, gradientRel: 6e-6);   // achieved: logits 2.4e-7, loss 2.4e-7, gradients 5.2e-7 relative
 
     [Fact]
     public void StateDictKeysAndShapesEqualTheFixture()

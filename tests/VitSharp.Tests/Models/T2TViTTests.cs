@@ -25,7 +25,7 @@ public class T2TViTTests
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        FixtureChecks.AssertParity("t2t_vit", Ctor);
+        FixtureChecks.AssertParity("t2t_vit", Ctor, logitsAbs: 4e-6, gradientRel: 1.1e-5);   // achieved: logits 3.6e-7, loss 0, gradients 1.06e-6 relative
         // The fixture has a gradient for every parameter.
         Assert.Equal(FixtureChecks.Build("t2t_vit").NamedParameters().Count(), FixtureChecks.GradientCount("t2t_vit"));
     }
@@ -72,6 +72,7 @@ public class T2TViTTests
         return n + (long)c.Dim * c.NumClasses + c.NumClasses;         // mlp_head
     }
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void PaperSizePresetsFollowVitPytorchsLayoutNotThePapersCount()
     {
@@ -136,6 +137,7 @@ public class T2TViTTests
         Assert.Equal(layers.Length - 1, model.SoftSplitTransformers.Count);
     }
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void WholeTinyT2TViTGradientsMatchFiniteDifferences()
     {

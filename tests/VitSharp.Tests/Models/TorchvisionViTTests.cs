@@ -20,7 +20,8 @@ public class TorchvisionViTTests
     [Fact]
     public void ParityWithPyTorchFixture()
     {
-        FixtureChecks.AssertParity("torchvision_vit", "torchvision.models.vision_transformer.VisionTransformer");
+        FixtureChecks.AssertParity("torchvision_vit", "torchvision.models.vision_transformer.VisionTransformer",
+            logitsAbs: 5e-6, gradientRel: 1.2e-5);   // achieved: logits 4.8e-7, loss 2.4e-7, gradients 1.13e-6 relative
     }
 
     [Fact]

@@ -33,6 +33,7 @@ public class DataSetsTests
         Assert.All(DataSets.Names, n => Assert.Contains(n, e.Message));
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void NamesAreCaseInsensitiveWithAliases()
     {
@@ -53,6 +54,7 @@ public class DataSetsTests
         Assert.Contains("--data", e.Message);
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void FashionMnistLoadsBothSplitsWithItsInfo()
     {

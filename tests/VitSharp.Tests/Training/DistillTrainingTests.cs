@@ -109,6 +109,7 @@ public class DistillTrainingTests(DistillRun run) : IClassFixture<DistillRun>
             Assert.Equal(teacher[name].Data, p.Data);
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void EvaluationUsesTheClassTokenLogits()
     {
@@ -123,6 +124,7 @@ public class DistillTrainingTests(DistillRun run) : IClassFixture<DistillRun>
         Assert.Equal(run.Result.FinalEvaluation!.Accuracy, viaWrapper.Accuracy);
     }
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void AnInterruptedDistillationRunResumesExactly()
     {
@@ -176,6 +178,7 @@ public class DistillTrainingTests(DistillRun run) : IClassFixture<DistillRun>
         Assert.True(SameTensors(run.TeacherPath, dir.File(Trainer.CheckpointFile)));
     }
 
+    [Trait("Category", "DataSet")]
     [Fact]
     public void OnlyAViTPresetCanBeTheStudent()
     {

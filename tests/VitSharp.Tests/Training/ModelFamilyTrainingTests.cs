@@ -48,6 +48,8 @@ public class ModelFamilyTrainingTests
         Assert.Equal(expected, actual);
     }
 
+    [Trait("Category", "DataSet")]
+    [Trait("Category", "Slow")]
     [Theory]
     [InlineData("simplevit-fmnist", typeof(SimpleViT), 1)]
     [InlineData("deepvit-fmnist", typeof(DeepViT), 1)]

@@ -42,6 +42,7 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         return (JsonObject)JsonNode.Parse(f.Metadata["vitsharp.training"])!;
     }
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void ShortRunLearnsWellAboveChance()
     {
