@@ -1,18 +1,20 @@
 namespace VitSharp.Models;
 
 /// <summary>
-/// A model that takes image batches [B, channels, height, width] of one fixed geometry. Training, evaluation and
-/// prediction read the geometry from here instead of assuming a particular family (CaiT, for one, always takes
-/// 3 channels whatever the data has).
+/// A model that takes image batches [B, channels, height, width]. Training, evaluation and prediction read the geometry
+/// from here instead of assuming a particular family (CaiT, for one, always takes 3 channels whatever the data has).
+/// Every family implements it; <see cref="InputHeight"/> and <see cref="InputWidth"/> are null for a model that takes any
+/// size (<see cref="ResNet"/>, whose global average pooling ends in [B, C] whatever the image): the caller then keeps the
+/// data's own size.
 /// </summary>
 public interface IImageModel
 {
     /// <summary>Channels of the input images.</summary>
     int InputChannels { get; }
-    /// <summary>Height of the input images in pixels.</summary>
-    int InputHeight { get; }
-    /// <summary>Width of the input images in pixels.</summary>
-    int InputWidth { get; }
+    /// <summary>Height of the input images in pixels; null when any height works.</summary>
+    int? InputHeight { get; }
+    /// <summary>Width of the input images in pixels; null when any width works.</summary>
+    int? InputWidth { get; }
 }
 
 /// <summary>
