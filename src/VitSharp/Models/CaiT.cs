@@ -6,10 +6,13 @@ namespace VitSharp.Models;
 /// Configuration of <see cref="CaiT"/>: vit-pytorch's constructor arguments, with Python's names and defaults. The
 /// reference takes square RGB images only: plain ints for the sizes and a hard-coded 3 channels.
 /// </summary>
-public sealed record CaiTConfig : ModelConfig<CaiTConfig>
+public sealed record CaiTConfig : ModelConfig<CaiTConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.cait.CaiT";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 
     /// <summary>Input channels: always 3 (the reference hard-codes its patch width as 3·p²).</summary>
     public const int Channels = 3;
@@ -226,12 +229,10 @@ public sealed class CaiTTransformer : Module
 /// [1, 1, C] attends to itself and the patch tokens (the context), then <c>mlp_head</c> = LayerNorm → Linear on the
 /// class token. Both transformers use <see cref="LayerScale"/> and talking heads. Image [B, 3, S, S] → logits [B, classes].
 /// </summary>
-public sealed class CaiT : Module, IImageModel
+public sealed class CaiT : ImageModel<CaiTConfig>
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public CaiTConfig Config { get; }
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions of the patches [1, N, C] (key <c>pos_embedding</c>; the class token gets none).</summary>
@@ -246,10 +247,8 @@ public sealed class CaiT : Module, IImageModel
     public Sequential MlpHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public CaiT(CaiTConfig config)
+    public CaiT(CaiTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         ToPatchEmbedding = RegisterModule("to_patch_embedding", VitLayers.PatchEmbedding(CaiTConfig.Channels, config.PatchSize, config.PatchSize, config.Dim));
         PosEmbedding = RegisterParameter("pos_embedding", Tensor.RandN(Init.Rng, 0, 1, 1, config.NumPatches, config.Dim));
         ClsToken = RegisterParameter("cls_token", Tensor.RandN(Init.Rng, 0, 1, 1, 1, config.Dim));
@@ -261,15 +260,8 @@ public sealed class CaiT : Module, IImageModel
         MlpHead = RegisterModule("mlp_head", new Sequential(new LayerNorm(config.Dim), new Linear(config.Dim, config.NumClasses)));
     }
 
-    /// <inheritdoc/>
-    public int InputChannels => CaiTConfig.Channels;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImageSize;
-
     /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, CaiTConfig.Channels, Config.ImageSize, Config.ImageSize, " (CaiT always takes 3 channels)");
+    public override void CheckInput(Tensor img) => ImageInput.Check(img, CaiTConfig.Channels, Config.ImageSize, Config.ImageSize, " (CaiT always takes 3 channels)");
 
     /// <summary>
     /// The class token after the class-attention stage followed by the patch tokens after the patch transformer:

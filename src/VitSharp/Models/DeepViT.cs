@@ -6,10 +6,13 @@ namespace VitSharp.Models;
 /// Configuration of <see cref="DeepViT"/>: vit-pytorch's constructor arguments, with Python's names and defaults. The
 /// reference takes square images and patches only (plain ints).
 /// </summary>
-public sealed record DeepViTConfig : ModelConfig<DeepViTConfig>
+public sealed record DeepViTConfig : ModelConfig<DeepViTConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.deepvit.DeepViT";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 
     /// <summary>Image side in pixels (square images).</summary>
     [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
@@ -118,12 +121,10 @@ public sealed class ReAttention : Module
 /// mean), then <c>mlp_head</c> = LayerNorm (<c>mlp_head.0</c>) → Linear (<c>mlp_head.1</c>).
 /// Image [B, c, S, S] → logits [B, classes].
 /// </summary>
-public sealed class DeepViT : Module, IImageModel
+public sealed class DeepViT : ImageModel<DeepViTConfig>
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public DeepViTConfig Config { get; }
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions [1, N+1, C] (key <c>pos_embedding</c>).</summary>
@@ -136,10 +137,8 @@ public sealed class DeepViT : Module, IImageModel
     public Sequential MlpHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public DeepViT(DeepViTConfig config)
+    public DeepViT(DeepViTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         ToPatchEmbedding = RegisterModule("to_patch_embedding", VitLayers.PatchEmbedding(config.Channels, config.PatchSize, config.PatchSize, config.Dim));
         PosEmbedding = RegisterParameter("pos_embedding", Tensor.RandN(Init.Rng, 0, 1, 1, config.NumPatches + 1, config.Dim));
         ClsToken = RegisterParameter("cls_token", Tensor.RandN(Init.Rng, 0, 1, 1, 1, config.Dim));
@@ -149,16 +148,6 @@ public sealed class DeepViT : Module, IImageModel
             _ => new FeedForward(config.Dim, config.MlpDim, config.Dropout), finalNorm: false));
         MlpHead = RegisterModule("mlp_head", new Sequential(new LayerNorm(config.Dim), new Linear(config.Dim, config.NumClasses)));
     }
-
-    /// <inheritdoc/>
-    public int InputChannels => Config.Channels;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImageSize;
-
-    /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageSize, Config.ImageSize);
 
     /// <summary>Tokens after the transformer, class token first: [B, N+1, C].</summary>
     public Tensor ForwardFeatures(Tensor img)

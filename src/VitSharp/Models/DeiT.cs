@@ -8,10 +8,13 @@ namespace VitSharp.Models;
 /// use): img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_rate,
 /// pos_drop_rate, proj_drop_rate, attn_drop_rate, drop_path_rate — with timm's defaults. Square images and patches.
 /// </summary>
-public sealed record DeiTConfig : ModelConfig<DeiTConfig>
+public sealed record DeiTConfig : ModelConfig<DeiTConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "timm.models.deit.VisionTransformerDistilled";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, ImgSize, ImgSize);
 
     /// <summary>Prefix tokens before the patches: the class token and the distillation token.</summary>
     public const int NumPrefixTokens = 2;
@@ -95,12 +98,10 @@ public sealed record DeiTConfig : ModelConfig<DeiTConfig>
 /// LayerNorms one/zero, the patch convolution PyTorch's default.</para>
 /// <para><b>num_classes 0</b>: both heads are Identity, as in timm, and the output is the mean of the two tokens' features [B, C].</para>
 /// </remarks>
-public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
+public sealed class DistilledVisionTransformer : ImageModel<DeiTConfig>, IPatchTokenModel
 {
     private readonly Dropout _posDrop;
 
-    /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
-    public DeiTConfig Config { get; private set; }
     /// <summary>Class token [1, 1, C] (key <c>cls_token</c>).</summary>
     public Tensor ClsToken { get; }
     /// <summary>Learned positions [1, N + 2, C], the two prefix tokens first (key <c>pos_embed</c>).</summary>
@@ -129,10 +130,8 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
     public bool ReturnsBothHeads => DistilledTraining && Training;
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public DistilledVisionTransformer(DeiTConfig config)
+    public DistilledVisionTransformer(DeiTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         int c = config.EmbedDim;
         var rng = Init.Rng;
         PatchEmbed = RegisterModule("patch_embed", new TimmPatchEmbed(config.ImgSize, config.PatchSize, config.InChans, c));
@@ -180,13 +179,6 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
     }
 
     /// <inheritdoc/>
-    public int InputChannels => Config.InChans;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImgSize;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImgSize;
-
-    /// <inheritdoc/>
     public (int Height, int Width) PatchGrid => (Config.GridSize, Config.GridSize);
     /// <inheritdoc/>
     /// <remarks>Two: the class token, then the distillation token.</remarks>
@@ -200,9 +192,6 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
 
     /// <summary>Width of the features the heads see (embed_dim; timm's <c>num_features</c>).</summary>
     public int NumFeatures => Config.EmbedDim;
-
-    /// <summary>Checks an image batch; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.InChans, Config.ImgSize, Config.ImgSize);
 
     /// <summary>timm's <c>_pos_embed</c>: cat(cls_token, dist_token, patches) + pos_embed, then pos_drop. [B, N, C] → [B, N + 2, C].</summary>
     public Tensor AddPosEmbed(Tensor patches)

@@ -34,10 +34,10 @@ public interface IPatchTokenModel : IImageModel
 public static class ImageInput
 {
     /// <summary>Throws an <see cref="ArgumentException"/> naming the expected and the actual shape unless
-    /// <paramref name="img"/> is [B, channels, height, width].</summary>
-    public static void Check(Tensor img, int channels, int height, int width, string? note = null)
+    /// <paramref name="img"/> is [B, channels, height, width] (any height or width where it is null).</summary>
+    public static void Check(Tensor img, int channels, int? height, int? width, string? note = null)
     {
-        if (img.Rank != 4 || img.Dim(1) != channels || img.Dim(2) != height || img.Dim(3) != width)
-            throw new ArgumentException($"expected images [B, {channels}, {height}, {width}]{note}, got {Tensor.ShapeString(img.ShapeSpan)}");
+        if (img.Rank != 4 || img.Dim(1) != channels || (height is int h && img.Dim(2) != h) || (width is int w && img.Dim(3) != w))
+            throw new ArgumentException($"expected images [B, {channels}, {height?.ToString() ?? "H"}, {width?.ToString() ?? "W"}]{note}, got {Tensor.ShapeString(img.ShapeSpan)}");
     }
 }

@@ -71,6 +71,40 @@ public abstract record ModelConfig<TSelf> where TSelf : ModelConfig<TSelf>
     protected virtual void CheckMore() { }
 }
 
+/// <summary>The configuration of an image model: the images the model takes.</summary>
+public interface IImageConfig
+{
+    /// <summary>Channels, height and width of the input images; height and width are null when any size works.</summary>
+    (int Channels, int? Height, int? Width) Input { get; }
+}
+
+/// <summary>
+/// Base of the image model families: validates and keeps the configuration, and answers <see cref="IImageModel"/> and
+/// the input check from its <see cref="IImageConfig.Input"/>.
+/// </summary>
+public abstract class ImageModel<TConfig> : NN.Module, IImageModel where TConfig : ModelConfig<TConfig>, IImageConfig
+{
+    /// <summary>Validates <paramref name="config"/> (an <see cref="ArgumentException"/> naming the argument) and keeps it.</summary>
+    protected ImageModel(TConfig config)
+    {
+        config.Validate();
+        Config = config;
+    }
+
+    /// <summary>The configuration this model was built from (NumClasses follows a ResetClassifier).</summary>
+    public TConfig Config { get; protected set; }
+    /// <inheritdoc/>
+    public int InputChannels => Config.Input.Channels;
+    /// <inheritdoc/>
+    public int? InputHeight => Config.Input.Height;
+    /// <inheritdoc/>
+    public int? InputWidth => Config.Input.Width;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the expected and the actual shape unless <paramref name="img"/> is
+    /// an image batch this model takes.</summary>
+    public virtual void CheckInput(Tensor img) => ImageInput.Check(img, InputChannels, InputHeight, InputWidth);
+}
+
 /// <summary>The checks several configurations share, with one wording: each message names the argument(s) and the value.</summary>
 public static class Check
 {

@@ -7,10 +7,13 @@ namespace VitSharp.Models;
 /// Configuration of <see cref="PiT"/>: vit-pytorch's constructor arguments, with Python's names and defaults (depth a
 /// tuple of stage depths, heads an int or one per stage).
 /// </summary>
-public sealed record PiTConfig : ModelConfig<PiTConfig>
+public sealed record PiTConfig : ModelConfig<PiTConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.pit.PiT";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 
     /// <summary>Image side in pixels (square images).</summary>
     [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
@@ -156,19 +159,10 @@ public sealed class PiTPool : Module
 /// (no final LayerNorm) with a <see cref="PiTPool"/> between consecutive stages, each doubling C; <c>mlp_head</c> =
 /// LayerNorm → Linear on token 0. Images [B, c, H, H] → logits [B, classes].
 /// </summary>
-public sealed class PiT : Module, IImageModel
+public sealed class PiT : ImageModel<PiTConfig>
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public PiTConfig Config { get; }
-
-    /// <inheritdoc/>
-    public int InputChannels => Config.Channels;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImageSize;
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions [1, N + 1, C] (key <c>pos_embedding</c>).</summary>
@@ -185,10 +179,8 @@ public sealed class PiT : Module, IImageModel
     public Sequential MlpHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public PiT(PiTConfig config)
+    public PiT(PiTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         int p = config.PatchSize;
         ToPatchEmbedding = RegisterModule("to_patch_embedding", new Sequential(
             new Unfold(p, config.PatchStride), new ColumnsToTokens(), new Linear(config.Channels * p * p, config.Dim)));
@@ -216,9 +208,6 @@ public sealed class PiT : Module, IImageModel
         Pools = pools;
         MlpHead = RegisterModule("mlp_head", new Sequential(new LayerNorm(config.FinalDim), new Linear(config.FinalDim, config.NumClasses)));
     }
-
-    /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageSize, Config.ImageSize);
 
     /// <summary>Tokens after the last stage: [B, 1 + s², C_last] (class token first, s the last stage's grid side).</summary>
     public Tensor ForwardFeatures(Tensor img)

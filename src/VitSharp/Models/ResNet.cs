@@ -7,10 +7,13 @@ namespace VitSharp.Models;
 /// extension, <c>in_chans</c> (input channels, 3 in torchvision; 1 for grey images such as Fashion-MNIST — only the stem
 /// convolution changes). <c>replace_stride_with_dilation</c> is accepted only as null or all false.
 /// </summary>
-public sealed record ResNetConfig : ModelConfig<ResNetConfig>
+public sealed record ResNetConfig : ModelConfig<ResNetConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "torchvision.models.resnet.ResNet";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, null, null);
 
     /// <summary>"BasicBlock" (two 3×3 convolutions, expansion 1) or "Bottleneck" (1×1, 3×3, 1×1, expansion 4): the class name.</summary>
     [Kwarg("block", OneOf = ["BasicBlock", "Bottleneck"])] public required string Block { get; init; }
@@ -137,13 +140,11 @@ public sealed class Bottleneck : Module
 /// </summary>
 /// <remarks>It takes images of any size, so as an <see cref="IImageModel"/> it reports only its channels (its
 /// <see cref="InputHeight"/> and <see cref="InputWidth"/> are null): training and prediction keep the data's size.</remarks>
-public sealed class ResNet : Module, IImageModel
+public sealed class ResNet : ImageModel<ResNetConfig>
 {
     private readonly MaxPool2d _maxPool = new(3, 2, 1);
     private readonly AdaptiveAvgPool2d _avgPool = new(1);
 
-    /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
-    public ResNetConfig Config { get; private set; }
     /// <summary>Stem convolution (key <c>conv1</c>).</summary>
     public Conv2d Conv1 { get; }
     /// <summary>Stem BatchNorm (key <c>bn1</c>).</summary>
@@ -154,10 +155,8 @@ public sealed class ResNet : Module, IImageModel
     public Linear? Fc { get; private set; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public ResNet(ResNetConfig config)
+    public ResNet(ResNetConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         Conv1 = RegisterModule("conv1", new Conv2d(config.InChans, 64, 7, 2, 3, bias: false));
         Bn1 = RegisterModule("bn1", new BatchNorm2d(64));
         int inplanes = 64;
@@ -199,22 +198,6 @@ public sealed class ResNet : Module, IImageModel
                 if (m is BasicBlock ba) Array.Clear(ba.Bn2.Weight!.Data);
             }
         }
-    }
-
-    /// <inheritdoc/>
-    public int InputChannels => Config.InChans;
-    /// <inheritdoc/>
-    /// <remarks>Null: any height works (global average pooling).</remarks>
-    public int? InputHeight => null;
-    /// <inheritdoc/>
-    /// <remarks>Null: any width works (global average pooling).</remarks>
-    public int? InputWidth => null;
-
-    /// <summary>Checks an image batch; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img)
-    {
-        if (img.Rank != 4 || img.Dim(1) != Config.InChans)
-            throw new ArgumentException($"expected images [B, {Config.InChans}, H, W], got {Tensor.ShapeString(img.ShapeSpan)}");
     }
 
     /// <summary>The feature map after layer4: [B, 512·expansion, H/32, W/32] (rounded up per stride).</summary>

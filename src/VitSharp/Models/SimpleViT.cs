@@ -3,10 +3,13 @@ using VitSharp.NN;
 namespace VitSharp.Models;
 
 /// <summary>Configuration of <see cref="SimpleViT"/>: vit-pytorch's constructor arguments, with Python's names and defaults.</summary>
-public sealed record SimpleViTConfig : ModelConfig<SimpleViTConfig>
+public sealed record SimpleViTConfig : ModelConfig<SimpleViTConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.simple_vit.SimpleViT";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageHeight, ImageWidth);
 
     /// <summary>Image height (image_size: an int or a pair).</summary>
     [Kwarg("image_size", PairWith = nameof(ImageWidth), Min = 1)] public required int ImageHeight { get; init; }
@@ -54,10 +57,8 @@ public sealed record SimpleViTConfig : ModelConfig<SimpleViTConfig>
 /// attention output projection has no bias (<c>to_out</c> a bare Linear) and whose MLPs have no dropout, a final
 /// LayerNorm, mean pooling over the tokens and <c>linear_head</c>. Image [B, c, H, W] → logits [B, classes].
 /// </summary>
-public sealed class SimpleViT : Module, IImageModel
+public sealed class SimpleViT : ImageModel<SimpleViTConfig>
 {
-    /// <summary>The configuration this model was built from.</summary>
-    public SimpleViTConfig Config { get; }
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>The fixed 2-D sin-cos positions [N, C] (not a parameter; see <see cref="SinCos2D"/>).</summary>
@@ -68,10 +69,8 @@ public sealed class SimpleViT : Module, IImageModel
     public Linear LinearHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public SimpleViT(SimpleViTConfig config)
+    public SimpleViT(SimpleViTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         ToPatchEmbedding = RegisterModule("to_patch_embedding", VitLayers.PatchEmbedding(config.Channels, config.PatchHeight, config.PatchWidth, config.Dim));
         PosEmbedding = SinCos2D(config.GridHeight, config.GridWidth, config.Dim);
         Transformer = RegisterModule("transformer", new Transformer(config.Dim, config.Depth,
@@ -109,16 +108,6 @@ public sealed class SimpleViT : Module, IImageModel
             }
         return pe;
     }
-
-    /// <inheritdoc/>
-    public int InputChannels => Config.Channels;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImageHeight;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImageWidth;
-
-    /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageHeight, Config.ImageWidth);
 
     /// <summary>Tokens after the transformer and its final LayerNorm: [B, N, C].</summary>
     public Tensor ForwardFeatures(Tensor img)

@@ -7,10 +7,13 @@ namespace VitSharp.Models;
 /// Configuration of <see cref="T2TViT"/>: vit-pytorch's constructor arguments, with Python's names and defaults (a custom
 /// <c>transformer</c> module is not supported).
 /// </summary>
-public sealed record T2TViTConfig : ModelConfig<T2TViTConfig>
+public sealed record T2TViTConfig : ModelConfig<T2TViTConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.t2t.T2TViT";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 
     /// <summary>vit-pytorch's default soft split: (7, 4), (3, 2), (3, 2), as in the paper.</summary>
     public static IReadOnlyList<(int Kernel, int Stride)> DefaultT2TLayers { get; } = [(7, 4), (3, 2), (3, 2)];
@@ -127,19 +130,10 @@ public sealed record T2TViTConfig : ModelConfig<T2TViTConfig>
 /// <see cref="Transformer"/> (with its final LayerNorm), pooling (token 0 or the mean over all tokens), <c>to_latent</c>
 /// (Identity) and <c>mlp_head</c> Linear(C → classes). Images [B, c, H, H] → logits [B, classes].
 /// </summary>
-public sealed class T2TViT : Module, IImageModel
+public sealed class T2TViT : ImageModel<T2TViTConfig>
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public T2TViTConfig Config { get; }
-
-    /// <inheritdoc/>
-    public int InputChannels => Config.Channels;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImageSize;
     /// <summary>The soft split and the final projection (key <c>to_patch_embedding</c>; stage i's modules at 4i..4i+3, the Linear last).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>The soft-split transformers, one per stage but the last (keys <c>to_patch_embedding.{4i+3}</c>).</summary>
@@ -156,10 +150,8 @@ public sealed class T2TViT : Module, IImageModel
     public Linear MlpHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public T2TViT(T2TViTConfig config)
+    public T2TViT(T2TViTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         var embed = new Sequential();
         var splitTransformers = new List<Transformer>();
         int stages = config.T2TLayers.Count;
@@ -188,9 +180,6 @@ public sealed class T2TViT : Module, IImageModel
         ToLatent = RegisterModule("to_latent", new Identity());
         MlpHead = RegisterModule("mlp_head", new Linear(config.Dim, config.NumClasses));
     }
-
-    /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageSize, Config.ImageSize);
 
     /// <summary>Tokens after the main transformer (and its final LayerNorm): [B, N + 1, C], the class token first.</summary>
     public Tensor ForwardFeatures(Tensor img)

@@ -7,10 +7,13 @@ namespace VitSharp.Models;
 /// plus the extensions <c>in_chans</c> (input channels of <c>conv_proj</c>, 3 in torchvision) and <c>layer_norm_eps</c>
 /// (1e-6 in torchvision, timm and Google's checkpoints; 1e-12 in Hugging Face <c>transformers</c>' ViT).
 /// </summary>
-public sealed record VisionTransformerConfig : ModelConfig<VisionTransformerConfig>
+public sealed record VisionTransformerConfig : ModelConfig<VisionTransformerConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "torchvision.models.vision_transformer.VisionTransformer";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, ImageSize, ImageSize);
 
     /// <summary>Image side (square images, as torchvision).</summary>
     [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
@@ -141,17 +144,9 @@ public sealed class Encoder : Module
 /// torchvision, so its weights load with no key map. Initialisation as torchvision: conv_proj truncated N(0, 1/fan_in),
 /// class token zero, pre_logits truncated N(0, 1/fan_in), head zero.
 /// </summary>
-public sealed class VisionTransformer : Module, IImageModel
+public sealed class VisionTransformer : ImageModel<VisionTransformerConfig>
 {
-    /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
-    public VisionTransformerConfig Config { get; private set; }
 
-    /// <inheritdoc/>
-    public int InputChannels => Config.InChans;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImageSize;
     /// <summary>Patch embedding (key <c>conv_proj</c>).</summary>
     public Conv2d ConvProj { get; }
     /// <summary>Class token [1, 1, C] (key <c>class_token</c>).</summary>
@@ -162,10 +157,8 @@ public sealed class VisionTransformer : Module, IImageModel
     public NamedSequential Heads { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public VisionTransformer(VisionTransformerConfig config)
+    public VisionTransformer(VisionTransformerConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         int c = config.HiddenDim;
         ConvProj = RegisterModule("conv_proj", new Conv2d(config.InChans, c, config.PatchSize, config.PatchSize));
         ClassToken = RegisterParameter("class_token", Tensor.Zeros(1, 1, c));
@@ -206,9 +199,6 @@ public sealed class VisionTransformer : Module, IImageModel
         for (int i = 0; i < d.Length; i++)
             while (d[i] < -2f || d[i] > 2f) d[i] = Tensor.RandN(rng, 0, std, 1).Data[0];
     }
-
-    /// <summary>Checks an image batch; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.InChans, Config.ImageSize, Config.ImageSize);
 
     /// <summary>torchvision's <c>_process_input</c>: conv_proj then [B, C, h, w] → [B, h·w, C].</summary>
     public Tensor ProcessInput(Tensor img)

@@ -3,10 +3,13 @@ using VitSharp.NN;
 namespace VitSharp.Models;
 
 /// <summary>Configuration of <see cref="ViT"/>: vit-pytorch's constructor arguments, with Python's names and defaults.</summary>
-public sealed record ViTConfig : ModelConfig<ViTConfig>
+public sealed record ViTConfig : ModelConfig<ViTConfig>, IImageConfig
 {
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.vit.ViT";
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageHeight, ImageWidth);
 
     /// <summary>Image height (image_size: an int or a pair).</summary>
     [Kwarg("image_size", PairWith = nameof(ImageWidth), Min = 1)] public required int ImageHeight { get; init; }
@@ -49,12 +52,10 @@ public sealed record ViTConfig : ModelConfig<ViTConfig>
 /// [N+1, C], <see cref="Transformer"/>, pooling, <c>mlp_head</c>. Image [B, c, H, W] → logits [B, classes] (the tokens
 /// [B, N+1, C] when num_classes is 0). <see cref="DistillableViT"/> derives from it, as in vit-pytorch.
 /// </summary>
-public class ViT : Module, IPatchTokenModel
+public class ViT : ImageModel<ViTConfig>, IPatchTokenModel
 {
     private readonly Dropout _dropout;
 
-    /// <summary>The configuration (NumClasses follows <see cref="ResetClassifier"/>).</summary>
-    public ViTConfig Config { get; private set; }
     /// <summary>Key <c>to_patch_embedding</c>.</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions [N+1, C] (key <c>pos_embedding</c>).</summary>
@@ -67,10 +68,8 @@ public class ViT : Module, IPatchTokenModel
     public Linear? MlpHead { get; private set; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public ViT(ViTConfig config)
+    public ViT(ViTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         int numClsTokens = config.Pool == "cls" ? 1 : 0;
         ToPatchEmbedding = RegisterModule("to_patch_embedding", VitLayers.PatchEmbedding(config.Channels, config.PatchHeight, config.PatchWidth, config.Dim));
         PosEmbedding = RegisterParameter("pos_embedding", Tensor.RandN(Init.Rng, 0, 1, config.NumPatches + numClsTokens, config.Dim));
@@ -81,19 +80,10 @@ public class ViT : Module, IPatchTokenModel
     }
 
     /// <inheritdoc/>
-    public int InputChannels => Config.Channels;
-    /// <inheritdoc/>
-    public int? InputHeight => Config.ImageHeight;
-    /// <inheritdoc/>
-    public int? InputWidth => Config.ImageWidth;
-    /// <inheritdoc/>
     public (int Height, int Width) PatchGrid => (Config.ImageHeight / Config.PatchHeight, Config.ImageWidth / Config.PatchWidth);
     /// <inheritdoc/>
     /// <remarks>The class token (none with mean pooling); a <see cref="DistillableViT"/>'s distillation token comes after the patches.</remarks>
     public int NumPrefixTokens => ClsToken.Dim(0);
-
-    /// <summary>Throws an <see cref="ArgumentException"/> naming the mismatch unless <paramref name="img"/> is [B, c, H, W].</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageHeight, Config.ImageWidth);
 
     /// <summary>The tokens that enter the transformer: class token and patches, plus positions, after dropout. [B, N(+1), C].</summary>
     public Tensor Embed(Tensor img)
