@@ -11,9 +11,6 @@ public sealed record CaiTConfig : ModelConfig<CaiTConfig>, IImageConfig
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.cait.CaiT";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
-
     /// <summary>Input channels: always 3 (the reference hard-codes its patch width as 3·p²).</summary>
     public const int Channels = 3;
 
@@ -51,6 +48,9 @@ public sealed record CaiTConfig : ModelConfig<CaiTConfig>, IImageConfig
 
     /// <inheritdoc/>
     protected override void CheckMore() => Check.Divisible((ImageSize, ImageSize), (PatchSize, PatchSize));
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 }
 
 /// <summary>

@@ -11,9 +11,6 @@ public sealed record DeepViTConfig : ModelConfig<DeepViTConfig>, IImageConfig
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.deepvit.DeepViT";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
-
     /// <summary>Image side in pixels (square images).</summary>
     [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
     /// <summary>Patch side (square patches).</summary>
@@ -44,6 +41,9 @@ public sealed record DeepViTConfig : ModelConfig<DeepViTConfig>, IImageConfig
 
     /// <inheritdoc/>
     protected override void CheckMore() => Check.Divisible((ImageSize, ImageSize), (PatchSize, PatchSize));
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 }
 
 /// <summary>Reorders dimensions (einops' <c>Rearrange</c> for pure permutations, e.g. <c>'b h i j -> b i j h'</c> is (0, 2, 3, 1)).</summary>

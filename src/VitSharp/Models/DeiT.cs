@@ -13,9 +13,6 @@ public sealed record DeiTConfig : ModelConfig<DeiTConfig>, IImageConfig
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "timm.models.deit.VisionTransformerDistilled";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (InChans, ImgSize, ImgSize);
-
     /// <summary>Prefix tokens before the patches: the class token and the distillation token.</summary>
     public const int NumPrefixTokens = 2;
 
@@ -76,6 +73,9 @@ public sealed record DeiTConfig : ModelConfig<DeiTConfig>, IImageConfig
         if (!(MlpRatio > 0) || double.IsInfinity(MlpRatio) || MlpHidden < 1)
             throw new ArgumentException($"mlp_ratio must give a positive MLP width int(embed_dim·mlp_ratio), got {MlpRatio}");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, ImgSize, ImgSize);
 }
 
 /// <summary>

@@ -12,9 +12,6 @@ public sealed record PiTConfig : ModelConfig<PiTConfig>, IImageConfig
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.pit.PiT";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
-
     /// <summary>Image side in pixels (square images).</summary>
     [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
     /// <summary>Patch side p; patches overlap, the unfold stride being p / 2.</summary>
@@ -97,6 +94,9 @@ public sealed record PiTConfig : ModelConfig<PiTConfig>, IImageConfig
         if (Depth.Length > 20 || (long)Dim << (Depth.Length - 1) > 1 << 20)
             throw new ArgumentException($"dim {Dim} doubled over {Depth.Length} stages is too wide");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 }
 
 /// <summary>

@@ -12,9 +12,6 @@ public sealed record ResNetConfig : ModelConfig<ResNetConfig>, IImageConfig
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "torchvision.models.resnet.ResNet";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (InChans, null, null);
-
     /// <summary>"BasicBlock" (two 3×3 convolutions, expansion 1) or "Bottleneck" (1×1, 3×3, 1×1, expansion 4): the class name.</summary>
     [Kwarg("block", OneOf = ["BasicBlock", "Bottleneck"])] public required string Block { get; init; }
     /// <summary>Blocks in layer1..layer4.</summary>
@@ -52,6 +49,9 @@ public sealed record ResNetConfig : ModelConfig<ResNetConfig>, IImageConfig
         if (Block == "BasicBlock" && (Groups != 1 || WidthPerGroup != 64))
             throw new ArgumentException("BasicBlock only supports groups=1 and base_width=64");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, null, null);
 }
 
 /// <summary>torchvision's ResNet <c>BasicBlock</c>: conv1 (3×3, stride) → bn1 → ReLU → conv2 (3×3) → bn2, + identity or <c>downsample</c>, ReLU.</summary>

@@ -8,9 +8,6 @@ public sealed record SimpleViTConfig : ModelConfig<SimpleViTConfig>, IImageConfi
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.simple_vit.SimpleViT";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (Channels, ImageHeight, ImageWidth);
-
     /// <summary>Image height (image_size: an int or a pair).</summary>
     [Kwarg("image_size", PairWith = nameof(ImageWidth), Min = 1)] public required int ImageHeight { get; init; }
     /// <summary>Image width.</summary>
@@ -49,6 +46,9 @@ public sealed record SimpleViTConfig : ModelConfig<SimpleViTConfig>, IImageConfi
         // The reference divides by dim/4 − 1: dim 4 gives 0/0 = NaN positions there.
         if (Dim < 8) throw new ArgumentException($"SimpleViT needs dim ≥ 8 (its sin-cos frequencies divide by dim/4 − 1), got {Dim}");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageHeight, ImageWidth);
 }
 
 /// <summary>

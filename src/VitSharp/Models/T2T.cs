@@ -12,9 +12,6 @@ public sealed record T2TViTConfig : ModelConfig<T2TViTConfig>, IImageConfig
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.t2t.T2TViT";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
-
     /// <summary>vit-pytorch's default soft split: (7, 4), (3, 2), (3, 2), as in the paper.</summary>
     public static IReadOnlyList<(int Kernel, int Stride)> DefaultT2TLayers { get; } = [(7, 4), (3, 2), (3, 2)];
 
@@ -119,6 +116,9 @@ public sealed record T2TViTConfig : ModelConfig<T2TViTConfig>, IImageConfig
                 throw new ArgumentException($"t2t_layers unfold to tokens of width {width} at stage {i}, too large");
         }
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 }
 
 /// <summary>

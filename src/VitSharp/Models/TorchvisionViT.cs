@@ -12,9 +12,6 @@ public sealed record VisionTransformerConfig : ModelConfig<VisionTransformerConf
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "torchvision.models.vision_transformer.VisionTransformer";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (InChans, ImageSize, ImageSize);
-
     /// <summary>Image side (square images, as torchvision).</summary>
     [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
     /// <summary>Patch side; must divide the image side.</summary>
@@ -52,6 +49,9 @@ public sealed record VisionTransformerConfig : ModelConfig<VisionTransformerConf
         if (HiddenDim % NumHeads != 0) throw new ArgumentException($"hidden_dim {HiddenDim} is not divisible by num_heads {NumHeads}");
         if (!(LayerNormEps > 0) || !float.IsFinite(LayerNormEps)) throw new ArgumentException($"layer_norm_eps must be positive and finite, got {LayerNormEps}");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, ImageSize, ImageSize);
 }
 
 /// <summary>

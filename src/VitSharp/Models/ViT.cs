@@ -8,9 +8,6 @@ public sealed record ViTConfig : ModelConfig<ViTConfig>, IImageConfig
     /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.vit.ViT";
 
-    /// <inheritdoc/>
-    public (int Channels, int? Height, int? Width) Input => (Channels, ImageHeight, ImageWidth);
-
     /// <summary>Image height (image_size: an int or a pair).</summary>
     [Kwarg("image_size", PairWith = nameof(ImageWidth), Min = 1)] public required int ImageHeight { get; init; }
     /// <summary>Image width.</summary>
@@ -45,6 +42,9 @@ public sealed record ViTConfig : ModelConfig<ViTConfig>, IImageConfig
 
     /// <inheritdoc/>
     protected override void CheckMore() => Check.Divisible((ImageHeight, ImageWidth), (PatchHeight, PatchWidth));
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageHeight, ImageWidth);
 }
 
 /// <summary>
