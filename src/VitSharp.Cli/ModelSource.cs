@@ -14,7 +14,7 @@ internal static class ModelSource
         if (!File.Exists(nameOrPath) && !Directory.Exists(nameOrPath)) return Presets.Get(nameOrPath);
         var ck = VitSharp.Import.WeightImporter.LoadCheckpoint(nameOrPath);
         var info = VitSharp.Training.DataInfo.FromJson(ck.Info.Data);
-        var (c, size) = ck.Model is IImageModel im ? (im.InputChannels, im.InputHeight) : (info.Channels, info.Height);
+        var (c, size) = ck.Model is IImageModel im ? (im.InputChannels, im.InputHeight ?? info.Height) : (info.Channels, info.Height);
         return new Preset(Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath)), $"{ck.Info.Model.Constructor} from {nameOrPath}", ck.Info.Model, size, c);
     }
 }

@@ -99,7 +99,7 @@ public static class PredictCommand
     {
         var info = DataInfo.FromJson(ckpt.Info.Data);
         var model = ckpt.Model is DistillWrapper dw ? dw.Student : ckpt.Model;
-        return model is IImageModel im ? (info.Channels, im.InputHeight, im.InputWidth) : (info.Channels, info.Height, info.Width);
+        return model is IImageModel im ? (info.Channels, im.InputHeight ?? info.Height, im.InputWidth ?? info.Width) : (info.Channels, info.Height, info.Width);
     }
 
     /// <summary>The patch-token model of a ViT-family checkpoint model (a ViT, a distillation wrapper's student, DeiT's distilled model), or null.</summary>

@@ -54,7 +54,7 @@ public static class SummaryCommand
         var model = preset.Build();
         model.Eval();
         int h = preset.ImageSize, w = preset.ImageSize;
-        if (model is IImageModel im) { h = im.InputHeight; w = im.InputWidth; }
+        if (model is IImageModel im) { h = im.InputHeight ?? h; w = im.InputWidth ?? w; }
         var input = Tensor.Zeros(1, preset.Channels, h, w);
 
         var shapes = new Dictionary<Module, (int[] Shape, int Calls)>(ReferenceEqualityComparer.Instance);

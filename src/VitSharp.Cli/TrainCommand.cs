@@ -101,7 +101,7 @@ public static class TrainCommand
                 if (!given.Contains(imageSize.Name) && !pr.GetValue(resume))
                 {
                     var pre = VitSharp.Import.WeightImporter.LoadCheckpoint(ini, new VitSharp.Import.ImportOptions { Model = o.InitModel, ModelArgs = o.ModelArgs });
-                    if (pre.Model is VitSharp.Models.IImageModel im) o = o with { ImageSize = im.InputHeight };
+                    if (pre.Model is VitSharp.Models.IImageModel { InputHeight: int side }) o = o with { ImageSize = side };
                 }
                 if (pr.GetValue(outDir) is null) o = o with { OutDir = Path.Combine("runs", "finetuned") };
             }

@@ -43,14 +43,14 @@ public static class ArchitectureInference
     }
 
     /// <summary>timm's constructor name of DeiT's distilled models.</summary>
-    public const string DeiTConstructor = "timm.models.deit.VisionTransformerDistilled";
+    public const string DeiTConstructor = DeiTConfig.Constructor;
 
     /// <summary>The constructor name each family is built with.</summary>
     public static string Constructor(WeightArchitecture a) => a switch
     {
-        WeightArchitecture.TorchvisionViT or WeightArchitecture.TimmViT => "torchvision.models.vision_transformer.VisionTransformer",
+        WeightArchitecture.TorchvisionViT or WeightArchitecture.TimmViT => VisionTransformerConfig.Constructor,
         WeightArchitecture.DeiTDistilled => DeiTConstructor,
-        WeightArchitecture.ResNet => "torchvision.models.resnet.ResNet",
+        WeightArchitecture.ResNet => ResNetConfig.Constructor,
         _ => throw new ArgumentOutOfRangeException(nameof(a)),
     };
 

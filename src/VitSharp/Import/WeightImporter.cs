@@ -235,7 +235,7 @@ public static class WeightImporter
     }
 
     private static (int C, int H, int W) InputOf(Module model) =>
-        model is IImageModel im ? (im.InputChannels, im.InputHeight, im.InputWidth) : (3, 224, 224);
+        model is IImageModel im ? (im.InputChannels, im.InputHeight ?? 224, im.InputWidth ?? 224) : (3, 224, 224);
 
     /// <summary>How the family's releases prepare images: torchvision's (bilinear resize to size/0.875, centre crop,
     /// ImageNet mean/std), timm/DeiT's (the same with bicubic). The resize scales with the model's input size.</summary>

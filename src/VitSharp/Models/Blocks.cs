@@ -32,7 +32,7 @@ public sealed class Attention : Module, IAttentionObservable
     /// <param name="bareOut">SimpleViT's layout: <c>to_out</c> is a bare Linear, present even when H = 1 and D = C.</param>
     public Attention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f, bool outBias = true, bool bareOut = false)
     {
-        if (heads < 1 || dimHead < 1) throw new ArgumentOutOfRangeException(nameof(heads), $"attention needs heads ≥ 1 and dim_head ≥ 1 (got {heads}, {dimHead})");
+        Check.Heads(heads, dimHead);
         _heads = heads; _dimHead = dimHead;
         int inner = heads * dimHead;
         bool projectOut = !(heads == 1 && dimHead == dim);
@@ -109,7 +109,7 @@ public sealed class Transformer : Module
     /// </summary>
     public Transformer(int dim, int depth, Func<int, Module> attention, Func<int, Module> feedForward, bool finalNorm = true)
     {
-        if (depth < 0) throw new ArgumentOutOfRangeException(nameof(depth), $"depth must be ≥ 0, got {depth}");
+        Check.AtLeast(depth, 0, "depth");
         if (finalNorm) Norm = RegisterModule("norm", new LayerNorm(dim));
         Layers = RegisterModule("layers", new ModuleList());
         for (int i = 0; i < depth; i++)
@@ -156,6 +156,36 @@ public sealed class Transformer : Module
             if (((ModuleList)Layers[i])[0] is Attention { AttentionObserver: not null }) return true;
         return false;
     }
+}
+
+/// <summary>The steps vit-pytorch's ViT-like models (ViT, SimpleViT, DeepViT, CaiT, T2T-ViT, PiT) write the same way.</summary>
+public static class VitLayers
+{
+    /// <summary>
+    /// vit-pytorch's <c>to_patch_embedding</c>: Rearrange (<see cref="PatchRearrange"/>) → LayerNorm(c·p1·p2) →
+    /// Linear(c·p1·p2 → dim) → LayerNorm(dim), keys <c>.1</c>, <c>.2</c>, <c>.3</c>. Image [B, c, H, W] → patches [B, N, dim].
+    /// </summary>
+    public static Sequential PatchEmbedding(int channels, int patchHeight, int patchWidth, int dim)
+    {
+        int patchDim = channels * patchHeight * patchWidth;
+        return new Sequential(new PatchRearrange(patchHeight, patchWidth), new LayerNorm(patchDim), new Linear(patchDim, dim), new LayerNorm(dim));
+    }
+
+    /// <summary>
+    /// <c>torch.cat((repeat(tokens, '... d -> b ... d'), x), dim=1)</c>: the learned <paramref name="tokens"/> ([n, C] or
+    /// [1, n, C]; n may be 0, and the tokens then still get their empty gradient, as in PyTorch) in front of every
+    /// sequence of <paramref name="x"/> [B, N, C] → [B, n + N, C].
+    /// </summary>
+    public static Tensor Prepend(Tensor tokens, Tensor x)
+    {
+        int b = x.Dim(0), c = x.Dim(2), n = tokens.Dim(-2);
+        var t = tokens.Rank == 3 ? tokens : tokens.Reshape(1, n, c);
+        return Tensor.Cat([t.BroadcastTo(b, n, c), x], 1);
+    }
+
+    /// <summary><c>x.mean(dim = 1) if pool == 'mean' else x[:, 0]</c>: [B, N, C] → [B, C].</summary>
+    public static Tensor Pool(Tensor tokens, string pool) =>
+        pool == "mean" ? tokens.Mean(1) : tokens.Slice(1, 0, 1).Reshape(tokens.Dim(0), tokens.Dim(2));
 }
 
 /// <summary>

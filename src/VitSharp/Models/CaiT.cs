@@ -1,85 +1,56 @@
-using System.Text.Json.Nodes;
 using VitSharp.NN;
 
 namespace VitSharp.Models;
 
 /// <summary>
-/// Configuration of <see cref="CaiT"/>, with vit-pytorch's constructor arguments (image_size, patch_size, num_classes,
-/// dim, depth, cls_depth, heads, mlp_dim, dim_head, dropout, emb_dropout, layer_dropout). The reference takes square
-/// RGB images only: plain ints for the sizes and a hard-coded 3 channels.
+/// Configuration of <see cref="CaiT"/>: vit-pytorch's constructor arguments, with Python's names and defaults. The
+/// reference takes square RGB images only: plain ints for the sizes and a hard-coded 3 channels.
 /// </summary>
-public sealed record CaiTConfig
+public sealed record CaiTConfig : ModelConfig<CaiTConfig>, IImageConfig
 {
-    /// <summary>The Python constructor this configuration describes.</summary>
+    /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.cait.CaiT";
 
     /// <summary>Input channels: always 3 (the reference hard-codes its patch width as 3·p²).</summary>
     public const int Channels = 3;
 
     /// <summary>Image side in pixels (square images).</summary>
-    public required int ImageSize { get; init; }
+    [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
     /// <summary>Patch side (square patches).</summary>
-    public required int PatchSize { get; init; }
+    [Kwarg("patch_size", Min = 1)] public required int PatchSize { get; init; }
     /// <summary>Number of classes (0 gives logits [B, 0], as the reference's <c>Linear(dim, 0)</c>).</summary>
-    public required int NumClasses { get; init; }
+    [Kwarg("num_classes", Min = 0)] public required int NumClasses { get; init; }
     /// <summary>Token width C.</summary>
-    public required int Dim { get; init; }
+    [Kwarg("dim", Min = 1)] public required int Dim { get; init; }
     /// <summary>Layers of the patch transformer (self-attention over the patches).</summary>
-    public required int Depth { get; init; }
+    [Kwarg("depth", Min = 0)] public required int Depth { get; init; }
     /// <summary>Layers of the class-attention transformer (the class token attends to itself and the patches).</summary>
-    public required int ClsDepth { get; init; }
+    [Kwarg("cls_depth", Min = 0)] public required int ClsDepth { get; init; }
     /// <summary>Attention heads H.</summary>
-    public required int Heads { get; init; }
+    [Kwarg("heads", Min = 1)] public required int Heads { get; init; }
     /// <summary>Hidden width of the feed-forward blocks.</summary>
-    public required int MlpDim { get; init; }
+    [Kwarg("mlp_dim", Min = 1)] public required int MlpDim { get; init; }
     /// <summary>Head width D.</summary>
-    public int DimHead { get; init; } = 64;
+    [Kwarg("dim_head", Min = 1)] public int DimHead { get; init; } = 64;
     /// <summary>Dropout inside the transformers (attention probabilities, projections, MLP).</summary>
-    public float Dropout { get; init; }
-    /// <summary>Dropout after adding position embeddings.</summary>
-    public float EmbDropout { get; init; }
+    [Kwarg("dropout", Rate = true)] public float Dropout { get; init; }
+    /// <summary>Dropout after adding the positions.</summary>
+    [Kwarg("emb_dropout", Rate = true)] public float EmbDropout { get; init; }
     /// <summary>
     /// Probability of dropping each whole layer (attention + feed-forward pair) of both transformers on every forward
     /// pass. As in the reference this happens in evaluation mode too, so a model with layer dropout is stochastic at
     /// inference; see <see cref="CaiTTransformer"/>.
     /// </summary>
-    public float LayerDropout { get; init; }
+    [Kwarg("layer_dropout", Rate = true)] public float LayerDropout { get; init; }
 
     /// <summary>Number of patches.</summary>
     public int NumPatches => (ImageSize / PatchSize) * (ImageSize / PatchSize);
 
-    /// <summary>The configuration as vit_pytorch.cait.CaiT keyword arguments (Python names).</summary>
-    public JsonObject ToKwargs() => new()
-    {
-        ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["num_classes"] = NumClasses, ["dim"] = Dim, ["depth"] = Depth,
-        ["cls_depth"] = ClsDepth, ["heads"] = Heads, ["mlp_dim"] = MlpDim, ["dim_head"] = DimHead, ["dropout"] = Dropout,
-        ["emb_dropout"] = EmbDropout, ["layer_dropout"] = LayerDropout,
-    };
+    /// <inheritdoc/>
+    protected override void CheckMore() => Check.Divisible((ImageSize, ImageSize), (PatchSize, PatchSize));
 
-    /// <summary>The model spec (constructor and keyword arguments) of this configuration.</summary>
-    public ModelSpec ToSpec() => new(Constructor, ToKwargs());
-
-    /// <summary>Reads the reference constructor's keyword arguments (defaults as in Python).</summary>
-    public static CaiTConfig FromKwargs(ModelFactory.Kwargs k) => new()
-    {
-        ImageSize = k.Int("image_size"), PatchSize = k.Int("patch_size"), NumClasses = k.Int("num_classes"), Dim = k.Int("dim"),
-        Depth = k.Int("depth"), ClsDepth = k.Int("cls_depth"), Heads = k.Int("heads"), MlpDim = k.Int("mlp_dim"),
-        DimHead = k.Int("dim_head", 64), Dropout = k.Float("dropout", 0f), EmbDropout = k.Float("emb_dropout", 0f),
-        LayerDropout = k.Float("layer_dropout", 0f),
-    };
-
-    /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> naming the problem.</summary>
-    public void Validate()
-    {
-        if (ImageSize <= 0) throw new ArgumentException($"image size {ImageSize} must be positive");
-        if (PatchSize <= 0) throw new ArgumentException($"patch size {PatchSize} must be positive");
-        if (ImageSize % PatchSize != 0) throw new ArgumentException($"image size {ImageSize} is not divisible by the patch size {PatchSize}");
-        if (NumClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {NumClasses}");
-        if (Dim <= 0 || Depth < 0 || ClsDepth < 0 || Heads <= 0 || DimHead <= 0 || MlpDim <= 0)
-            throw new ArgumentException($"dim, heads, dim_head and mlp_dim must be positive and depth, cls_depth ≥ 0 (dim {Dim}, depth {Depth}, cls_depth {ClsDepth}, heads {Heads}, dim_head {DimHead}, mlp_dim {MlpDim})");
-        if (Dropout < 0 || Dropout > 1 || EmbDropout < 0 || EmbDropout > 1 || LayerDropout < 0 || LayerDropout > 1)
-            throw new ArgumentException($"dropout rates must lie in [0, 1] (dropout {Dropout}, emb_dropout {EmbDropout}, layer_dropout {LayerDropout})");
-    }
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 }
 
 /// <summary>
@@ -144,7 +115,7 @@ public sealed class TalkingHeadsAttention : Module
     /// <summary>Creates the block.</summary>
     public TalkingHeadsAttention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f)
     {
-        if (heads < 1 || dimHead < 1) throw new ArgumentOutOfRangeException(nameof(heads), $"attention needs heads ≥ 1 and dim_head ≥ 1 (got {heads}, {dimHead})");
+        Check.Heads(heads, dimHead);
         _heads = heads; _dimHead = dimHead;
         int inner = heads * dimHead;
         Norm = RegisterModule("norm", new LayerNorm(dim));
@@ -203,8 +174,8 @@ public sealed class CaiTTransformer : Module
     /// <summary>Creates the stack.</summary>
     public CaiTTransformer(int dim, int depth, int heads, int dimHead, int mlpDim, float dropout = 0f, float layerDropout = 0f)
     {
-        if (depth < 0) throw new ArgumentOutOfRangeException(nameof(depth), $"depth must be ≥ 0, got {depth}");
-        if (layerDropout < 0 || layerDropout > 1) throw new ArgumentOutOfRangeException(nameof(layerDropout), $"layer dropout {layerDropout} is outside [0, 1]");
+        Check.AtLeast(depth, 0, "depth");
+        Check.Rate(layerDropout, "layer_dropout");
         LayerDropout = layerDropout;
         Layers = RegisterModule("layers", new ModuleList());
         for (int i = 0; i < depth; i++)
@@ -258,12 +229,10 @@ public sealed class CaiTTransformer : Module
 /// [1, 1, C] attends to itself and the patch tokens (the context), then <c>mlp_head</c> = LayerNorm → Linear on the
 /// class token. Both transformers use <see cref="LayerScale"/> and talking heads. Image [B, 3, S, S] → logits [B, classes].
 /// </summary>
-public sealed class CaiT : Module, IImageModel
+public sealed class CaiT : ImageModel<CaiTConfig>
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public CaiTConfig Config { get; }
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions of the patches [1, N, C] (key <c>pos_embedding</c>; the class token gets none).</summary>
@@ -278,14 +247,9 @@ public sealed class CaiT : Module, IImageModel
     public Sequential MlpHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public CaiT(CaiTConfig config)
+    public CaiT(CaiTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
-        int patchDim = CaiTConfig.Channels * config.PatchSize * config.PatchSize;
-        ToPatchEmbedding = RegisterModule("to_patch_embedding", new Sequential(
-            new PatchRearrange(config.PatchSize, config.PatchSize),
-            new LayerNorm(patchDim), new Linear(patchDim, config.Dim), new LayerNorm(config.Dim)));
+        ToPatchEmbedding = RegisterModule("to_patch_embedding", VitLayers.PatchEmbedding(CaiTConfig.Channels, config.PatchSize, config.PatchSize, config.Dim));
         PosEmbedding = RegisterParameter("pos_embedding", Tensor.RandN(Init.Rng, 0, 1, 1, config.NumPatches, config.Dim));
         ClsToken = RegisterParameter("cls_token", Tensor.RandN(Init.Rng, 0, 1, 1, 1, config.Dim));
         _embDropout = RegisterModule("dropout", new Dropout(config.EmbDropout));
@@ -296,15 +260,8 @@ public sealed class CaiT : Module, IImageModel
         MlpHead = RegisterModule("mlp_head", new Sequential(new LayerNorm(config.Dim), new Linear(config.Dim, config.NumClasses)));
     }
 
-    /// <inheritdoc/>
-    public int InputChannels => CaiTConfig.Channels;
-    /// <inheritdoc/>
-    public int InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int InputWidth => Config.ImageSize;
-
     /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, CaiTConfig.Channels, Config.ImageSize, Config.ImageSize, " (CaiT always takes 3 channels)");
+    public override void CheckInput(Tensor img) => ImageInput.Check(img, CaiTConfig.Channels, Config.ImageSize, Config.ImageSize, " (CaiT always takes 3 channels)");
 
     /// <summary>
     /// The class token after the class-attention stage followed by the patch tokens after the patch transformer:

@@ -1,78 +1,49 @@
-using System.Text.Json.Nodes;
 using VitSharp.NN;
 
 namespace VitSharp.Models;
 
 /// <summary>
-/// Configuration of <see cref="DeepViT"/>, with vit-pytorch's constructor arguments (image_size, patch_size,
-/// num_classes, dim, depth, heads, mlp_dim, pool, channels, dim_head, dropout, emb_dropout). The reference takes
-/// square images and patches only (plain ints).
+/// Configuration of <see cref="DeepViT"/>: vit-pytorch's constructor arguments, with Python's names and defaults. The
+/// reference takes square images and patches only (plain ints).
 /// </summary>
-public sealed record DeepViTConfig
+public sealed record DeepViTConfig : ModelConfig<DeepViTConfig>, IImageConfig
 {
-    /// <summary>The Python constructor this configuration describes.</summary>
+    /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.deepvit.DeepViT";
 
     /// <summary>Image side in pixels (square images).</summary>
-    public required int ImageSize { get; init; }
+    [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
     /// <summary>Patch side (square patches).</summary>
-    public required int PatchSize { get; init; }
+    [Kwarg("patch_size", Min = 1)] public required int PatchSize { get; init; }
     /// <summary>Number of classes (0 gives logits [B, 0], as the reference's <c>Linear(dim, 0)</c>).</summary>
-    public required int NumClasses { get; init; }
+    [Kwarg("num_classes", Min = 0)] public required int NumClasses { get; init; }
     /// <summary>Token width C.</summary>
-    public required int Dim { get; init; }
-    /// <summary>Number of transformer layers.</summary>
-    public required int Depth { get; init; }
+    [Kwarg("dim", Min = 1)] public required int Dim { get; init; }
+    /// <summary>Transformer layers.</summary>
+    [Kwarg("depth", Min = 0)] public required int Depth { get; init; }
     /// <summary>Attention heads H.</summary>
-    public required int Heads { get; init; }
+    [Kwarg("heads", Min = 1)] public required int Heads { get; init; }
     /// <summary>Hidden width of the feed-forward blocks.</summary>
-    public required int MlpDim { get; init; }
+    [Kwarg("mlp_dim", Min = 1)] public required int MlpDim { get; init; }
     /// <summary>"cls" (token 0) or "mean" (mean over all tokens, the class token included: it is always there).</summary>
-    public string Pool { get; init; } = "cls";
+    [Kwarg("pool", OneOf = ["cls", "mean"])] public string Pool { get; init; } = "cls";
     /// <summary>Input channels.</summary>
-    public int Channels { get; init; } = 3;
+    [Kwarg("channels", Min = 1)] public int Channels { get; init; } = 3;
     /// <summary>Head width D.</summary>
-    public int DimHead { get; init; } = 64;
+    [Kwarg("dim_head", Min = 1)] public int DimHead { get; init; } = 64;
     /// <summary>Dropout inside the transformer (attention probabilities, projections, MLP).</summary>
-    public float Dropout { get; init; }
-    /// <summary>Dropout after adding position embeddings.</summary>
-    public float EmbDropout { get; init; }
+    [Kwarg("dropout", Rate = true)] public float Dropout { get; init; }
+    /// <summary>Dropout after adding the positions.</summary>
+    [Kwarg("emb_dropout", Rate = true)] public float EmbDropout { get; init; }
 
     /// <summary>Number of patches.</summary>
     public int NumPatches => (ImageSize / PatchSize) * (ImageSize / PatchSize);
 
-    /// <summary>The configuration as vit_pytorch.deepvit.DeepViT keyword arguments (Python names).</summary>
-    public JsonObject ToKwargs() => new()
-    {
-        ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["num_classes"] = NumClasses, ["dim"] = Dim, ["depth"] = Depth,
-        ["heads"] = Heads, ["mlp_dim"] = MlpDim, ["pool"] = Pool, ["channels"] = Channels, ["dim_head"] = DimHead,
-        ["dropout"] = Dropout, ["emb_dropout"] = EmbDropout,
-    };
+    /// <inheritdoc/>
+    protected override void CheckMore() => Check.Divisible((ImageSize, ImageSize), (PatchSize, PatchSize));
 
-    /// <summary>The model spec (constructor and keyword arguments) of this configuration.</summary>
-    public ModelSpec ToSpec() => new(Constructor, ToKwargs());
-
-    /// <summary>Reads the reference constructor's keyword arguments (defaults as in Python).</summary>
-    public static DeepViTConfig FromKwargs(ModelFactory.Kwargs k) => new()
-    {
-        ImageSize = k.Int("image_size"), PatchSize = k.Int("patch_size"), NumClasses = k.Int("num_classes"), Dim = k.Int("dim"),
-        Depth = k.Int("depth"), Heads = k.Int("heads"), MlpDim = k.Int("mlp_dim"), Pool = k.String("pool", "cls"),
-        Channels = k.Int("channels", 3), DimHead = k.Int("dim_head", 64), Dropout = k.Float("dropout", 0f),
-        EmbDropout = k.Float("emb_dropout", 0f),
-    };
-
-    /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> naming the problem.</summary>
-    public void Validate()
-    {
-        if (ImageSize <= 0) throw new ArgumentException($"image size {ImageSize} must be positive");
-        if (PatchSize <= 0) throw new ArgumentException($"patch size {PatchSize} must be positive");
-        if (ImageSize % PatchSize != 0) throw new ArgumentException($"image size {ImageSize} is not divisible by the patch size {PatchSize}");
-        if (Pool != "cls" && Pool != "mean") throw new ArgumentException($"pool must be 'cls' or 'mean', got '{Pool}'");
-        if (NumClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {NumClasses}");
-        if (Dim <= 0 || Depth < 0 || Heads <= 0 || DimHead <= 0 || MlpDim <= 0 || Channels <= 0)
-            throw new ArgumentException($"dim, heads, dim_head, mlp_dim and channels must be positive and depth ≥ 0 (dim {Dim}, depth {Depth}, heads {Heads}, dim_head {DimHead}, mlp_dim {MlpDim}, channels {Channels})");
-        if (Dropout < 0 || Dropout > 1 || EmbDropout < 0 || EmbDropout > 1) throw new ArgumentException("dropout rates must lie in [0, 1]");
-    }
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 }
 
 /// <summary>Reorders dimensions (einops' <c>Rearrange</c> for pure permutations, e.g. <c>'b h i j -> b i j h'</c> is (0, 2, 3, 1)).</summary>
@@ -115,7 +86,7 @@ public sealed class ReAttention : Module
     /// <summary>Creates the block.</summary>
     public ReAttention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f)
     {
-        if (heads < 1 || dimHead < 1) throw new ArgumentOutOfRangeException(nameof(heads), $"attention needs heads ≥ 1 and dim_head ≥ 1 (got {heads}, {dimHead})");
+        Check.Heads(heads, dimHead);
         _heads = heads; _dimHead = dimHead;
         int inner = heads * dimHead;
         Norm = RegisterModule("norm", new LayerNorm(dim));
@@ -150,12 +121,10 @@ public sealed class ReAttention : Module
 /// mean), then <c>mlp_head</c> = LayerNorm (<c>mlp_head.0</c>) → Linear (<c>mlp_head.1</c>).
 /// Image [B, c, S, S] → logits [B, classes].
 /// </summary>
-public sealed class DeepViT : Module, IImageModel
+public sealed class DeepViT : ImageModel<DeepViTConfig>
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public DeepViTConfig Config { get; }
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions [1, N+1, C] (key <c>pos_embedding</c>).</summary>
@@ -168,14 +137,9 @@ public sealed class DeepViT : Module, IImageModel
     public Sequential MlpHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public DeepViT(DeepViTConfig config)
+    public DeepViT(DeepViTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
-        int patchDim = config.Channels * config.PatchSize * config.PatchSize;
-        ToPatchEmbedding = RegisterModule("to_patch_embedding", new Sequential(
-            new PatchRearrange(config.PatchSize, config.PatchSize),
-            new LayerNorm(patchDim), new Linear(patchDim, config.Dim), new LayerNorm(config.Dim)));
+        ToPatchEmbedding = RegisterModule("to_patch_embedding", VitLayers.PatchEmbedding(config.Channels, config.PatchSize, config.PatchSize, config.Dim));
         PosEmbedding = RegisterParameter("pos_embedding", Tensor.RandN(Init.Rng, 0, 1, 1, config.NumPatches + 1, config.Dim));
         ClsToken = RegisterParameter("cls_token", Tensor.RandN(Init.Rng, 0, 1, 1, 1, config.Dim));
         _embDropout = RegisterModule("dropout", new Dropout(config.EmbDropout));
@@ -185,31 +149,17 @@ public sealed class DeepViT : Module, IImageModel
         MlpHead = RegisterModule("mlp_head", new Sequential(new LayerNorm(config.Dim), new Linear(config.Dim, config.NumClasses)));
     }
 
-    /// <inheritdoc/>
-    public int InputChannels => Config.Channels;
-    /// <inheritdoc/>
-    public int InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int InputWidth => Config.ImageSize;
-
-    /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageSize, Config.ImageSize);
-
     /// <summary>Tokens after the transformer, class token first: [B, N+1, C].</summary>
     public Tensor ForwardFeatures(Tensor img)
     {
         CheckInput(img);
-        int b = img.Dim(0), c = Config.Dim;
-        var x = ToPatchEmbedding.Forward(img);                       // [B, N, C]
-        x = Tensor.Cat([ClsToken.BroadcastTo(b, 1, c), x], 1);
-        x = x + PosEmbedding;                                        // [1, N+1, C] broadcast over the batch
-        x = _embDropout.Forward(x);
+        var x = VitLayers.Prepend(ClsToken, ToPatchEmbedding.Forward(img));
+        x = _embDropout.Forward(x + PosEmbedding);                   // [1, N+1, C] broadcast over the batch
         return Transformer.Forward(x);
     }
 
     /// <summary>Pooling: token 0 ('cls') or the mean over all tokens ('mean'). [B, N+1, C] → [B, C].</summary>
-    public Tensor Pool(Tensor tokens) =>
-        Config.Pool == "mean" ? tokens.Mean(1) : tokens.Slice(1, 0, 1).Reshape(tokens.Dim(0), tokens.Dim(2));
+    public Tensor Pool(Tensor tokens) => VitLayers.Pool(tokens, Config.Pool);
 
     /// <summary>
     /// Pooling, then <c>mlp_head</c>; with <paramref name="preLogits"/> the pooled features after the head's LayerNorm

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using VitSharp.NN;
 
 namespace VitSharp.Models;
@@ -9,45 +8,45 @@ namespace VitSharp.Models;
 /// use): img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_rate,
 /// pos_drop_rate, proj_drop_rate, attn_drop_rate, drop_path_rate — with timm's defaults. Square images and patches.
 /// </summary>
-public sealed record DeiTConfig
+public sealed record DeiTConfig : ModelConfig<DeiTConfig>, IImageConfig
 {
-    /// <summary>The Python constructor this configuration describes.</summary>
+    /// <summary>The Python constructor.</summary>
     public const string Constructor = "timm.models.deit.VisionTransformerDistilled";
 
     /// <summary>Prefix tokens before the patches: the class token and the distillation token.</summary>
     public const int NumPrefixTokens = 2;
 
-    /// <summary>Image side (timm's <c>img_size</c>, default 224).</summary>
-    public int ImgSize { get; init; } = 224;
-    /// <summary>Patch side (default 16); must divide the image side.</summary>
-    public int PatchSize { get; init; } = 16;
-    /// <summary>Input channels (default 3).</summary>
-    public int InChans { get; init; } = 3;
-    /// <summary>Classes of <c>head</c> and <c>head_dist</c> (default 1000); 0 makes both Identity (the output is then the mean of the two tokens' features).</summary>
-    public int NumClasses { get; init; } = 1000;
-    /// <summary>Token width C (default 768).</summary>
-    public int EmbedDim { get; init; } = 768;
-    /// <summary>Transformer blocks (default 12).</summary>
-    public int Depth { get; init; } = 12;
-    /// <summary>Attention heads (default 12); must divide embed_dim.</summary>
-    public int NumHeads { get; init; } = 12;
-    /// <summary>MLP hidden width over C (default 4); the hidden width is int(C·mlp_ratio).</summary>
-    public double MlpRatio { get; init; } = 4.0;
-    /// <summary>Whether <c>attn.qkv</c> has a bias (default true).</summary>
-    public bool QkvBias { get; init; } = true;
+    /// <summary>Image side (timm's <c>img_size</c>).</summary>
+    [Kwarg("img_size", Min = 1)] public int ImgSize { get; init; } = 224;
+    /// <summary>Patch side; must divide the image side.</summary>
+    [Kwarg("patch_size", Min = 1)] public int PatchSize { get; init; } = 16;
+    /// <summary>Input channels.</summary>
+    [Kwarg("in_chans", Min = 1)] public int InChans { get; init; } = 3;
+    /// <summary>Classes of <c>head</c> and <c>head_dist</c>; 0 makes both Identity (the output is then the mean of the two tokens' features).</summary>
+    [Kwarg("num_classes", Min = 0)] public int NumClasses { get; init; } = 1000;
+    /// <summary>Token width C.</summary>
+    [Kwarg("embed_dim", Min = 1)] public int EmbedDim { get; init; } = 768;
+    /// <summary>Transformer blocks.</summary>
+    [Kwarg("depth", Min = 0)] public int Depth { get; init; } = 12;
+    /// <summary>Attention heads; must divide embed_dim.</summary>
+    [Kwarg("num_heads", Min = 1)] public int NumHeads { get; init; } = 12;
+    /// <summary>MLP hidden width over C; the hidden width is int(C·mlp_ratio).</summary>
+    [Kwarg("mlp_ratio")] public double MlpRatio { get; init; } = 4.0;
+    /// <summary>Whether <c>attn.qkv</c> has a bias.</summary>
+    [Kwarg("qkv_bias")] public bool QkvBias { get; init; } = true;
     /// <summary>
     /// timm's head dropout rate. timm's <c>VisionTransformerDistilled.forward_head</c> does not apply it (it overrides the
     /// base class's head, where <c>head_drop</c> sits), so it has no effect here either; kept for the keyword arguments.
     /// </summary>
-    public float DropRate { get; init; }
+    [Kwarg("drop_rate", Rate = true)] public float DropRate { get; init; }
     /// <summary>Dropout after adding the position embedding (timm's <c>pos_drop</c>).</summary>
-    public float PosDropRate { get; init; }
+    [Kwarg("pos_drop_rate", Rate = true)] public float PosDropRate { get; init; }
     /// <summary>Dropout after the attention projection and in the MLP (timm's <c>proj_drop</c>, <c>mlp.drop1</c>, <c>mlp.drop2</c>).</summary>
-    public float ProjDropRate { get; init; }
+    [Kwarg("proj_drop_rate", Rate = true)] public float ProjDropRate { get; init; }
     /// <summary>Dropout on the attention probabilities.</summary>
-    public float AttnDropRate { get; init; }
+    [Kwarg("attn_drop_rate", Rate = true)] public float AttnDropRate { get; init; }
     /// <summary>Stochastic depth: block i drops its residual branches with probability rate·i/(depth − 1) (timm's linspace).</summary>
-    public float DropPathRate { get; init; }
+    [Kwarg("drop_path_rate", Rate = true)] public float DropPathRate { get; init; }
 
     /// <summary>Patches per side.</summary>
     public int GridSize => ImgSize / PatchSize;
@@ -58,48 +57,25 @@ public sealed record DeiTConfig
     /// <summary>The MLP's hidden width int(C·mlp_ratio).</summary>
     public int MlpHidden => TimmBlock.MlpHidden(EmbedDim, MlpRatio);
 
-    /// <summary>The configuration as timm's keyword arguments.</summary>
-    public JsonObject ToKwargs() => new()
-    {
-        ["img_size"] = ImgSize, ["patch_size"] = PatchSize, ["in_chans"] = InChans, ["num_classes"] = NumClasses,
-        ["embed_dim"] = EmbedDim, ["depth"] = Depth, ["num_heads"] = NumHeads, ["mlp_ratio"] = MlpRatio, ["qkv_bias"] = QkvBias,
-        ["drop_rate"] = DropRate, ["pos_drop_rate"] = PosDropRate, ["proj_drop_rate"] = ProjDropRate,
-        ["attn_drop_rate"] = AttnDropRate, ["drop_path_rate"] = DropPathRate,
-    };
-
-    /// <summary>The model spec (constructor and keyword arguments) of this configuration.</summary>
-    public ModelSpec ToSpec() => new(Constructor, ToKwargs());
-
-    /// <summary>Reads timm's keyword arguments (defaults as in Python); <c>global_pool</c> may be given but must be "token".</summary>
-    public static DeiTConfig FromKwargs(ModelFactory.Kwargs k)
+    /// <summary>Reads timm's keyword arguments; <c>global_pool</c> may be given but must be "token".</summary>
+    public static new DeiTConfig FromKwargs(ModelFactory.Kwargs k)
     {
         var pool = k.String("global_pool", "token");
         if (pool != "token") throw new ArgumentException($"global_pool must be 'token' for the distilled model (timm asserts it), got '{pool}'");
-        return new DeiTConfig
-        {
-            ImgSize = k.Int("img_size", 224), PatchSize = k.Int("patch_size", 16), InChans = k.Int("in_chans", 3),
-            NumClasses = k.Int("num_classes", 1000), EmbedDim = k.Int("embed_dim", 768), Depth = k.Int("depth", 12),
-            NumHeads = k.Int("num_heads", 12), MlpRatio = k.Double("mlp_ratio", 4.0), QkvBias = k.Bool("qkv_bias", true),
-            DropRate = k.Float("drop_rate", 0f), PosDropRate = k.Float("pos_drop_rate", 0f), ProjDropRate = k.Float("proj_drop_rate", 0f),
-            AttnDropRate = k.Float("attn_drop_rate", 0f), DropPathRate = k.Float("drop_path_rate", 0f),
-        };
+        return ModelConfig<DeiTConfig>.FromKwargs(k);
     }
 
-    /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> naming the problem.</summary>
-    public void Validate()
+    /// <inheritdoc/>
+    protected override void CheckMore()
     {
-        if (ImgSize < 1 || PatchSize < 1) throw new ArgumentException($"img_size {ImgSize} and patch_size {PatchSize} must be positive");
-        if (ImgSize % PatchSize != 0) throw new ArgumentException($"image size {ImgSize} is not divisible by the patch size {PatchSize}");
-        if (InChans < 1) throw new ArgumentException($"in_chans must be positive, got {InChans}");
-        if (NumClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {NumClasses}");
-        if (EmbedDim < 1 || Depth < 0 || NumHeads < 1)
-            throw new ArgumentException($"embed_dim and num_heads must be positive and depth ≥ 0 (got {EmbedDim}, {NumHeads}, {Depth})");
+        Check.Divisible((ImgSize, ImgSize), (PatchSize, PatchSize), "img_size");
         if (EmbedDim % NumHeads != 0) throw new ArgumentException($"embed_dim {EmbedDim} is not divisible by num_heads {NumHeads}");
         if (!(MlpRatio > 0) || double.IsInfinity(MlpRatio) || MlpHidden < 1)
             throw new ArgumentException($"mlp_ratio must give a positive MLP width int(embed_dim·mlp_ratio), got {MlpRatio}");
-        foreach (var (name, rate) in new[] { ("drop_rate", DropRate), ("pos_drop_rate", PosDropRate), ("proj_drop_rate", ProjDropRate), ("attn_drop_rate", AttnDropRate), ("drop_path_rate", DropPathRate) })
-            if (!(rate >= 0 && rate <= 1)) throw new ArgumentException($"{name} must lie in [0, 1], got {rate}");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, ImgSize, ImgSize);
 }
 
 /// <summary>
@@ -122,12 +98,10 @@ public sealed record DeiTConfig
 /// LayerNorms one/zero, the patch convolution PyTorch's default.</para>
 /// <para><b>num_classes 0</b>: both heads are Identity, as in timm, and the output is the mean of the two tokens' features [B, C].</para>
 /// </remarks>
-public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
+public sealed class DistilledVisionTransformer : ImageModel<DeiTConfig>, IPatchTokenModel
 {
     private readonly Dropout _posDrop;
 
-    /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
-    public DeiTConfig Config { get; private set; }
     /// <summary>Class token [1, 1, C] (key <c>cls_token</c>).</summary>
     public Tensor ClsToken { get; }
     /// <summary>Learned positions [1, N + 2, C], the two prefix tokens first (key <c>pos_embed</c>).</summary>
@@ -156,10 +130,8 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
     public bool ReturnsBothHeads => DistilledTraining && Training;
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public DistilledVisionTransformer(DeiTConfig config)
+    public DistilledVisionTransformer(DeiTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         int c = config.EmbedDim;
         var rng = Init.Rng;
         PatchEmbed = RegisterModule("patch_embed", new TimmPatchEmbed(config.ImgSize, config.PatchSize, config.InChans, c));
@@ -207,13 +179,6 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
     }
 
     /// <inheritdoc/>
-    public int InputChannels => Config.InChans;
-    /// <inheritdoc/>
-    public int InputHeight => Config.ImgSize;
-    /// <inheritdoc/>
-    public int InputWidth => Config.ImgSize;
-
-    /// <inheritdoc/>
     public (int Height, int Width) PatchGrid => (Config.GridSize, Config.GridSize);
     /// <inheritdoc/>
     /// <remarks>Two: the class token, then the distillation token.</remarks>
@@ -227,9 +192,6 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
 
     /// <summary>Width of the features the heads see (embed_dim; timm's <c>num_features</c>).</summary>
     public int NumFeatures => Config.EmbedDim;
-
-    /// <summary>Checks an image batch; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.InChans, Config.ImgSize, Config.ImgSize);
 
     /// <summary>timm's <c>_pos_embed</c>: cat(cls_token, dist_token, patches) + pos_embed, then pos_drop. [B, N, C] → [B, N + 2, C].</summary>
     public Tensor AddPosEmbed(Tensor patches)
@@ -314,7 +276,7 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
     /// </summary>
     public void ResetClassifier(int numClasses)
     {
-        if (numClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {numClasses}");
+        Check.AtLeast(numClasses, 0, "num_classes");
         Config = Config with { NumClasses = numClasses };
         int c = Config.EmbedDim;
         Head = numClasses > 0 ? new Linear(c, numClasses) : new Identity();

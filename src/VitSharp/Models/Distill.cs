@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using VitSharp.NN;
 
 namespace VitSharp.Models;
@@ -46,40 +45,31 @@ public sealed class DistillableViT : ViT
     }
 }
 
-/// <summary>Hyper-parameters of <see cref="DistillWrapper"/> (vit-pytorch's keyword arguments and defaults).</summary>
-public sealed record DistillConfig
+/// <summary>
+/// Hyper-parameters of <see cref="DistillWrapper"/>: vit-pytorch's keyword arguments besides <c>teacher</c> and
+/// <c>student</c>, with Python's names and defaults.
+/// </summary>
+public sealed record DistillConfig : ModelConfig<DistillConfig>
 {
-    /// <summary>Softmax temperature T of the soft targets (<c>temperature</c>, default 1); must be &gt; 0.</summary>
-    public float Temperature { get; init; } = 1f;
-    /// <summary>Weight α of the distillation term (<c>alpha</c>, default 0.5): loss = (1 − α)·CE + α·distillation; in [0, 1].</summary>
-    public float Alpha { get; init; } = 0.5f;
-    /// <summary>Hard distillation (<c>hard</c>): cross-entropy against the teacher's arg-max instead of the soft KL term.</summary>
-    public bool Hard { get; init; }
-    /// <summary>A LayerNorm before the distillation head's Linear (<c>mlp_layernorm</c>; key <c>distill_mlp.0</c>).</summary>
-    public bool MlpLayerNorm { get; init; }
+    /// <summary>The Python constructor (<see cref="DistillWrapper"/>'s).</summary>
+    public const string Constructor = "vit_pytorch.distill.DistillWrapper";
 
-    /// <summary>Checks the values; throws an <see cref="ArgumentException"/> naming the bad one.</summary>
-    public void Validate()
-    {
-        CheckTemperature(Temperature);
-        CheckAlpha(Alpha);
-    }
+    /// <summary>Softmax temperature T of the soft targets; must be &gt; 0.</summary>
+    [Kwarg("temperature")] public float Temperature { get; init; } = 1f;
+    /// <summary>Weight α of the distillation term: loss = (1 − α)·CE + α·distillation; in [0, 1].</summary>
+    [Kwarg("alpha", Rate = true)] public float Alpha { get; init; } = 0.5f;
+    /// <summary>Hard distillation: cross-entropy against the teacher's arg-max instead of the soft KL term.</summary>
+    [Kwarg("hard")] public bool Hard { get; init; }
+    /// <summary>A LayerNorm before the distillation head's Linear (key <c>distill_mlp.0</c>).</summary>
+    [Kwarg("mlp_layernorm")] public bool MlpLayerNorm { get; init; }
+
+    /// <inheritdoc/>
+    protected override void CheckMore() => CheckTemperature(Temperature);
 
     internal static void CheckTemperature(float t)
     {
-        if (!(t > 0) || float.IsInfinity(t)) throw new ArgumentException($"distillation temperature must be > 0, got {t}");
+        if (!(t > 0) || float.IsInfinity(t)) throw new ArgumentException($"temperature must be > 0, got {t}");
     }
-
-    internal static void CheckAlpha(float a)
-    {
-        if (!(a >= 0 && a <= 1)) throw new ArgumentException($"distillation alpha must lie in [0, 1], got {a}");
-    }
-
-    /// <summary>The values as DistillWrapper keyword arguments (temperature, alpha, hard, mlp_layernorm).</summary>
-    public JsonObject ToKwargs() => new()
-    {
-        ["temperature"] = Temperature, ["alpha"] = Alpha, ["hard"] = Hard, ["mlp_layernorm"] = MlpLayerNorm,
-    };
 }
 
 /// <summary>The parts of a <see cref="DistillWrapper"/> loss.</summary>
@@ -111,10 +101,10 @@ public sealed record DistillLoss(Tensor Loss, Tensor Logits, Tensor ClassLoss, T
 /// (<c>student(img)</c> or <c>student.to_vit()</c>); <see cref="ForwardHeads"/> also gives the distillation head's logits
 /// (DeiT averages the two).</para>
 /// </remarks>
-public sealed class DistillWrapper : Module, ILossModel
+public sealed class DistillWrapper : Module, ILossModel, IImageModel
 {
     /// <summary>The Python constructor name (for the factory and checkpoints).</summary>
-    public const string ConstructorName = "vit_pytorch.distill.DistillWrapper";
+    public const string ConstructorName = DistillConfig.Constructor;
 
     /// <summary>The teacher (key <c>teacher</c>): any module mapping images to logits; frozen.</summary>
     public Module Teacher { get; }
@@ -151,6 +141,14 @@ public sealed class DistillWrapper : Module, ILossModel
         DistillMlp = RegisterModule("distill_mlp", new Sequential(
             config.MlpLayerNorm ? new LayerNorm(sc.Dim) : new Identity(), new Linear(sc.Dim, sc.NumClasses)));
     }
+
+    /// <inheritdoc/>
+    /// <remarks>The student's, as every input goes to both the student and the teacher.</remarks>
+    public int InputChannels => Student.InputChannels;
+    /// <inheritdoc/>
+    public int? InputHeight => Student.InputHeight;
+    /// <inheritdoc/>
+    public int? InputWidth => Student.InputWidth;
 
     private void CheckTeacher(ViTConfig sc)
     {
@@ -194,7 +192,7 @@ public sealed class DistillWrapper : Module, ILossModel
     {
         float t = temperature ?? Config.Temperature, a = alpha ?? Config.Alpha;
         DistillConfig.CheckTemperature(t);
-        DistillConfig.CheckAlpha(a);
+        Check.Rate(a, "alpha");
         var teacher = TeacherLogits(images);
         var (logits, distillTokens) = Student.Forward(images, DistillationToken);
         var distillLogits = DistillMlp.Forward(distillTokens);

@@ -14,16 +14,16 @@ public static class ModelFactory
 {
     private static readonly Dictionary<string, Func<Kwargs, Module>> Builders = new()
     {
-        ["vit_pytorch.vit.ViT"] = k => new ViT(ViTConfigFrom(k)),
-        [DistillableViT.ConstructorName] = k => new DistillableViT(ViTConfigFrom(k)),
-        [DistillWrapper.ConstructorName] = DistillWrapperFrom,
+        [ViTConfig.Constructor] = k => new ViT(ViTConfig.FromKwargs(k)),
+        [DistillableViT.ConstructorName] = k => new DistillableViT(ViTConfig.FromKwargs(k)),
+        [DistillConfig.Constructor] = DistillWrapperFrom,
         [SimpleViTConfig.Constructor] = k => new SimpleViT(SimpleViTConfig.FromKwargs(k)),
         [DeepViTConfig.Constructor] = k => new DeepViT(DeepViTConfig.FromKwargs(k)),
         [CaiTConfig.Constructor] = k => new CaiT(CaiTConfig.FromKwargs(k)),
-        ["torchvision.models.resnet.ResNet"] = k => new ResNet(ResNetConfigFrom(k)),
-        ["torchvision.models.vision_transformer.VisionTransformer"] = k => new VisionTransformer(VisionTransformerConfigFrom(k)),
-        ["vit_pytorch.t2t.T2TViT"] = k => new T2TViT(T2TViTConfig.FromKwargs(k)),
-        ["vit_pytorch.pit.PiT"] = k => new PiT(PiTConfig.FromKwargs(k)),
+        [ResNetConfig.Constructor] = k => new ResNet(ResNetConfig.FromKwargs(k)),
+        [VisionTransformerConfig.Constructor] = k => new VisionTransformer(VisionTransformerConfig.FromKwargs(k)),
+        [T2TViTConfig.Constructor] = k => new T2TViT(T2TViTConfig.FromKwargs(k)),
+        [PiTConfig.Constructor] = k => new PiT(PiTConfig.FromKwargs(k)),
         [DeiTConfig.Constructor] = k => new DistilledVisionTransformer(DeiTConfig.FromKwargs(k)),
     };
 
@@ -44,20 +44,6 @@ public static class ModelFactory
         return model;
     }
 
-    /// <summary>Reads vit_pytorch.vit.ViT's keyword arguments.</summary>
-    public static ViTConfig ViTConfigFrom(Kwargs k)
-    {
-        var (ih, iw) = k.Pair("image_size");
-        var (ph, pw) = k.Pair("patch_size");
-        return new ViTConfig
-        {
-            ImageHeight = ih, ImageWidth = iw, PatchHeight = ph, PatchWidth = pw,
-            NumClasses = k.Int("num_classes"), Dim = k.Int("dim"), Depth = k.Int("depth"), Heads = k.Int("heads"),
-            MlpDim = k.Int("mlp_dim"), Pool = k.String("pool", "cls"), Channels = k.Int("channels", 3),
-            DimHead = k.Int("dim_head", 64), Dropout = k.Float("dropout", 0f), EmbDropout = k.Float("emb_dropout", 0f),
-        };
-    }
-
     /// <summary>
     /// Reads vit_pytorch.distill.DistillWrapper's keyword arguments: <c>teacher</c> (any known constructor) and
     /// <c>student</c> (a DistillableViT) as nested {constructor, kwargs} objects, <c>temperature</c>, <c>alpha</c>,
@@ -68,51 +54,17 @@ public static class ModelFactory
         var teacher = k.Model("teacher");
         var student = k.Model("student");
         if (student is not DistillableViT s)
-            throw new ModelConfigException($"{DistillWrapper.ConstructorName}: the student must be a {DistillableViT.ConstructorName}, got {student.GetType().Name}");
-        var config = new DistillConfig
-        {
-            Temperature = k.Float("temperature", 1f), Alpha = k.Float("alpha", 0.5f),
-            Hard = k.Bool("hard", false), MlpLayerNorm = k.Bool("mlp_layernorm", false),
-        };
-        return new DistillWrapper(teacher, s, config);
+            throw new ModelConfigException($"{DistillConfig.Constructor}: the student must be a {DistillableViT.ConstructorName}, got {student.GetType().Name}");
+        return new DistillWrapper(teacher, s, DistillConfig.FromKwargs(k));
     }
-
-    /// <summary>
-    /// Reads torchvision.models.resnet.ResNet's keyword arguments: block ("BasicBlock" or "Bottleneck", the class name),
-    /// layers, num_classes, zero_init_residual, groups, width_per_group, replace_stride_with_dilation (only null or all
-    /// false: dilation is not supported), and the extension in_chans (input channels, default 3).
-    /// </summary>
-    public static ResNetConfig ResNetConfigFrom(Kwargs k)
-    {
-        var dilation = k.BoolListOrNull("replace_stride_with_dilation");
-        if (dilation is not null && dilation.Any(d => d))
-            throw new ModelConfigException("torchvision.models.resnet.ResNet: replace_stride_with_dilation is not supported (dilated convolutions)");
-        return new ResNetConfig
-        {
-            Block = k.String("block"), Layers = k.IntList("layers"), NumClasses = k.Int("num_classes", 1000),
-            ZeroInitResidual = k.Bool("zero_init_residual", false), Groups = k.Int("groups", 1),
-            WidthPerGroup = k.Int("width_per_group", 64), InChans = k.Int("in_chans", 3),
-        };
-    }
-
-    /// <summary>
-    /// Reads torchvision.models.vision_transformer.VisionTransformer's keyword arguments: image_size, patch_size,
-    /// num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout, num_classes (default 1000),
-    /// representation_size (null = none), and the extensions in_chans (default 3) and layer_norm_eps (default 1e-6).
-    /// </summary>
-    public static VisionTransformerConfig VisionTransformerConfigFrom(Kwargs k) => new()
-    {
-        ImageSize = k.Int("image_size"), PatchSize = k.Int("patch_size"), NumLayers = k.Int("num_layers"), NumHeads = k.Int("num_heads"),
-        HiddenDim = k.Int("hidden_dim"), MlpDim = k.Int("mlp_dim"), Dropout = k.Float("dropout", 0f),
-        AttentionDropout = k.Float("attention_dropout", 0f), NumClasses = k.Int("num_classes", 1000),
-        RepresentationSize = k.IntOrNull("representation_size"), InChans = k.Int("in_chans", 3),
-        LayerNormEps = k.Float("layer_norm_eps", 1e-6f),
-    };
 
     /// <summary>Keyword arguments of one constructor call; tracks which were read so leftovers are reported.</summary>
     public sealed class Kwargs(string constructor, JsonObject values)
     {
         private readonly HashSet<string> _used = new();
+
+        /// <summary>The constructor these arguments are for (the start of every error message).</summary>
+        public string Constructor => constructor;
 
         private JsonNode? Get(string name, bool required)
         {

@@ -4,36 +4,36 @@ using VitSharp.NN;
 namespace VitSharp.Models;
 
 /// <summary>
-/// Configuration of <see cref="PiT"/>, with vit-pytorch's constructor arguments (image_size, patch_size, num_classes, dim,
-/// depth — a tuple of stage depths —, heads — an int or one per stage —, mlp_dim, dim_head, dropout, emb_dropout, channels).
+/// Configuration of <see cref="PiT"/>: vit-pytorch's constructor arguments, with Python's names and defaults (depth a
+/// tuple of stage depths, heads an int or one per stage).
 /// </summary>
-public sealed record PiTConfig
+public sealed record PiTConfig : ModelConfig<PiTConfig>, IImageConfig
 {
-    /// <summary>The reference constructor's full Python name.</summary>
+    /// <summary>The Python constructor.</summary>
     public const string Constructor = "vit_pytorch.pit.PiT";
 
     /// <summary>Image side in pixels (square images).</summary>
-    public required int ImageSize { get; init; }
+    [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
     /// <summary>Patch side p; patches overlap, the unfold stride being p / 2.</summary>
-    public required int PatchSize { get; init; }
+    [Kwarg("patch_size", Min = 2)] public required int PatchSize { get; init; }
     /// <summary>Number of classes (≥ 1).</summary>
-    public required int NumClasses { get; init; }
+    [Kwarg("num_classes", Min = 1)] public required int NumClasses { get; init; }
     /// <summary>Token width C of the first stage; every pooling doubles it.</summary>
-    public required int Dim { get; init; }
+    [Kwarg("dim", Min = 1)] public required int Dim { get; init; }
     /// <summary>Transformer layers per stage (one stage per entry, a pooling between consecutive stages).</summary>
-    public required int[] Depth { get; init; }
-    /// <summary>Attention heads per stage (same length as <see cref="Depth"/>).</summary>
-    public required int[] Heads { get; init; }
+    [Kwarg("depth", Converter = typeof(StageDepths))] public required int[] Depth { get; init; }
+    /// <summary>Attention heads per stage (same length as <see cref="Depth"/>; an int in Python is used for every stage).</summary>
+    [Kwarg("heads", Min = 1, Converter = typeof(HeadsPerStage))] public required int[] Heads { get; init; }
     /// <summary>Hidden width of every feed-forward block (the same in all stages).</summary>
-    public required int MlpDim { get; init; }
+    [Kwarg("mlp_dim", Min = 1)] public required int MlpDim { get; init; }
     /// <summary>Head width D (the same in all stages).</summary>
-    public int DimHead { get; init; } = 64;
+    [Kwarg("dim_head", Min = 1)] public int DimHead { get; init; } = 64;
     /// <summary>Dropout inside the transformers.</summary>
-    public float Dropout { get; init; }
-    /// <summary>Dropout after adding position embeddings.</summary>
-    public float EmbDropout { get; init; }
+    [Kwarg("dropout", Rate = true)] public float Dropout { get; init; }
+    /// <summary>Dropout after adding the positions.</summary>
+    [Kwarg("emb_dropout", Rate = true)] public float EmbDropout { get; init; }
     /// <summary>Input channels.</summary>
-    public int Channels { get; init; } = 3;
+    [Kwarg("channels", Min = 1)] public int Channels { get; init; } = 3;
 
     /// <summary>Stride of the patch unfold: p / 2.</summary>
     public int PatchStride => PatchSize / 2;
@@ -58,69 +58,45 @@ public sealed record PiTConfig
     /// <summary>Token width of the last stage (the head's input).</summary>
     public int FinalDim => StageDim(Stages - 1);
 
-    /// <summary>The configuration as vit_pytorch.pit.PiT keyword arguments (depth as a list; heads an int when all stages agree).</summary>
-    public JsonObject ToKwargs() => new()
+    /// <summary>depth: a tuple of stage depths.</summary>
+    private sealed class StageDepths : IKwargConverter
     {
-        ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["num_classes"] = NumClasses, ["dim"] = Dim,
-        ["depth"] = new JsonArray(Depth.Select(d => (JsonNode)d).ToArray()),
-        ["heads"] = Heads.Length > 0 && Heads.All(h => h == Heads[0]) ? Heads[0] : new JsonArray(Heads.Select(h => (JsonNode)h).ToArray()),
-        ["mlp_dim"] = MlpDim, ["dim_head"] = DimHead, ["dropout"] = Dropout, ["emb_dropout"] = EmbDropout, ["channels"] = Channels,
-    };
+        public object Read(JsonNode node, object config) => IntTuple(node)
+            ?? throw new ArgumentException($"depth must be a tuple of stage depths, e.g. [3, 6, 4], got {node.ToJsonString()}");
 
-    /// <summary>
-    /// Reads vit_pytorch.pit.PiT's keyword arguments: <c>depth</c> must be a list (Python's tuple) of stage depths; <c>heads</c>
-    /// an int (used in every stage, as <c>cast_tuple</c>) or a list with one entry per stage.
-    /// </summary>
-    public static PiTConfig FromKwargs(ModelFactory.Kwargs k)
+        public JsonNode? Write(object? value) => new JsonArray(((int[])value!).Select(d => (JsonNode)d).ToArray());
+    }
+
+    /// <summary>heads: an int (used in every stage, as <c>cast_tuple</c>) or a tuple with one entry per stage; written as an int when all agree.</summary>
+    private sealed class HeadsPerStage : IKwargConverter
     {
-        var depthNode = k.Node("depth") ?? throw new ArgumentException("missing required argument 'depth' (a tuple of stage depths, e.g. [3, 6, 4])");
-        int[] depth = IntTuple(depthNode)
-            ?? throw new ArgumentException($"depth must be a tuple of stage depths, e.g. [3, 6, 4], got {depthNode.ToJsonString()}");
-        var headsNode = k.Node("heads") ?? throw new ArgumentException("missing required argument 'heads'");
-        int[] heads = AsInt(headsNode) is int h ? Enumerable.Repeat(h, depth.Length).ToArray()
-            : IntTuple(headsNode) ?? throw new ArgumentException($"heads must be an int or a tuple with one int per stage, got {headsNode.ToJsonString()}");
-        return new PiTConfig
-        {
-            ImageSize = k.Int("image_size"), PatchSize = k.Int("patch_size"), NumClasses = k.Int("num_classes"), Dim = k.Int("dim"),
-            Depth = depth, Heads = heads, MlpDim = k.Int("mlp_dim"), DimHead = k.Int("dim_head", 64),
-            Dropout = k.Float("dropout", 0f), EmbDropout = k.Float("emb_dropout", 0f), Channels = k.Int("channels", 3),
-        };
+        public object Read(JsonNode node, object config) =>
+            AsInt(node) is int h ? Enumerable.Repeat(h, ((PiTConfig)config).Depth.Length).ToArray()
+            : IntTuple(node) ?? throw new ArgumentException($"heads must be an int or a tuple with one int per stage, got {node.ToJsonString()}");
+
+        public JsonNode? Write(object? value) =>
+            value is int[] { Length: > 0 } h && h.All(x => x == h[0]) ? h[0] : new JsonArray(((int[])value!).Select(x => (JsonNode)x).ToArray());
     }
 
     private static int? AsInt(JsonNode? n) => n is JsonValue v && v.TryGetValue<int>(out var i) ? i : null;
 
-    private static int[]? IntTuple(JsonNode n)
-    {
-        if (n is not JsonArray a) return null;
-        var r = new int[a.Count];
-        for (int i = 0; i < a.Count; i++)
-        {
-            if (AsInt(a[i]) is not int v) return null;
-            r[i] = v;
-        }
-        return r;
-    }
+    private static int[]? IntTuple(JsonNode n) =>
+        n is JsonArray a && a.All(e => AsInt(e) is not null) ? a.Select(e => AsInt(e)!.Value).ToArray() : null;
 
-    /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> with a one-line message naming the problem.</summary>
-    public void Validate()
+    /// <inheritdoc/>
+    protected override void CheckMore()
     {
-        if (Depth is null || Depth.Length == 0 || Depth.Any(d => d < 1))
-            throw new ArgumentException($"depth must be a tuple of stage depths ≥ 1, e.g. [3, 6, 4], got [{string.Join(", ", Depth ?? [])}]");
-        if (Heads is null || Heads.Length != Depth.Length)
-            throw new ArgumentException($"heads must be an int or a tuple with one entry per stage ({Depth.Length}), got [{string.Join(", ", Heads ?? [])}]");
-        if (Heads.Any(h => h < 1)) throw new ArgumentException($"heads must be ≥ 1, got [{string.Join(", ", Heads)}]");
-        if (ImageSize < 1) throw new ArgumentException($"image_size must be positive, got {ImageSize}");
-        if (PatchSize < 2) throw new ArgumentException($"patch_size must be ≥ 2 (PiT unfolds with stride patch_size // 2), got {PatchSize}");
-        if (PatchSize > ImageSize || ImageSize % PatchSize != 0)
-            throw new ArgumentException($"image_size {ImageSize} is not divisible by patch_size {PatchSize} (PiT's unfold needs whole patches)");
-        if (Channels < 1) throw new ArgumentException($"channels must be positive, got {Channels}");
-        if (NumClasses < 1) throw new ArgumentException($"num_classes must be ≥ 1, got {NumClasses}");
-        if (Dim < 1 || DimHead < 1 || MlpDim < 1)
-            throw new ArgumentException($"dim, dim_head and mlp_dim must be positive (dim {Dim}, dim_head {DimHead}, mlp_dim {MlpDim})");
+        if (Depth.Length == 0 || Depth.Any(d => d < 1))
+            throw new ArgumentException($"depth must be a tuple of stage depths ≥ 1, e.g. [3, 6, 4], got [{string.Join(", ", Depth)}]");
+        if (Heads.Length != Depth.Length)
+            throw new ArgumentException($"heads must be an int or a tuple with one entry per stage ({Depth.Length}), got [{string.Join(", ", Heads)}]");
+        Check.Divisible((ImageSize, ImageSize), (PatchSize, PatchSize));
         if (Depth.Length > 20 || (long)Dim << (Depth.Length - 1) > 1 << 20)
             throw new ArgumentException($"dim {Dim} doubled over {Depth.Length} stages is too wide");
-        if (Dropout < 0 || Dropout > 1 || EmbDropout < 0 || EmbDropout > 1) throw new ArgumentException("dropout rates must lie in [0, 1]");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (Channels, ImageSize, ImageSize);
 }
 
 /// <summary>
@@ -183,19 +159,10 @@ public sealed class PiTPool : Module
 /// (no final LayerNorm) with a <see cref="PiTPool"/> between consecutive stages, each doubling C; <c>mlp_head</c> =
 /// LayerNorm → Linear on token 0. Images [B, c, H, H] → logits [B, classes].
 /// </summary>
-public sealed class PiT : Module, IImageModel
+public sealed class PiT : ImageModel<PiTConfig>
 {
     private readonly Dropout _embDropout;
 
-    /// <summary>The configuration this model was built from.</summary>
-    public PiTConfig Config { get; }
-
-    /// <inheritdoc/>
-    public int InputChannels => Config.Channels;
-    /// <inheritdoc/>
-    public int InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int InputWidth => Config.ImageSize;
     /// <summary>Patch embedding (key <c>to_patch_embedding</c>).</summary>
     public Sequential ToPatchEmbedding { get; }
     /// <summary>Learned positions [1, N + 1, C] (key <c>pos_embedding</c>).</summary>
@@ -212,10 +179,8 @@ public sealed class PiT : Module, IImageModel
     public Sequential MlpHead { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public PiT(PiTConfig config)
+    public PiT(PiTConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         int p = config.PatchSize;
         ToPatchEmbedding = RegisterModule("to_patch_embedding", new Sequential(
             new Unfold(p, config.PatchStride), new ColumnsToTokens(), new Linear(config.Channels * p * p, config.Dim)));
@@ -244,18 +209,12 @@ public sealed class PiT : Module, IImageModel
         MlpHead = RegisterModule("mlp_head", new Sequential(new LayerNorm(config.FinalDim), new Linear(config.FinalDim, config.NumClasses)));
     }
 
-    /// <summary>Checks an image batch against the configuration; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.Channels, Config.ImageSize, Config.ImageSize);
-
     /// <summary>Tokens after the last stage: [B, 1 + s², C_last] (class token first, s the last stage's grid side).</summary>
     public Tensor ForwardFeatures(Tensor img)
     {
         CheckInput(img);
-        int b = img.Dim(0), dim = Config.Dim;
-        var x = ToPatchEmbedding.Forward(img);                               // [B, N, C]
-        x = Tensor.Cat([ClsToken.BroadcastTo(b, 1, dim), x], 1);             // [B, N + 1, C]
-        x = x + PosEmbedding;
-        x = _embDropout.Forward(x);
+        var x = VitLayers.Prepend(ClsToken, ToPatchEmbedding.Forward(img)); // [B, N + 1, C]
+        x = _embDropout.Forward(x + PosEmbedding);
         return Layers.Forward(x);
     }
 

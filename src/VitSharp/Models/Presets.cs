@@ -10,7 +10,7 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
     public Module Build() => ModelFactory.Create(Constructor, (JsonObject)Kwargs.DeepClone());
 
     /// <summary>The spec of a vit_pytorch.vit.ViT configuration.</summary>
-    public static ModelSpec ViT(ViTConfig config) => new("vit_pytorch.vit.ViT", config.ToKwargs());
+    public static ModelSpec ViT(ViTConfig config) => config.ToSpec();
 
     /// <summary>The spec of a vit_pytorch.distill.DistillableViT configuration.</summary>
     public static ModelSpec DistillableViT(ViTConfig config) => new(Models.DistillableViT.ConstructorName, config.ToKwargs());
@@ -23,21 +23,23 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
     {
         var kwargs = new JsonObject { ["teacher"] = teacher.ToJson(), ["student"] = student.ToJson() };
         foreach (var (k, v) in config.ToKwargs()) kwargs[k] = v?.DeepClone();
-        return new(Models.DistillWrapper.ConstructorName, kwargs);
+        return new(DistillConfig.Constructor, kwargs);
     }
+
     /// <summary>The spec of a torchvision.models.resnet.ResNet configuration.</summary>
-    public static ModelSpec ResNet(ResNetConfig config) => new("torchvision.models.resnet.ResNet", config.ToKwargs());
+    public static ModelSpec ResNet(ResNetConfig config) => config.ToSpec();
 
     /// <summary>The spec of a torchvision.models.vision_transformer.VisionTransformer configuration.</summary>
-    public static ModelSpec VisionTransformer(VisionTransformerConfig config) => new("torchvision.models.vision_transformer.VisionTransformer", config.ToKwargs());
+    public static ModelSpec VisionTransformer(VisionTransformerConfig config) => config.ToSpec();
+
     /// <summary>The spec of a vit_pytorch.t2t.T2TViT configuration.</summary>
-    public static ModelSpec T2TViT(T2TViTConfig config) => new(T2TViTConfig.Constructor, config.ToKwargs());
+    public static ModelSpec T2TViT(T2TViTConfig config) => config.ToSpec();
 
     /// <summary>The spec of a timm.models.deit.VisionTransformerDistilled configuration (DeiT's distilled models).</summary>
     public static ModelSpec DeiTDistilled(DeiTConfig config) => config.ToSpec();
 
     /// <summary>The spec of a vit_pytorch.pit.PiT configuration.</summary>
-    public static ModelSpec PiT(PiTConfig config) => new(PiTConfig.Constructor, config.ToKwargs());
+    public static ModelSpec PiT(PiTConfig config) => config.ToSpec();
 
     /// <summary>The spec as one JSON object {constructor, kwargs}.</summary>
     public JsonObject ToJson() => new() { ["constructor"] = Constructor, ["kwargs"] = Kwargs.DeepClone() };

@@ -1,29 +1,39 @@
-using System.Text.Json.Nodes;
 using VitSharp.NN;
 
 namespace VitSharp.Models;
 
 /// <summary>
-/// Configuration of <see cref="ResNet"/>, with torchvision's constructor arguments (block, layers, num_classes,
-/// zero_init_residual, groups, width_per_group) plus one extension, <c>in_chans</c> (input channels, 3 in
-/// torchvision; 1 for grey images such as Fashion-MNIST — only the stem convolution changes).
+/// Configuration of <see cref="ResNet"/>: torchvision's constructor arguments, with Python's names and defaults, plus one
+/// extension, <c>in_chans</c> (input channels, 3 in torchvision; 1 for grey images such as Fashion-MNIST — only the stem
+/// convolution changes). <c>replace_stride_with_dilation</c> is accepted only as null or all false.
 /// </summary>
-public sealed record ResNetConfig
+public sealed record ResNetConfig : ModelConfig<ResNetConfig>, IImageConfig
 {
-    /// <summary>"BasicBlock" (two 3×3 convolutions, expansion 1) or "Bottleneck" (1×1, 3×3, 1×1, expansion 4).</summary>
-    public required string Block { get; init; }
+    /// <summary>The Python constructor.</summary>
+    public const string Constructor = "torchvision.models.resnet.ResNet";
+
+    /// <summary>"BasicBlock" (two 3×3 convolutions, expansion 1) or "Bottleneck" (1×1, 3×3, 1×1, expansion 4): the class name.</summary>
+    [Kwarg("block", OneOf = ["BasicBlock", "Bottleneck"])] public required string Block { get; init; }
     /// <summary>Blocks in layer1..layer4.</summary>
-    public required int[] Layers { get; init; }
+    [Kwarg("layers")] public required int[] Layers { get; init; }
     /// <summary>Classes of the <c>fc</c> head; 0 = no head (the pooled features are returned).</summary>
-    public int NumClasses { get; init; } = 1000;
+    [Kwarg("num_classes", Min = 0)] public int NumClasses { get; init; } = 1000;
     /// <summary>Initialise the last BatchNorm weight of every residual branch to zero.</summary>
-    public bool ZeroInitResidual { get; init; }
+    [Kwarg("zero_init_residual")] public bool ZeroInitResidual { get; init; }
     /// <summary>Groups of the 3×3 convolutions (Bottleneck only; ResNeXt).</summary>
-    public int Groups { get; init; } = 1;
+    [Kwarg("groups", Min = 1)] public int Groups { get; init; } = 1;
     /// <summary>Channels per group (Bottleneck only; 128 for Wide ResNet).</summary>
-    public int WidthPerGroup { get; init; } = 64;
+    [Kwarg("width_per_group", Min = 1)] public int WidthPerGroup { get; init; } = 64;
     /// <summary>Input channels (extension; torchvision has 3).</summary>
-    public int InChans { get; init; } = 3;
+    [Kwarg("in_chans", Min = 1)] public int InChans { get; init; } = 3;
+
+    /// <summary>Reads the keyword arguments; <c>replace_stride_with_dilation</c> must be null or all false (no dilated convolutions).</summary>
+    public static new ResNetConfig FromKwargs(ModelFactory.Kwargs k)
+    {
+        if (k.BoolListOrNull("replace_stride_with_dilation") is { } dilation && dilation.Any(d => d))
+            throw new ArgumentException("replace_stride_with_dilation is not supported (dilated convolutions)");
+        return ModelConfig<ResNetConfig>.FromKwargs(k);
+    }
 
     /// <summary>Channel expansion of the block: 1 (BasicBlock) or 4 (Bottleneck).</summary>
     public int Expansion => Block == "Bottleneck" ? 4 : 1;
@@ -31,25 +41,17 @@ public sealed record ResNetConfig
     /// <summary>Width of the pooled features (512·expansion).</summary>
     public int NumFeatures => 512 * Expansion;
 
-    /// <summary>The configuration as keyword arguments (torchvision's names, block as its class name, plus <c>in_chans</c>).</summary>
-    public JsonObject ToKwargs() => new()
+    /// <inheritdoc/>
+    protected override void CheckMore()
     {
-        ["block"] = Block, ["layers"] = new JsonArray(Layers.Select(l => (JsonNode)l).ToArray()), ["num_classes"] = NumClasses,
-        ["zero_init_residual"] = ZeroInitResidual, ["groups"] = Groups, ["width_per_group"] = WidthPerGroup, ["in_chans"] = InChans,
-    };
-
-    /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> naming the problem.</summary>
-    public void Validate()
-    {
-        if (Block != "BasicBlock" && Block != "Bottleneck") throw new ArgumentException($"block must be 'BasicBlock' or 'Bottleneck', got '{Block}'");
-        if (Layers is null || Layers.Length != 4 || Layers.Any(l => l < 1))
-            throw new ArgumentException($"layers must be 4 positive block counts, got [{string.Join(", ", Layers ?? [])}]");
-        if (NumClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {NumClasses}");
-        if (InChans < 1) throw new ArgumentException($"in_chans must be positive, got {InChans}");
-        if (Groups < 1 || WidthPerGroup < 1) throw new ArgumentException($"groups and width_per_group must be positive, got {Groups} and {WidthPerGroup}");
+        if (Layers.Length != 4 || Layers.Any(l => l < 1))
+            throw new ArgumentException($"layers must be 4 positive block counts, got [{string.Join(", ", Layers)}]");
         if (Block == "BasicBlock" && (Groups != 1 || WidthPerGroup != 64))
             throw new ArgumentException("BasicBlock only supports groups=1 and base_width=64");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, null, null);
 }
 
 /// <summary>torchvision's ResNet <c>BasicBlock</c>: conv1 (3×3, stride) → bn1 → ReLU → conv2 (3×3) → bn2, + identity or <c>downsample</c>, ReLU.</summary>
@@ -136,13 +138,13 @@ public sealed class Bottleneck : Module
 /// average pool → <c>fc</c>. Images [B, in_chans, H, W] of any size ≥ 1 pixel after the stem → logits [B, classes].
 /// Initialisation as torchvision: convolutions N(0, 2/fan_out), BatchNorm 1/0, <c>fc</c> PyTorch's Linear default.
 /// </summary>
-public sealed class ResNet : Module
+/// <remarks>It takes images of any size, so as an <see cref="IImageModel"/> it reports only its channels (its
+/// <see cref="InputHeight"/> and <see cref="InputWidth"/> are null): training and prediction keep the data's size.</remarks>
+public sealed class ResNet : ImageModel<ResNetConfig>
 {
     private readonly MaxPool2d _maxPool = new(3, 2, 1);
     private readonly AdaptiveAvgPool2d _avgPool = new(1);
 
-    /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
-    public ResNetConfig Config { get; private set; }
     /// <summary>Stem convolution (key <c>conv1</c>).</summary>
     public Conv2d Conv1 { get; }
     /// <summary>Stem BatchNorm (key <c>bn1</c>).</summary>
@@ -153,10 +155,8 @@ public sealed class ResNet : Module
     public Linear? Fc { get; private set; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public ResNet(ResNetConfig config)
+    public ResNet(ResNetConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         Conv1 = RegisterModule("conv1", new Conv2d(config.InChans, 64, 7, 2, 3, bias: false));
         Bn1 = RegisterModule("bn1", new BatchNorm2d(64));
         int inplanes = 64;
@@ -200,13 +200,6 @@ public sealed class ResNet : Module
         }
     }
 
-    /// <summary>Checks an image batch; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img)
-    {
-        if (img.Rank != 4 || img.Dim(1) != Config.InChans)
-            throw new ArgumentException($"expected images [B, {Config.InChans}, H, W], got {Tensor.ShapeString(img.ShapeSpan)}");
-    }
-
     /// <summary>The feature map after layer4: [B, 512·expansion, H/32, W/32] (rounded up per stride).</summary>
     public Tensor ForwardFeatures(Tensor img)
     {
@@ -231,7 +224,7 @@ public sealed class ResNet : Module
     /// </summary>
     public void ResetClassifier(int numClasses)
     {
-        if (numClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {numClasses}");
+        Check.AtLeast(numClasses, 0, "num_classes");
         Config = Config with { NumClasses = numClasses };
         Fc = numClasses > 0 ? new Linear(Config.NumFeatures, numClasses) : null;
         ReplaceModule("fc", Fc);

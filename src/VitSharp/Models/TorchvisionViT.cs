@@ -1,69 +1,57 @@
-using System.Text.Json.Nodes;
 using VitSharp.NN;
 
 namespace VitSharp.Models;
 
 /// <summary>
-/// Configuration of <see cref="VisionTransformer"/>, with torchvision's constructor arguments (image_size, patch_size,
-/// num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout, num_classes, representation_size) plus the
-/// extensions <c>in_chans</c> (input channels of <c>conv_proj</c>, 3 in torchvision) and <c>layer_norm_eps</c> (1e-6 in
-/// torchvision, timm and Google's checkpoints; 1e-12 in Hugging Face <c>transformers</c>' ViT).
+/// Configuration of <see cref="VisionTransformer"/>: torchvision's constructor arguments, with Python's names and defaults,
+/// plus the extensions <c>in_chans</c> (input channels of <c>conv_proj</c>, 3 in torchvision) and <c>layer_norm_eps</c>
+/// (1e-6 in torchvision, timm and Google's checkpoints; 1e-12 in Hugging Face <c>transformers</c>' ViT).
 /// </summary>
-public sealed record VisionTransformerConfig
+public sealed record VisionTransformerConfig : ModelConfig<VisionTransformerConfig>, IImageConfig
 {
+    /// <summary>The Python constructor.</summary>
+    public const string Constructor = "torchvision.models.vision_transformer.VisionTransformer";
+
     /// <summary>Image side (square images, as torchvision).</summary>
-    public required int ImageSize { get; init; }
+    [Kwarg("image_size", Min = 1)] public required int ImageSize { get; init; }
     /// <summary>Patch side; must divide the image side.</summary>
-    public required int PatchSize { get; init; }
+    [Kwarg("patch_size", Min = 1)] public required int PatchSize { get; init; }
     /// <summary>Encoder blocks.</summary>
-    public required int NumLayers { get; init; }
+    [Kwarg("num_layers", Min = 0)] public required int NumLayers { get; init; }
     /// <summary>Attention heads; must divide hidden_dim.</summary>
-    public required int NumHeads { get; init; }
+    [Kwarg("num_heads", Min = 1)] public required int NumHeads { get; init; }
     /// <summary>Token width C.</summary>
-    public required int HiddenDim { get; init; }
+    [Kwarg("hidden_dim", Min = 1)] public required int HiddenDim { get; init; }
     /// <summary>Hidden width of the MLP blocks.</summary>
-    public required int MlpDim { get; init; }
+    [Kwarg("mlp_dim", Min = 1)] public required int MlpDim { get; init; }
     /// <summary>Dropout after the position embedding, after attention and in the MLP.</summary>
-    public float Dropout { get; init; }
+    [Kwarg("dropout", Rate = true)] public float Dropout { get; init; }
     /// <summary>Dropout on the attention probabilities.</summary>
-    public float AttentionDropout { get; init; }
+    [Kwarg("attention_dropout", Rate = true)] public float AttentionDropout { get; init; }
     /// <summary>Classes of <c>heads.head</c>; 0 = no head (the class token's features are returned).</summary>
-    public int NumClasses { get; init; } = 1000;
+    [Kwarg("num_classes", Min = 0)] public int NumClasses { get; init; } = 1000;
     /// <summary>When set, <c>heads.pre_logits</c> Linear(C → this) and tanh precede the head.</summary>
-    public int? RepresentationSize { get; init; }
+    [Kwarg("representation_size", Min = 1)] public int? RepresentationSize { get; init; }
     /// <summary>Input channels (extension; torchvision has 3).</summary>
-    public int InChans { get; init; } = 3;
+    [Kwarg("in_chans", Min = 1)] public int InChans { get; init; } = 3;
     /// <summary>Epsilon of every LayerNorm (ln_1, ln_2, encoder.ln) (extension; torchvision has 1e-6).</summary>
-    public float LayerNormEps { get; init; } = 1e-6f;
+    [Kwarg("layer_norm_eps")] public float LayerNormEps { get; init; } = 1e-6f;
 
     /// <summary>Patches per side.</summary>
     public int GridSize => ImageSize / PatchSize;
     /// <summary>Tokens including the class token: (image/patch)² + 1.</summary>
     public int SeqLength => GridSize * GridSize + 1;
 
-    /// <summary>The configuration as keyword arguments (torchvision's names plus <c>in_chans</c> and <c>layer_norm_eps</c>).</summary>
-    public JsonObject ToKwargs() => new()
+    /// <inheritdoc/>
+    protected override void CheckMore()
     {
-        ["image_size"] = ImageSize, ["patch_size"] = PatchSize, ["num_layers"] = NumLayers, ["num_heads"] = NumHeads,
-        ["hidden_dim"] = HiddenDim, ["mlp_dim"] = MlpDim, ["dropout"] = Dropout, ["attention_dropout"] = AttentionDropout,
-        ["num_classes"] = NumClasses, ["representation_size"] = RepresentationSize, ["in_chans"] = InChans,
-        ["layer_norm_eps"] = LayerNormEps,
-    };
-
-    /// <summary>Checks the configuration; throws <see cref="ArgumentException"/> naming the problem.</summary>
-    public void Validate()
-    {
-        if (ImageSize < 1 || PatchSize < 1) throw new ArgumentException($"image_size {ImageSize} and patch_size {PatchSize} must be positive");
-        if (ImageSize % PatchSize != 0) throw new ArgumentException($"image size {ImageSize} is not divisible by the patch size {PatchSize}");
-        if (NumLayers < 0 || NumHeads < 1 || HiddenDim < 1 || MlpDim < 1)
-            throw new ArgumentException($"num_heads, hidden_dim and mlp_dim must be positive and num_layers ≥ 0 (got {NumHeads}, {HiddenDim}, {MlpDim}, {NumLayers})");
+        Check.Divisible((ImageSize, ImageSize), (PatchSize, PatchSize));
         if (HiddenDim % NumHeads != 0) throw new ArgumentException($"hidden_dim {HiddenDim} is not divisible by num_heads {NumHeads}");
-        if (NumClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {NumClasses}");
-        if (RepresentationSize is < 1) throw new ArgumentException($"representation_size must be positive or null, got {RepresentationSize}");
-        if (InChans < 1) throw new ArgumentException($"in_chans must be positive, got {InChans}");
-        if (Dropout is < 0 or > 1 || AttentionDropout is < 0 or > 1) throw new ArgumentException("dropout rates must lie in [0, 1]");
         if (!(LayerNormEps > 0) || !float.IsFinite(LayerNormEps)) throw new ArgumentException($"layer_norm_eps must be positive and finite, got {LayerNormEps}");
     }
+
+    /// <inheritdoc/>
+    public (int Channels, int? Height, int? Width) Input => (InChans, ImageSize, ImageSize);
 }
 
 /// <summary>
@@ -156,17 +144,9 @@ public sealed class Encoder : Module
 /// torchvision, so its weights load with no key map. Initialisation as torchvision: conv_proj truncated N(0, 1/fan_in),
 /// class token zero, pre_logits truncated N(0, 1/fan_in), head zero.
 /// </summary>
-public sealed class VisionTransformer : Module, IImageModel
+public sealed class VisionTransformer : ImageModel<VisionTransformerConfig>
 {
-    /// <summary>The configuration this model was built from (NumClasses follows <see cref="ResetClassifier"/>).</summary>
-    public VisionTransformerConfig Config { get; private set; }
 
-    /// <inheritdoc/>
-    public int InputChannels => Config.InChans;
-    /// <inheritdoc/>
-    public int InputHeight => Config.ImageSize;
-    /// <inheritdoc/>
-    public int InputWidth => Config.ImageSize;
     /// <summary>Patch embedding (key <c>conv_proj</c>).</summary>
     public Conv2d ConvProj { get; }
     /// <summary>Class token [1, 1, C] (key <c>class_token</c>).</summary>
@@ -177,10 +157,8 @@ public sealed class VisionTransformer : Module, IImageModel
     public NamedSequential Heads { get; }
 
     /// <summary>Builds the model with freshly initialised parameters (seeded by <see cref="Init"/>).</summary>
-    public VisionTransformer(VisionTransformerConfig config)
+    public VisionTransformer(VisionTransformerConfig config) : base(config)
     {
-        config.Validate();
-        Config = config;
         int c = config.HiddenDim;
         ConvProj = RegisterModule("conv_proj", new Conv2d(config.InChans, c, config.PatchSize, config.PatchSize));
         ClassToken = RegisterParameter("class_token", Tensor.Zeros(1, 1, c));
@@ -222,9 +200,6 @@ public sealed class VisionTransformer : Module, IImageModel
             while (d[i] < -2f || d[i] > 2f) d[i] = Tensor.RandN(rng, 0, std, 1).Data[0];
     }
 
-    /// <summary>Checks an image batch; throws an <see cref="ArgumentException"/> naming the mismatch.</summary>
-    public void CheckInput(Tensor img) => ImageInput.Check(img, Config.InChans, Config.ImageSize, Config.ImageSize);
-
     /// <summary>torchvision's <c>_process_input</c>: conv_proj then [B, C, h, w] → [B, h·w, C].</summary>
     public Tensor ProcessInput(Tensor img)
     {
@@ -262,7 +237,7 @@ public sealed class VisionTransformer : Module, IImageModel
     /// </summary>
     public void ResetClassifier(int numClasses)
     {
-        if (numClasses < 0) throw new ArgumentException($"num_classes must be ≥ 0, got {numClasses}");
+        Check.AtLeast(numClasses, 0, "num_classes");
         Config = Config with { NumClasses = numClasses };
         Heads.Replace("head", numClasses > 0 ? ZeroHead(NumFeatures, numClasses) : null);
     }

@@ -25,7 +25,8 @@ public class ModelFamilyTrainingTests
         Init.Seed(1);
         var model = spec.Build();
         var im = (IImageModel)model;
-        var images = TestData.Uniform(2, 0, 1, 3, im.InputChannels, im.InputHeight, im.InputWidth);
+        int h = im.InputHeight!.Value, w = im.InputWidth!.Value;   // these families take one size
+        var images = TestData.Uniform(2, 0, 1, 3, im.InputChannels, h, w);
         // One optimizer step so the weights are off their initial values.
         var opt = new VitSharp.Optim.AdamW(model.NamedParameters(), 1e-2f);
         model.Train();
@@ -34,7 +35,7 @@ public class ModelFamilyTrainingTests
         opt.Step();
 
         string path = dir.File("c.safetensors");
-        var data = new DataInfo("folder", ["a", "b", "c"], im.InputChannels, im.InputHeight, im.InputWidth, [0.5f], [0.25f]).ToJson();
+        var data = new DataInfo("folder", ["a", "b", "c"], im.InputChannels, h, w, [0.5f], [0.25f]).ToJson();
         Checkpoint.Save(path, model, new CheckpointInfo(spec, data, new JsonObject()), opt);
         var loaded = Checkpoint.Load(path);
         Assert.IsType(model.GetType(), loaded.Model);
