@@ -247,7 +247,7 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
     {
         CheckInput(img);
         var x = AddPosEmbed(PatchEmbed.Forward(img));
-        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !Observed();
+        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !HasForwardHooksInTree();
         for (int i = 0; i < Blocks.Count; i++)
         {
             if (layerScopes)
@@ -259,13 +259,6 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
             else x = Blocks[i].Forward(x);
         }
         return Norm.Forward(x);
-    }
-
-    private bool Observed()
-    {
-        for (int i = 0; i < Blocks.Count; i++)
-            if (((TimmBlock)Blocks[i]).Attn.AttentionObserver is not null) return true;
-        return false;
     }
 
     /// <summary>Both heads on the features: (head(token 0), head_dist(token 1)), each [B, classes] (or [B, C] with Identity heads).</summary>
