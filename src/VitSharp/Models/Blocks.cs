@@ -53,7 +53,7 @@ public sealed class Attention : Module
         Tensor o;
         if (Training && _dropout.P > 0)   // dropout on the attention probabilities needs the unfused path
             o = MultiheadAttention.Unfused(qkv, _heads, _dimHead, 1f / MathF.Sqrt(_dimHead), scaleQuery: false, _dropout, Attend);
-        else o = F.MultiHeadAttention(qkv, _heads, probs: Attend.WhenObserved);  // [B, N, H·D]
+        else o = F.MultiHeadAttention(qkv, _heads, probs: Attend.WhenObserved(_dropout));  // [B, N, H·D]
         return ToOut.Forward(o);
     }
 }

@@ -247,16 +247,12 @@ public sealed class DistilledVisionTransformer : Module, IPatchTokenModel
     {
         CheckInput(img);
         var x = AddPosEmbed(PatchEmbed.Forward(img));
-        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !HasForwardHooksInTree();
+        if (Autograd.IsEnabled || TensorScope.Current is null || HasForwardHooksInTree()) return Norm.Forward(Blocks.Forward(x));
         for (int i = 0; i < Blocks.Count; i++)
         {
-            if (layerScopes)
-            {
-                // Inference in a scope: each block's intermediates go back to the pool as soon as it is done.
-                using var scope = TensorScope.Begin();
-                x = scope.Handover(Blocks[i].Forward(x));
-            }
-            else x = Blocks[i].Forward(x);
+            // Inference in a scope: each block's intermediates go back to the pool as soon as it is done.
+            using var scope = TensorScope.Begin();
+            x = scope.Handover(Blocks[i].Forward(x));
         }
         return Norm.Forward(x);
     }

@@ -98,7 +98,7 @@ public sealed class TimmAttention : Module
         Tensor o;
         if (Training && AttnDrop.P > 0)   // dropout on the attention probabilities needs the unfused path
             o = MultiheadAttention.Unfused(qkv, h, d, Scale, scaleQuery: true, AttnDrop, Attend);
-        else o = F.MultiHeadAttention(qkv, h, Scale, Attend.WhenObserved);        // [B, N, C]
+        else o = F.MultiHeadAttention(qkv, h, Scale, Attend.WhenObserved(AttnDrop));        // [B, N, C]
         return ProjDrop.Forward(Proj.Forward(o));
     }
 }

@@ -16,13 +16,22 @@ namespace VitSharp.NN;
 public sealed class AttentionProbabilities : Module
 {
     private Action<Tensor>? _forward;
+    private Dropout? _dropout;
 
     /// <summary>Passes the probabilities on unchanged (the hooks see them).</summary>
     protected override Tensor ForwardCore(Tensor probabilities) => probabilities;
 
     /// <summary>
-    /// What the parent layer hands to the fused kernel's probability callback (<see cref="F.MultiHeadAttention"/>): this
-    /// module's forward while it has hooks, else null (the kernel then keeps the probabilities to itself).
+    /// What the parent layer hands to the fused kernel's probability callback (<see cref="F.MultiHeadAttention"/>) on its
+    /// path without attention dropout: while this module or the layer's attention <paramref name="dropout"/> (an identity
+    /// there) has hooks, a callback that runs both on the probabilities, as the unfused path does; else null (the kernel
+    /// then keeps the probabilities to itself).
     /// </summary>
-    internal Action<Tensor>? WhenObserved => HasForwardHooks ? _forward ??= p => Forward(p) : null;
+    internal Action<Tensor>? WhenObserved(Dropout? dropout)
+    {
+        if (!HasForwardHooks && dropout is not { HasForwardHooks: true }) return null;
+        _dropout = dropout;
+        // Captures only this (a lambda capturing the parameter would allocate its closure on every call, hooked or not).
+        return _forward ??= p => { var a = Forward(p); _dropout?.Forward(a); };
+    }
 }

@@ -44,8 +44,9 @@ public abstract class Module
     /// <c>register_forward_hook</c>) with the module, its inputs and the output it returns (the very tensor, not a copy);
     /// dispose the result to remove it. Every forward of a module fires its hooks once, after its children's: the
     /// single-input <see cref="Forward(Tensor)"/> and the forwards of two-input modules (CaiT's class attention,
-    /// <see cref="ForwardInputs.Second"/> holding the context) alike. Hooks run in registration order; an exception
-    /// from a hook propagates out of the forward.
+    /// <see cref="ForwardInputs.Second"/> holding the context) alike; a <see cref="ModuleList"/>, which has no forward
+    /// of its own, never fires (as in PyTorch). Hooks run in registration order; an exception from a hook propagates out
+    /// of the forward.
     /// </summary>
     /// <remarks>
     /// <para>The inputs and output may be pooled storage of a <see cref="TensorScope"/>: clone what must outlive the

@@ -54,7 +54,7 @@ public sealed class MultiheadAttention : Module
             _dropout.Train(true);   // not a registered child (torch keeps the rate as a plain attribute)
             o = Unfused(qkv, h, d, 1f / MathF.Sqrt(d), scaleQuery: false, _dropout, Attend);
         }
-        else o = F.MultiHeadAttention(qkv, h, probs: Attend.WhenObserved);
+        else o = F.MultiHeadAttention(qkv, h, probs: Attend.WhenObserved(null));
         return OutProj.Forward(o);
     }
 
