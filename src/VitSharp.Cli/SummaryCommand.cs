@@ -58,15 +58,15 @@ public static class SummaryCommand
         var input = Tensor.Zeros(1, preset.Channels, h, w);
 
         var shapes = new Dictionary<Module, (int[] Shape, int Calls)>(ReferenceEqualityComparer.Instance);
-        var previous = Module.ForwardHook;
-        Module.ForwardHook = (m, output) =>
+        Action<Module, ForwardInputs, Tensor> hook = (m, _, output) =>
             shapes[m] = (output.Shape, shapes.TryGetValue(m, out var s) ? s.Calls + 1 : 1);
+        var handles = model.NamedModules().Select(m => m.Module.RegisterForwardHook(hook)).ToList();
         var sw = Stopwatch.StartNew();
         try
         {
             using (Autograd.NoGrad()) model.Forward(input);
         }
-        finally { Module.ForwardHook = previous; }
+        finally { handles.ForEach(h => h.Dispose()); }
         sw.Stop();
 
         var rows = new List<Row>();

@@ -22,16 +22,8 @@ public sealed class SampleRandom : Random
         _s3 = SplitMix(ref x);
     }
 
-    /// <summary>Mixes several integers into one well-spread 64-bit seed (order matters).</summary>
-    public static ulong Mix(long a, long b = 0, long c = 0)
-    {
-        ulong x = (ulong)a;
-        ulong h = SplitMix(ref x);
-        x = h ^ (ulong)b;
-        h = SplitMix(ref x);
-        x = h ^ (ulong)c;
-        return SplitMix(ref x);
-    }
+    /// <summary>Mixes several integers into one well-spread 64-bit seed (order matters): <see cref="NN.SeedMix.Mix"/>.</summary>
+    public static ulong Mix(long a, long b = 0, long c = 0) => NN.SeedMix.Mix(a, b, c);
 
     private static ulong SplitMix(ref ulong x)
     {

@@ -10,17 +10,16 @@ namespace VitSharp.Inspection;
 public sealed record Extraction(Tensor Logits, Tensor Embeddings, Tensor? Layers);
 
 /// <summary>
-/// Extracts token embeddings from a ViT-family model, as vit-pytorch's <c>extractor.Extractor</c>: a forward hook on the
-/// model's <c>transformer</c> captures its output tokens [B, N, C] while the model computes its logits as usual;
-/// optionally (<c>layerByLayer</c>) also the tokens after every layer, through <see cref="Transformer.LayerObserver"/>.
+/// Extracts token embeddings from a ViT-family model, as vit-pytorch's <c>extractor.Extractor</c>: a forward hook
+/// (<see cref="Module.RegisterForwardHook"/>) on the model's <c>transformer</c> captures its output tokens [B, N, C] while
+/// the model computes its logits as usual; optionally (<c>layerByLayer</c>) also the residual stream after every layer,
+/// from hooks on the layers' feed-forward blocks (layer i's stream is <c>layers.i.1</c>'s output plus its input).
 /// <see cref="Eject"/> (or <see cref="Dispose"/>) removes the hooks and returns the model.
 /// </summary>
 /// <remarks>A <see cref="DistillWrapper"/> is inspected through its student. The embeddings are copies.</remarks>
 public sealed class Extractor : IDisposable
 {
-    private readonly IDisposable _hook;
-    private readonly Transformer? _layers;
-    private readonly Action<int, Tensor>? _previousObserver;
+    private readonly List<IDisposable> _handles = new();
     private readonly List<Tensor> _perLayer = new();
     private Tensor? _latents;
     private bool _ejected;
@@ -42,13 +41,22 @@ public sealed class Extractor : IDisposable
         LayerByLayer = layerByLayer;
         if (layerByLayer)
         {
-            _layers = transformer as Transformer
+            var layers = transformer as Transformer
                 ?? throw new ArgumentException($"layer-by-layer embeddings need a {nameof(Transformer)}; {Model.GetType().Name}'s transformer is a {transformer.GetType().Name}");
-            _previousObserver = _layers.LayerObserver;
-            Action<int, Tensor> record = (_, x) => _perLayer.Add(x.Clone());
-            _layers.LayerObserver = _previousObserver is null ? record : _previousObserver + record;
+            // The stream after a layer, x + ff(x), is not any module's output: the hook adds the block's input back, as the layer does.
+            Action<Module, ForwardInputs, Tensor> record = (_, inputs, output) => _perLayer.Add(Sum(output, inputs.Input));
+            for (int i = 0; i < layers.Layers.Count; i++)
+                _handles.Add(((ModuleList)layers.Layers[i])[1].RegisterForwardHook(record));
         }
-        _hook = transformer.RegisterForwardHook((_, output) => _latents = output.Clone());
+        _handles.Add(transformer.RegisterForwardHook((_, _, output) => _latents = output.Clone()));
+    }
+
+    // a + b into a tensor of its own (outside any scope, off the tape); float addition rounds as the layer's own sum.
+    private static Tensor Sum(Tensor a, Tensor b)
+    {
+        var sum = new Tensor(a.Shape);
+        System.Numerics.Tensors.TensorPrimitives.Add(a.Data.AsSpan(0, a.Size), b.Data.AsSpan(0, b.Size), sum.Data);
+        return sum;
     }
 
     /// <summary>Runs the model on <paramref name="images"/> and returns its output with the captured embeddings.</summary>
@@ -68,8 +76,8 @@ public sealed class Extractor : IDisposable
     {
         if (!_ejected)
         {
-            _hook.Dispose();
-            if (_layers is not null) _layers.LayerObserver = _previousObserver;
+            foreach (var h in _handles) h.Dispose();
+            _handles.Clear();
             _ejected = true;
         }
         return Model;

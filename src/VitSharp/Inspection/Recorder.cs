@@ -4,16 +4,18 @@ using VitSharp.NN;
 namespace VitSharp.Inspection;
 
 /// <summary>
-/// Records the attention maps of a ViT-family model, as vit-pytorch's <c>recorder.Recorder</c>: wraps the model, hooks
-/// every attention layer of its transformer (every <see cref="IAttentionObservable"/>: vit-pytorch's <see cref="Attention"/>,
-/// timm's <see cref="TimmAttention"/>, torch's <see cref="MultiheadAttention"/>) through its
-/// <see cref="IAttentionObservable.AttentionObserver"/>, and
-/// <see cref="Forward"/> returns the model's logits together with the softmax attention probabilities of every layer,
-/// stacked as [B, depth, H, N, N] (rows: queries, columns: keys; each row sums to 1). The model's output is unchanged.
-/// <see cref="Eject"/> (or <see cref="Dispose"/>) removes the hooks and returns the model as it was.
+/// Records the attention maps of a ViT-family model, as vit-pytorch's <c>recorder.Recorder</c>: wraps the model, puts a
+/// forward hook (<see cref="Module.RegisterForwardHook"/>) on the <see cref="AttentionProbabilities"/> module
+/// (<c>attend</c>) of every attention layer of its transformer (vit-pytorch's <see cref="Attention"/>, timm's
+/// <see cref="TimmAttention"/>, torch's <see cref="MultiheadAttention"/>, DeepViT's <see cref="ReAttention"/>, CaiT's
+/// <see cref="TalkingHeadsAttention"/>), and <see cref="Forward"/> returns the model's logits together with the softmax
+/// attention probabilities of every layer, stacked as [B, depth, H, N, N] (rows: queries, columns: keys; each row sums
+/// to 1). The model's output is unchanged. <see cref="Eject"/> (or <see cref="Dispose"/>) removes the hooks and returns
+/// the model as it was.
 /// </summary>
 /// <remarks>A <see cref="DistillWrapper"/> is inspected through its student (the teacher's attention is not recorded).
-/// Recordings are copies, so they outlive any <see cref="TensorScope"/>.</remarks>
+/// Recordings are copies, so they outlive any <see cref="TensorScope"/>. Hooks of others on the same modules are left
+/// alone.</remarks>
 /// <example>
 /// <code>
 /// using var recorder = new Recorder(vit);
@@ -22,36 +24,42 @@ namespace VitSharp.Inspection;
 /// </example>
 public sealed class Recorder : IDisposable
 {
-    private readonly List<(IAttentionObservable Block, Action<Tensor>? Previous)> _hooked = new();
+    private readonly List<IDisposable> _handles = new();
     private readonly List<Tensor> _recordings = new();
     private bool _ejected;
 
     /// <summary>The model whose forward runs (a wrapper's student).</summary>
     public Module Model { get; }
 
-    /// <summary>The hooked attention layers, in forward order.</summary>
-    public IReadOnlyList<IAttentionObservable> Blocks { get; }
+    /// <summary>The hooked attention layers (each the parent of an <see cref="AttentionProbabilities"/> module), in module order.</summary>
+    public IReadOnlyList<Module> Blocks { get; }
 
-    /// <summary>The attention maps recorded by the last <see cref="Forward"/>, one [B, H, N, N] per block call.</summary>
+    /// <summary>The attention maps recorded by the last <see cref="Forward"/>, one [B, H, N, M] per attention call.</summary>
     public IReadOnlyList<Tensor> Recordings => _recordings;
 
-    /// <summary>Hooks every attention block of <paramref name="model"/>'s transformer (or of the whole model when it has no <c>transformer</c> child).</summary>
-    /// <exception cref="ArgumentException">The model has no attention blocks.</exception>
+    /// <summary>Hooks every attention layer of <paramref name="model"/>'s transformer (or of the whole model when it has no <c>transformer</c> child).</summary>
+    /// <exception cref="ArgumentException">The model has no attention layers.</exception>
     public Recorder(Module model)
     {
         ArgumentNullException.ThrowIfNull(model);
         Model = Inspect.Target(model);
-        Blocks = Inspect.Transformer(Model).NamedModules().Select(m => m.Module).OfType<IAttentionObservable>().ToList();
-        if (Blocks.Count == 0) throw new ArgumentException($"{Model.GetType().Name} has no attention blocks to record");
-        foreach (var block in Blocks)
-        {
-            var previous = block.AttentionObserver;
-            _hooked.Add((block, previous));
-            block.AttentionObserver = previous is null ? Record : previous + Record;
-        }
+        var layers = AttentionLayers(Inspect.Transformer(Model));
+        if (layers.Count == 0) throw new ArgumentException($"{Model.GetType().Name} has no attention blocks to record");
+        Blocks = layers.Select(l => l.Layer).ToList();
+        Action<Module, ForwardInputs, Tensor> record = (_, _, probabilities) => _recordings.Add(probabilities.Clone());
+        foreach (var (_, attend) in layers) _handles.Add(attend.RegisterForwardHook(record));
     }
 
-    private void Record(Tensor attention) => _recordings.Add(attention.Clone());
+    /// <summary>The attention layers under <paramref name="root"/> with their probability modules, in module order.</summary>
+    public static IReadOnlyList<(Module Layer, AttentionProbabilities Attend)> AttentionLayers(Module root)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        var found = new List<(Module, AttentionProbabilities)>();
+        foreach (var (_, m) in root.NamedModules())
+            foreach (var (_, child) in m.NamedChildren())
+                if (child is AttentionProbabilities a) found.Add((m, a));
+        return found;
+    }
 
     /// <summary>
     /// Runs the model on <paramref name="images"/>; returns its output and the attention maps [B, depth, H, N, N]
@@ -69,13 +77,13 @@ public sealed class Recorder : IDisposable
     /// <summary>Drops the recordings.</summary>
     public void Clear() => _recordings.Clear();
 
-    /// <summary>Removes the hooks (restoring any observer that was there before) and returns the model.</summary>
+    /// <summary>Removes the hooks and returns the model.</summary>
     public Module Eject()
     {
         if (!_ejected)
         {
-            foreach (var (block, previous) in _hooked) block.AttentionObserver = previous;
-            _hooked.Clear();
+            foreach (var h in _handles) h.Dispose();
+            _handles.Clear();
             _ejected = true;
         }
         return Model;

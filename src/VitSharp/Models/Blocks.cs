@@ -8,7 +8,7 @@ namespace VitSharp.Models;
 /// Shapes: x [B, N, C] → [B, N, C]; H heads of D dims. With <c>bareOut</c> it is SimpleViT's variant: <c>to_out</c> is
 /// a bare Linear (key <c>to_out.weight</c>), always present.
 /// </summary>
-public sealed class Attention : Module, IAttentionObservable
+public sealed class Attention : Module
 {
     private readonly int _heads, _dimHead;
     private readonly Dropout _dropout;
@@ -20,8 +20,8 @@ public sealed class Attention : Module, IAttentionObservable
     /// <summary>Output projection (key <c>to_out</c>; Identity when there is none).</summary>
     public Module ToOut { get; }
 
-    /// <summary>When set, receives the attention probabilities [B, H, N, N] of every forward pass.</summary>
-    public Action<Tensor>? AttentionObserver { get; set; }
+    /// <summary>The attention probabilities [B, H, N, N] (key <c>attend</c>, no parameters, as the reference's Softmax): hook it to see them.</summary>
+    public AttentionProbabilities Attend { get; }
 
     /// <summary>Creates the block.</summary>
     /// <param name="dim">Token width C.</param>
@@ -37,6 +37,7 @@ public sealed class Attention : Module, IAttentionObservable
         int inner = heads * dimHead;
         bool projectOut = !(heads == 1 && dimHead == dim);
         Norm = RegisterModule("norm", new LayerNorm(dim));
+        Attend = RegisterModule("attend", new AttentionProbabilities());
         _dropout = RegisterModule("dropout", new Dropout(dropout));
         ToQkv = RegisterModule("to_qkv", new Linear(dim, inner * 3, bias: false));
         ToOut = RegisterModule<Module>("to_out", bareOut ? new Linear(inner, dim, outBias) : projectOut
@@ -51,8 +52,8 @@ public sealed class Attention : Module, IAttentionObservable
         var qkv = ToQkv.Forward(x);                                   // [B, N, 3·H·D]
         Tensor o;
         if (Training && _dropout.P > 0)   // dropout on the attention probabilities needs the unfused path
-            o = MultiheadAttention.Unfused(qkv, _heads, _dimHead, 1f / MathF.Sqrt(_dimHead), scaleQuery: false, _dropout, AttentionObserver);
-        else o = F.MultiHeadAttention(qkv, _heads, probs: AttentionObserver);  // [B, N, H·D]
+            o = MultiheadAttention.Unfused(qkv, _heads, _dimHead, 1f / MathF.Sqrt(_dimHead), scaleQuery: false, _dropout, Attend);
+        else o = F.MultiHeadAttention(qkv, _heads, probs: Attend.WhenObserved(_dropout));  // [B, N, H·D]
         return ToOut.Forward(o);
     }
 }
@@ -90,12 +91,6 @@ public sealed class Transformer : Module
     /// <summary>The [attention, feed-forward] pairs (key <c>layers</c>).</summary>
     public ModuleList Layers { get; }
 
-    /// <summary>
-    /// When set, receives the layer index and the residual stream after that layer's attention and feed-forward
-    /// ([B, N, C], before the final LayerNorm) in every forward pass (used by <see cref="Inspection.Extractor"/>).
-    /// </summary>
-    public Action<int, Tensor>? LayerObserver { get; set; }
-
     /// <summary>Creates the stack.</summary>
     public Transformer(int dim, int depth, int heads, int dimHead, int mlpDim, float dropout = 0f, bool finalNorm = true)
         : this(dim, depth, _ => new Attention(dim, heads, dimHead, dropout), _ => new FeedForward(dim, mlpDim, dropout), finalNorm)
@@ -127,11 +122,13 @@ public sealed class Transformer : Module
     }
 
     /// <inheritdoc/>
-    /// <remarks>Without gradients, inside a <see cref="TensorScope"/> and with no observer attached, each layer runs in a
-    /// scope of its own that hands only its output on, so a forward pass holds one layer's intermediates at a time.</remarks>
+    /// <remarks>Without gradients, inside a <see cref="TensorScope"/> and with no forward hook on this stack or any of its
+    /// modules, each layer runs in a scope of its own that hands only its output on, so a forward pass holds one layer's
+    /// intermediates at a time. The residual stream after layer i is the output of its feed-forward block plus that
+    /// block's input (what a hook on <c>layers.i.1</c> sees).</remarks>
     protected override Tensor ForwardCore(Tensor x)
     {
-        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !Observed();
+        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !HasForwardHooksInTree();
         for (int i = 0; i < Layers.Count; i++)
         {
             var pair = (ModuleList)Layers[i];
@@ -144,17 +141,8 @@ public sealed class Transformer : Module
             }
             x = pair[0].Forward(x) + x;
             x = pair[1].Forward(x) + x;
-            LayerObserver?.Invoke(i, x);
         }
         return Norm is null ? x : Norm.Forward(x);
-    }
-
-    private bool Observed()
-    {
-        if (LayerObserver is not null) return true;
-        for (int i = 0; i < Layers.Count; i++)
-            if (((ModuleList)Layers[i])[0] is Attention { AttentionObserver: not null }) return true;
-        return false;
     }
 }
 

@@ -76,13 +76,8 @@ public sealed class LayerScale : Module
     public static float InitialScale(int depth) => depth <= 18 ? 0.1f : depth <= 24 ? 1e-5f : 1e-6f;
 
     /// <summary>fn(x, context)·scale; the context goes to a <see cref="TalkingHeadsAttention"/> and is ignored by other blocks.</summary>
-    public Tensor Forward(Tensor x, Tensor? context)
-    {
-        var y = Fn is TalkingHeadsAttention a ? a.Forward(x, context) : Fn.Forward(x);
-        var output = y * Scale;
-        ForwardHook?.Invoke(this, output);
-        return output;
-    }
+    public Tensor Forward(Tensor x, Tensor? context) =>
+        RunForwardHooks(x, context, (Fn is TalkingHeadsAttention a ? a.Forward(x, context) : Fn.Forward(x)) * Scale);
 
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x) => Fn.Forward(x) * Scale;
@@ -111,6 +106,8 @@ public sealed class TalkingHeadsAttention : Module
     public Tensor MixHeadsPostAttn { get; }
     /// <summary>Output projection (key <c>to_out</c>).</summary>
     public Sequential ToOut { get; }
+    /// <summary>The softmax probabilities [B, H, N, M] before dropout and the post-softmax head mixing (key <c>attend</c>, no parameters): hook it to see them.</summary>
+    public AttentionProbabilities Attend { get; }
 
     /// <summary>Creates the block.</summary>
     public TalkingHeadsAttention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f)
@@ -121,6 +118,7 @@ public sealed class TalkingHeadsAttention : Module
         Norm = RegisterModule("norm", new LayerNorm(dim));
         ToQ = RegisterModule("to_q", new Linear(dim, inner, bias: false));
         ToKv = RegisterModule("to_kv", new Linear(dim, inner * 2, bias: false));
+        Attend = RegisterModule("attend", new AttentionProbabilities());
         _dropout = RegisterModule("dropout", new Dropout(dropout));
         MixHeadsPreAttn = RegisterParameter("mix_heads_pre_attn", Tensor.RandN(Init.Rng, 0, 1, heads, heads));
         MixHeadsPostAttn = RegisterParameter("mix_heads_post_attn", Tensor.RandN(Init.Rng, 0, 1, heads, heads));
@@ -128,7 +126,9 @@ public sealed class TalkingHeadsAttention : Module
     }
 
     /// <summary>Attention of x's tokens over x and (when given) the context's tokens.</summary>
-    public Tensor Forward(Tensor x, Tensor? context)
+    public Tensor Forward(Tensor x, Tensor? context) => RunForwardHooks(x, context, Run(x, context));
+
+    private Tensor Run(Tensor x, Tensor? context)
     {
         int b = x.Dim(0), n = x.Dim(1), h = _heads, d = _dimHead;
         if (context is not null && (context.Rank != 3 || context.Dim(0) != b || context.Dim(2) != x.Dim(2)))
@@ -141,16 +141,14 @@ public sealed class TalkingHeadsAttention : Module
         var k = kv.Slice(0, 0, 1).Reshape(b, h, m, d);
         var v = kv.Slice(0, 1, 1).Reshape(b, h, m, d);
         var dots = F.MixHeads(Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(d)), MixHeadsPreAttn);
-        var attn = _dropout.Forward(F.Softmax(dots, -1));
+        var attn = _dropout.Forward(Attend.Forward(F.Softmax(dots, -1)));
         attn = F.MixHeads(attn, MixHeadsPostAttn);
         var o = Tensor.MatMul(attn, v).Permute(0, 2, 1, 3).Reshape(b, n, h * d);
-        var output = ToOut.Forward(o);
-        ForwardHook?.Invoke(this, output);
-        return output;
+        return ToOut.Forward(o);
     }
 
     /// <inheritdoc/>
-    protected override Tensor ForwardCore(Tensor x) => Forward(x, null);
+    protected override Tensor ForwardCore(Tensor x) => Run(x, null);
 }
 
 /// <summary>
@@ -203,7 +201,9 @@ public sealed class CaiTTransformer : Module
     }
 
     /// <summary>Runs the kept layers: x = attn(x, context) + x; x = ff(x) + x.</summary>
-    public Tensor Forward(Tensor x, Tensor? context)
+    public Tensor Forward(Tensor x, Tensor? context) => RunForwardHooks(x, context, Run(x, context));
+
+    private Tensor Run(Tensor x, Tensor? context)
     {
         Span<bool> keep = Layers.Count <= 256 ? stackalloc bool[Layers.Count] : new bool[Layers.Count];
         SampleKeptLayers(keep);
@@ -214,12 +214,11 @@ public sealed class CaiTTransformer : Module
             x = ((LayerScale)pair[0]).Forward(x, context) + x;
             x = ((LayerScale)pair[1]).Forward(x, null) + x;
         }
-        ForwardHook?.Invoke(this, x);
         return x;
     }
 
     /// <inheritdoc/>
-    protected override Tensor ForwardCore(Tensor x) => Forward(x, null);
+    protected override Tensor ForwardCore(Tensor x) => Run(x, null);
 }
 
 /// <summary>
@@ -293,11 +292,8 @@ public sealed class CaiT : ImageModel<CaiTConfig>
 
     private Tensor Head(Tensor cls, bool preLogits)
     {
-        var x = MlpHead[0].Forward(cls.Reshape(cls.Dim(0), cls.Dim(2)));
-        if (preLogits) return x;
-        var logits = MlpHead[1].Forward(x);
-        ForwardHook?.Invoke(MlpHead, logits);
-        return logits;
+        var token = cls.Reshape(cls.Dim(0), cls.Dim(2));
+        return preLogits ? MlpHead[0].Forward(token) : MlpHead.Forward(token);
     }
 
     /// <inheritdoc/>

@@ -82,6 +82,8 @@ public sealed class ReAttention : Module
     public Sequential ReattnNorm { get; }
     /// <summary>Output projection (key <c>to_out</c>).</summary>
     public Sequential ToOut { get; }
+    /// <summary>The softmax probabilities [B, H, N, N] before dropout and re-attention (key <c>attend</c>, no parameters): hook it to see them.</summary>
+    public AttentionProbabilities Attend { get; }
 
     /// <summary>Creates the block.</summary>
     public ReAttention(int dim, int heads = 8, int dimHead = 64, float dropout = 0f)
@@ -91,6 +93,7 @@ public sealed class ReAttention : Module
         int inner = heads * dimHead;
         Norm = RegisterModule("norm", new LayerNorm(dim));
         ToQkv = RegisterModule("to_qkv", new Linear(dim, inner * 3, bias: false));
+        Attend = RegisterModule("attend", new AttentionProbabilities());
         _dropout = RegisterModule("dropout", new Dropout(dropout));
         ReattnWeights = RegisterParameter("reattn_weights", Tensor.RandN(Init.Rng, 0, 1, heads, heads));
         ReattnNorm = RegisterModule("reattn_norm", new Sequential(new Permute(0, 2, 3, 1), new LayerNorm(heads), new Permute(0, 3, 1, 2)));
@@ -106,7 +109,7 @@ public sealed class ReAttention : Module
         var q = heads.Slice(0, 0, 1).Reshape(b, _heads, n, _dimHead);
         var k = heads.Slice(0, 1, 1).Reshape(b, _heads, n, _dimHead);
         var v = heads.Slice(0, 2, 1).Reshape(b, _heads, n, _dimHead);
-        var attn = F.Softmax(Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(_dimHead)), -1);
+        var attn = Attend.Forward(F.Softmax(Tensor.MatMul(q, k, transB: true) * (1f / MathF.Sqrt(_dimHead)), -1));
         attn = _dropout.Forward(attn);
         attn = ReattnNorm.Forward(F.MixHeads(attn, ReattnWeights));                          // re-attention
         var o = Tensor.MatMul(attn, v).Permute(0, 2, 1, 3).Reshape(b, n, _heads * _dimHead);
@@ -167,11 +170,8 @@ public sealed class DeepViT : ImageModel<DeepViTConfig>
     /// </summary>
     public Tensor ForwardHead(Tensor tokens, bool preLogits = false)
     {
-        var x = MlpHead[0].Forward(Pool(tokens));
-        if (preLogits) return x;
-        var logits = MlpHead[1].Forward(x);
-        ForwardHook?.Invoke(MlpHead, logits);
-        return logits;
+        var pooled = Pool(tokens);
+        return preLogits ? MlpHead[0].Forward(pooled) : MlpHead.Forward(pooled);
     }
 
     /// <inheritdoc/>

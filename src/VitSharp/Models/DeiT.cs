@@ -209,25 +209,14 @@ public sealed class DistilledVisionTransformer : ImageModel<DeiTConfig>, IPatchT
     {
         CheckInput(img);
         var x = AddPosEmbed(PatchEmbed.Forward(img));
-        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !Observed();
+        if (Autograd.IsEnabled || TensorScope.Current is null || HasForwardHooksInTree()) return Norm.Forward(Blocks.Forward(x));
         for (int i = 0; i < Blocks.Count; i++)
         {
-            if (layerScopes)
-            {
-                // Inference in a scope: each block's intermediates go back to the pool as soon as it is done.
-                using var scope = TensorScope.Begin();
-                x = scope.Handover(Blocks[i].Forward(x));
-            }
-            else x = Blocks[i].Forward(x);
+            // Inference in a scope: each block's intermediates go back to the pool as soon as it is done.
+            using var scope = TensorScope.Begin();
+            x = scope.Handover(Blocks[i].Forward(x));
         }
         return Norm.Forward(x);
-    }
-
-    private bool Observed()
-    {
-        for (int i = 0; i < Blocks.Count; i++)
-            if (((TimmBlock)Blocks[i]).Attn.AttentionObserver is not null) return true;
-        return false;
     }
 
     /// <summary>Both heads on the features: (head(token 0), head_dist(token 1)), each [B, classes] (or [B, C] with Identity heads).</summary>

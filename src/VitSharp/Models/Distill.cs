@@ -33,7 +33,7 @@ public sealed class DistillableViT : ViT
         x = Transformer.Forward(x);                                        // [B, N(+1)+1, C]
         var tokens = x.Slice(1, 0, n);
         var distill = x.Slice(1, n, 1).Reshape(b, c);
-        return (ForwardHead(tokens), distill);
+        return (RunForwardHooks(img, distillToken, ForwardHead(tokens)), distill);
     }
 
     /// <summary>A plain <see cref="ViT"/> with the same configuration and a copy of these weights (vit-pytorch's <c>to_vit()</c>).</summary>

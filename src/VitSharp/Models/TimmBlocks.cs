@@ -52,7 +52,7 @@ public sealed class TimmPatchEmbed : Module
 /// attention kernel (<see cref="F.MultiHeadAttention"/>), as torch's MultiheadAttention does in
 /// <see cref="MultiheadAttention"/>; with attention dropout in training mode it takes the unfused path.
 /// </summary>
-public sealed class TimmAttention : Module, IAttentionObservable
+public sealed class TimmAttention : Module
 {
     /// <summary>Fused q, k, v projection (key <c>qkv</c>).</summary>
     public Linear Qkv { get; }
@@ -71,8 +71,8 @@ public sealed class TimmAttention : Module, IAttentionObservable
     /// <summary>The score scale D^-½ (timm's <c>self.scale = head_dim ** -0.5</c>).</summary>
     public float Scale { get; }
 
-    /// <summary>When set, receives the attention probabilities [B, H, N, N] of every forward pass.</summary>
-    public Action<Tensor>? AttentionObserver { get; set; }
+    /// <summary>The attention probabilities [B, H, N, N] (key <c>attend</c>, no parameters; timm has no such module): hook it to see them.</summary>
+    public AttentionProbabilities Attend { get; }
 
     /// <summary>Creates the layer; <paramref name="dim"/> must be divisible by <paramref name="numHeads"/>.</summary>
     public TimmAttention(int dim, int numHeads = 8, bool qkvBias = false, float attnDrop = 0f, float projDrop = 0f)
@@ -82,6 +82,7 @@ public sealed class TimmAttention : Module, IAttentionObservable
         Dim = dim; NumHeads = numHeads; HeadDim = dim / numHeads;
         Scale = 1f / MathF.Sqrt(HeadDim);
         Qkv = RegisterModule("qkv", new Linear(dim, 3 * dim, qkvBias));
+        Attend = RegisterModule("attend", new AttentionProbabilities());
         AttnDrop = RegisterModule("attn_drop", new Dropout(attnDrop));
         Proj = RegisterModule("proj", new Linear(dim, dim));
         ProjDrop = RegisterModule("proj_drop", new Dropout(projDrop));
@@ -96,8 +97,8 @@ public sealed class TimmAttention : Module, IAttentionObservable
         var qkv = Qkv.Forward(x);                                                 // [B, N, 3·C]
         Tensor o;
         if (Training && AttnDrop.P > 0)   // dropout on the attention probabilities needs the unfused path
-            o = MultiheadAttention.Unfused(qkv, h, d, Scale, scaleQuery: true, AttnDrop, AttentionObserver);
-        else o = F.MultiHeadAttention(qkv, h, Scale, AttentionObserver);        // [B, N, C]
+            o = MultiheadAttention.Unfused(qkv, h, d, Scale, scaleQuery: true, AttnDrop, Attend);
+        else o = F.MultiHeadAttention(qkv, h, Scale, Attend.WhenObserved(AttnDrop));        // [B, N, C]
         return ProjDrop.Forward(Proj.Forward(o));
     }
 }

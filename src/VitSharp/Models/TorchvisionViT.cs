@@ -224,9 +224,10 @@ public sealed class VisionTransformer : ImageModel<VisionTransformerConfig>
     {
         int b = tokens.Dim(0), c = tokens.Dim(2);
         var x = tokens.Slice(1, 0, 1).Reshape(b, c);
+        if (!preLogits) return Heads.Forward(x);
         var heads = Heads.NamedChildren();
         for (int i = 0; i < heads.Count; i++)   // indexed: a foreach over the interface would allocate an enumerator each step
-            if (!(preLogits && heads[i].Name == "head")) x = heads[i].Module.Forward(x);
+            if (heads[i].Name != "head") x = heads[i].Module.Forward(x);
         return x;
     }
 

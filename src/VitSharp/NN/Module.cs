@@ -20,37 +20,109 @@ public abstract class Module
     /// <summary>Whether the module is in training mode (dropout active). New modules start in training mode, as in PyTorch.</summary>
     public bool Training { get; private set; } = true;
 
-    /// <summary>Called after every <see cref="Forward(Tensor)"/> with the module and its output (used by summaries and recorders).</summary>
-    [ThreadStatic] internal static Action<Module, Tensor>? ForwardHook;
+    // Forward hooks: an array replaced whole on every change (copy on write), so that running them allocates nothing
+    // and a hook may remove itself (or register another) while the hooks run. Null when there is none.
+    private HookEntry[]? _forwardHooks;
+    private static readonly object s_hookLock = new();
+    private static int s_hookCount;   // hooks registered on all modules together: a zero skips the walk of HasForwardHooksInTree
 
-    private List<Action<Module, Tensor>>? _forwardHooks;
+    private sealed class HookEntry(Action<Module, ForwardInputs, Tensor> hook)
+    {
+        public readonly Action<Module, ForwardInputs, Tensor> Hook = hook;
+    }
 
-    /// <summary>Runs the module on one input.</summary>
+    /// <summary>Runs the module on one input, then its forward hooks (<see cref="RegisterForwardHook"/>).</summary>
     public Tensor Forward(Tensor input)
     {
         var output = ForwardCore(input);
-        ForwardHook?.Invoke(this, output);
-        if (_forwardHooks is { Count: > 0 } hooks)
-            foreach (var hook in hooks.ToArray()) hook(this, output);
+        if (_forwardHooks is { } hooks) RunHooks(hooks, new ForwardInputs(input), output);
         return output;
     }
 
     /// <summary>
-    /// Registers <paramref name="hook"/> to be called with this module and its output after every
-    /// <see cref="Forward(Tensor)"/> (PyTorch's <c>register_forward_hook</c>); dispose the result to remove it.
-    /// The output may be pooled storage of a <see cref="TensorScope"/>: clone what must outlive the scope.
+    /// Registers <paramref name="hook"/> to be called after every forward pass of this module (PyTorch's
+    /// <c>register_forward_hook</c>) with the module, its inputs and the output it returns (the very tensor, not a copy);
+    /// dispose the result to remove it. Every forward of a module fires its hooks once, after its children's: the
+    /// single-input <see cref="Forward(Tensor)"/> and the forwards of two-input modules (CaiT's class attention,
+    /// <see cref="ForwardInputs.Second"/> holding the context) alike; a <see cref="ModuleList"/>, which has no forward
+    /// of its own, never fires (as in PyTorch). Hooks run in registration order; an exception from a hook propagates out
+    /// of the forward.
     /// </summary>
-    public IDisposable RegisterForwardHook(Action<Module, Tensor> hook)
+    /// <remarks>
+    /// <para>The inputs and output may be pooled storage of a <see cref="TensorScope"/>: clone what must outlive the
+    /// scope. While a module has hooks, models do not free its tensors layer by layer during inference (they live until
+    /// the end of the caller's scope, as without hooks in training).</para>
+    /// <para>Attention layers report their softmax probabilities [B, H, N, M] through a child
+    /// <see cref="AttentionProbabilities"/> module (key <c>attend</c>): a hook on it sees them as its output.</para>
+    /// <para>A module without hooks pays one null check per forward and allocates nothing.</para>
+    /// </remarks>
+    /// <example>
+    /// <code>
+    /// using var handle = model.Transformer.RegisterForwardHook((module, inputs, output) => tokens = output.Clone());
+    /// </code>
+    /// </example>
+    public IDisposable RegisterForwardHook(Action<Module, ForwardInputs, Tensor> hook)
     {
         ArgumentNullException.ThrowIfNull(hook);
-        (_forwardHooks ??= new()).Add(hook);
-        return new HookHandle(() => _forwardHooks.Remove(hook));
+        var entry = new HookEntry(hook);
+        lock (s_hookLock)
+        {
+            var old = _forwardHooks ?? [];
+            var hooks = new HookEntry[old.Length + 1];
+            old.CopyTo(hooks, 0);
+            hooks[^1] = entry;
+            _forwardHooks = hooks;
+        }
+        Interlocked.Increment(ref s_hookCount);
+        return new HookHandle(this, entry);
     }
 
-    private sealed class HookHandle(Action remove) : IDisposable
+    private void RemoveHook(HookEntry entry)
     {
-        private Action? _remove = remove;
-        public void Dispose() { _remove?.Invoke(); _remove = null; }
+        lock (s_hookLock)
+        {
+            var old = _forwardHooks;
+            if (old is null || Array.IndexOf(old, entry) < 0) return;
+            var hooks = old.Where(e => !ReferenceEquals(e, entry)).ToArray();
+            _forwardHooks = hooks.Length == 0 ? null : hooks;
+        }
+        Interlocked.Decrement(ref s_hookCount);
+    }
+
+    /// <summary>Removes a forward hook when disposed (again: nothing).</summary>
+    private sealed class HookHandle(Module module, HookEntry entry) : IDisposable
+    {
+        private Module? _module = module;
+        public void Dispose() { Interlocked.Exchange(ref _module, null)?.RemoveHook(entry); }
+    }
+
+    /// <summary>Whether this module has forward hooks.</summary>
+    public bool HasForwardHooks => _forwardHooks is not null;
+
+    /// <summary>Whether this module or any descendant has forward hooks (no walk at all while no module has any).</summary>
+    public bool HasForwardHooksInTree() => Volatile.Read(ref s_hookCount) > 0 && AnyHooks();
+
+    private bool AnyHooks()
+    {
+        if (_forwardHooks is not null) return true;
+        foreach (var (_, child) in _children)
+            if (child.AnyHooks()) return true;
+        return false;
+    }
+
+    /// <summary>
+    /// Runs this module's forward hooks on <paramref name="output"/> and returns it: the last step of a forward with
+    /// another signature than <see cref="Forward(Tensor)"/> (two inputs, say), so that its hooks fire as every module's do.
+    /// </summary>
+    protected Tensor RunForwardHooks(Tensor input, Tensor? second, Tensor output)
+    {
+        if (_forwardHooks is { } hooks) RunHooks(hooks, new ForwardInputs(input, second), output);
+        return output;
+    }
+
+    private void RunHooks(HookEntry[] hooks, ForwardInputs inputs, Tensor output)
+    {
+        foreach (var entry in hooks) entry.Hook(this, inputs, output);
     }
 
     /// <summary>The computation of a single-input module.</summary>
@@ -200,6 +272,32 @@ public abstract class Module
     }
 
     private static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;
+}
+
+/// <summary>
+/// The inputs of a forward pass as a forward hook sees them (<see cref="Module.RegisterForwardHook"/>): one tensor, or two
+/// for a two-input forward (CaiT's attention and class-attention layers: the tokens and the context; a distillable
+/// ViT: the images and the distillation token). A struct: passing it allocates nothing.
+/// </summary>
+public readonly struct ForwardInputs
+{
+    /// <summary>The inputs <paramref name="input"/> and, when not null, <paramref name="second"/>.</summary>
+    public ForwardInputs(Tensor input, Tensor? second = null) { Input = input; Second = second; }
+
+    /// <summary>The (first) input.</summary>
+    public Tensor Input { get; }
+    /// <summary>The second input of a two-input forward, or null (a one-input forward, or a two-input one called without it).</summary>
+    public Tensor? Second { get; }
+    /// <summary>How many inputs there are: 1 or 2.</summary>
+    public int Count => Second is null ? 1 : 2;
+
+    /// <summary>Input <paramref name="index"/> (0 or 1 &lt; <see cref="Count"/>).</summary>
+    public Tensor this[int index] => index switch
+    {
+        0 => Input,
+        1 when Second is not null => Second,
+        _ => throw new ArgumentOutOfRangeException(nameof(index), $"input {index} of a forward with {Count}"),
+    };
 }
 
 /// <summary>A state_dict does not fit a module: lists every missing, unexpected and mis-shaped key.</summary>

@@ -8,7 +8,7 @@ namespace VitSharp.NN;
 /// (<see cref="F.MultiHeadAttention"/>); with attention dropout in training mode it takes the unfused path.
 /// Initialisation as PyTorch: in_proj_weight Xavier-uniform, in_proj_bias and out_proj.bias zero.
 /// </summary>
-public sealed class MultiheadAttention : Module, IAttentionObservable
+public sealed class MultiheadAttention : Module
 {
     private readonly Dropout _dropout;
 
@@ -23,8 +23,8 @@ public sealed class MultiheadAttention : Module, IAttentionObservable
     /// <summary>Heads H (C / H per head).</summary>
     public int NumHeads { get; }
 
-    /// <summary>When set, receives the attention probabilities [B, H, N, N] of every forward pass.</summary>
-    public Action<Tensor>? AttentionObserver { get; set; }
+    /// <summary>The attention probabilities [B, H, N, N] (key <c>attend</c>, no parameters; torch has no such module): hook it to see them.</summary>
+    public AttentionProbabilities Attend { get; }
 
     /// <summary>Creates the layer; <paramref name="embedDim"/> must be divisible by <paramref name="numHeads"/>.</summary>
     public MultiheadAttention(int embedDim, int numHeads, float dropout = 0f)
@@ -37,6 +37,7 @@ public sealed class MultiheadAttention : Module, IAttentionObservable
         InProjBias = RegisterParameter("in_proj_bias", Tensor.Zeros(3 * embedDim));
         OutProj = RegisterModule("out_proj", new Linear(embedDim, embedDim));
         Array.Clear(OutProj.Bias!.Data);
+        Attend = RegisterModule("attend", new AttentionProbabilities());
         _dropout = new Dropout(dropout);
     }
 
@@ -51,20 +52,20 @@ public sealed class MultiheadAttention : Module, IAttentionObservable
         if (Training && _dropout.P > 0)
         {
             _dropout.Train(true);   // not a registered child (torch keeps the rate as a plain attribute)
-            o = Unfused(qkv, h, d, 1f / MathF.Sqrt(d), scaleQuery: false, _dropout, AttentionObserver);
+            o = Unfused(qkv, h, d, 1f / MathF.Sqrt(d), scaleQuery: false, _dropout, Attend);
         }
-        else o = F.MultiHeadAttention(qkv, h, probs: AttentionObserver);
+        else o = F.MultiHeadAttention(qkv, h, probs: Attend.WhenObserved(null));
         return OutProj.Forward(o);
     }
 
     /// <summary>
     /// The unfused attention core, for dropout on the attention probabilities (which the fused kernel does not do):
-    /// qkv [B, N, 3·H·D] → q, k, v [B, H, N, D] → softmax(scale·q·kᵀ) (<paramref name="observer"/> sees it) →
+    /// qkv [B, N, 3·H·D] → q, k, v [B, H, N, D] → softmax(scale·q·kᵀ) (through <paramref name="attend"/>, whose hooks see it) →
     /// <paramref name="dropout"/> → ·v → [B, N, H·D], in ops that record their own backward. With
     /// <paramref name="scaleQuery"/> q is scaled before the product (timm's order), else the product is (torch's and
     /// vit-pytorch's), so each family rounds as its reference does.
     /// </summary>
-    public static Tensor Unfused(Tensor qkv, int heads, int dimHead, float scale, bool scaleQuery, Dropout dropout, Action<Tensor>? observer)
+    public static Tensor Unfused(Tensor qkv, int heads, int dimHead, float scale, bool scaleQuery, Dropout dropout, AttentionProbabilities? attend)
     {
         int b = qkv.Dim(0), n = qkv.Dim(1);
         var parts = qkv.Reshape(b, n, 3, heads, dimHead).Permute(2, 0, 3, 1, 4);   // [3, B, H, N, D]
@@ -73,7 +74,7 @@ public sealed class MultiheadAttention : Module, IAttentionObservable
         var v = parts.Slice(0, 2, 1).Reshape(b, heads, n, dimHead);
         var scores = scaleQuery ? Tensor.MatMul(q * scale, k, transB: true) : Tensor.MatMul(q, k, transB: true) * scale;
         var attn = F.Softmax(scores, -1);
-        observer?.Invoke(attn);
+        if (attend is not null) attn = attend.Forward(attn);
         return Tensor.MatMul(dropout.Forward(attn), v).Permute(0, 2, 1, 3).Reshape(b, n, heads * dimHead);
     }
 }

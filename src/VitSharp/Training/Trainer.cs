@@ -121,7 +121,7 @@ public static class Trainer
         // One forward and backward over (part of) a batch, the loss weighted by the part's share of the batch.
         DataParallel.HalfResult HalfStep(Module m, Tensor images, int[] labels, float weight, int replica)
         {
-            Dropout.Seed(replica == 0 ? HashCode.Combine(options.Seed, step) : HashCode.Combine(options.Seed, step, replica));
+            Dropout.Seed(SeedMix.Combine(options.Seed, step, replica));
             using var scope = TensorScope.Begin(recycleTensors: true);
             Tensor logits, loss;
             double distillSum = 0;

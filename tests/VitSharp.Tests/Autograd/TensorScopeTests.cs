@@ -105,12 +105,14 @@ public class TensorScopeTests
         Assert.Equal(Logits(deep, images), yd);
         Assert.True(pooledDeep < 2 * pooledShallow, $"12 layers pooled {pooledDeep:N0} B against {pooledShallow:N0} B for 2");
 
-        // An observer sees every layer's stream: then the layers share the caller's scope as before.
+        // A hook sees every layer's output: then the layers share the caller's scope as before.
         var seen = new List<float[]>();
-        deep.Transformer.LayerObserver = (_, t) => seen.Add((float[])t.Data.Clone());
+        var handles = deep.Transformer.AttentionBlocks().Select(a => a.RegisterForwardHook((_, _, t) => seen.Add((float[])t.Data.Clone()))).ToList();
+        Assert.True(deep.HasForwardHooksInTree());
         Assert.Equal(Scoped(deep, images).Logits, yd);
         Assert.Equal(12, seen.Count);
-        deep.Transformer.LayerObserver = null;
+        handles.ForEach(h => h.Dispose());
+        Assert.False(deep.HasForwardHooksInTree());
         TensorPool.Clear();
     }
 

@@ -71,22 +71,24 @@ public class RecorderExtractorTests
     }
 
     [Fact]
-    public void EjectRestoresTheModelAndAnObserverThatWasThere()
+    public void EjectRemovesOnlyTheRecordersHooks()
     {
         var vit = Model();
         var blocks = vit.Transformer.AttentionBlocks().ToList();
         int seen = 0;
-        Action<Tensor> mine = _ => seen++;
-        blocks[0].AttentionObserver = mine;
+        using var mine = blocks[0].Attend.RegisterForwardHook((_, _, _) => seen++);
         var recorder = new Recorder(vit);
+        Assert.Equal(blocks, recorder.Blocks);
         recorder.Forward(TestData.Uniform(3, -1, 1, 1, 3, 8, 8));
-        Assert.Equal(1, seen);                                              // the existing observer keeps working
+        Assert.Equal(1, seen);                                              // the existing hook keeps working
         Assert.Same(vit, recorder.Eject());
-        Assert.Same(mine, blocks[0].AttentionObserver);
-        Assert.Null(blocks[1].AttentionObserver);
+        Assert.True(blocks[0].Attend.HasForwardHooks);                      // ours stays
+        Assert.False(blocks[1].Attend.HasForwardHooks);
         Assert.Throws<InvalidOperationException>(() => recorder.Forward(TestData.Uniform(3, -1, 1, 1, 3, 8, 8)));
         recorder.Dispose();                                                 // idempotent
-        Assert.Same(mine, blocks[0].AttentionObserver);
+        Assert.True(blocks[0].Attend.HasForwardHooks);
+        vit.Forward(TestData.Uniform(3, -1, 1, 1, 3, 8, 8));
+        Assert.Equal(2, seen);
     }
 
     [Fact]
@@ -159,7 +161,7 @@ public class RecorderExtractorTests
         for (int b = 0; b < 2; b++) e.Layers.Data.AsSpan((b * 3 + 2) * 40, 40).CopyTo(last.Data.AsSpan(b * 40, 40));
         TestData.AssertClose(vit.Transformer.Norm!.Forward(last).Data, e.Embeddings.Data, 1e-6, 1e-6, "final norm of the last layer");
         Assert.Same(vit, extractor.Eject());
-        Assert.Null(vit.Transformer.LayerObserver);
+        Assert.False(vit.HasForwardHooksInTree());
         Assert.Throws<InvalidOperationException>(() => extractor.Forward(img));
     }
 
@@ -186,7 +188,7 @@ public class RecorderExtractorTests
     {
         var lin = new Linear(3, 2);
         var seen = new List<int[]>();
-        var handle = lin.RegisterForwardHook((m, y) => { Assert.Same(lin, m); seen.Add(y.Shape); });
+        var handle = lin.RegisterForwardHook((m, _, y) => { Assert.Same(lin, m); seen.Add(y.Shape); });
         lin.Forward(Tensor.Zeros(4, 3));
         handle.Dispose();
         lin.Forward(Tensor.Zeros(4, 3));
@@ -316,7 +318,7 @@ public class AttentionRolloutTests
         var map = AttentionRollout.ForModel(vit, TestData.Uniform(1, -1, 1, 2, 3, 12, 12));
         Assert.Equal(new[] { 2, 3, 3 }, map.Shape);
         Assert.All(map.Data, v => Assert.InRange(v, 0f, 1f));
-        Assert.All(vit.Transformer.AttentionBlocks(), a => Assert.Null(a.AttentionObserver));   // hooks removed
+        Assert.False(vit.HasForwardHooksInTree());                          // hooks removed
         Assert.Throws<ArgumentException>(() => AttentionRollout.ForModel(new LinearTeacher(4, 2), Tensor.Zeros(1, 1, 2, 2)));
     }
 

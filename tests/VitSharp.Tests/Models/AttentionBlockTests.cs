@@ -17,11 +17,12 @@ public class AttentionBlockTests
         var x = TestData.Uniform(1, -1, 1, 2, 5, 8);
         attn.Train();
         Tensor? pTrain = null, pEval = null;
-        attn.AttentionObserver = p => pTrain = p;
+        var hook = attn.Attend.RegisterForwardHook((_, _, p) => pTrain = p);
         var train = attn.Forward(x);
+        hook.Dispose();
         attn.Eval();
-        attn.AttentionObserver = p => pEval = p;
-        var eval = attn.Forward(x);
+        Tensor eval;
+        using (attn.Attend.RegisterForwardHook((_, _, p) => pEval = p)) eval = attn.Forward(x);
         TestData.AssertClose(eval.Data, train.Data, 1e-6, 1e-5, "attention block output");
         Assert.Equal(new[] { 2, 2, 5, 5 }, pTrain!.Shape);
         TestData.AssertClose(pEval!.Data, pTrain.Data, 1e-7, 1e-5, "attention probabilities");
