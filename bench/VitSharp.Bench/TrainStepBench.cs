@@ -1,12 +1,13 @@
 using System.Diagnostics;
 using VitSharp.Models;
 using VitSharp.Optim;
+using VitSharp.Training;
 
 namespace VitSharp.Bench;
 
 /// <summary>
-/// One training step of a preset (forward, cross-entropy with label smoothing, backward, gradient clipping,
-/// AdamW) on random images, as <c>vit train</c> runs it: median and min milliseconds, images/s, managed bytes
+/// One training step of a preset (the library's <see cref="TrainStep"/>: forward, cross-entropy with label smoothing,
+/// backward, gradient clipping, AdamW) on random images, as <c>vit train</c> runs it: median and min milliseconds, images/s, managed bytes
 /// allocated per step, and the per-op profile of the timed steps.
 /// </summary>
 public static class TrainStepBench
@@ -20,14 +21,17 @@ public static class TrainStepBench
         bool infer = args.Contains("--infer");   // forward only, in eval mode without the tape
         var p = Presets.Get(preset);
         // --set NAME=VALUE (repeatable), as vit train's.
-        var sets = VitSharp.Training.Trainer.ParseModelArgs(
+        var sets = Trainer.ParseModelArgs(
             args.Select((a, i) => (a, i)).Where(t => t.a == "--set" && t.i + 1 < args.Length).Select(t => args[t.i + 1]).ToList());
-        var model = VitSharp.Training.Trainer.WithModelArgs(p.Spec, sets, preset).Build();
+        var model = Trainer.WithModelArgs(p.Spec, sets, preset).Build();
         if (infer) model.Eval(); else model.Train();
-        var opt = new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f);
         var images = Tensor.RandN(new Random(1), 0, 1, batch, p.Channels, p.ImageSize, p.ImageSize);
         int classes = ((ViT)model).Config.NumClasses;
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
+        // The library's training step, as vit train runs it (without data-parallel halves, so that the op profile is the
+        // calling thread's): AdamW, label smoothing 0.1, clipping at norm 1.
+        using var step = infer ? null : new TrainStep(model, new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f),
+            new TrainStepOptions { LabelSmoothing = 0.1f, ClipGradNorm = 1f });
         var times = new List<double>();
         long allocated = 0;
         double zeroMs = 0, clipMs = 0, adamMs = 0;
@@ -36,33 +40,16 @@ public static class TrainStepBench
             if (it == warmup) OpProfiler.Enable();
             long bytes = GC.GetAllocatedBytesForCurrentThread();
             var sw = Stopwatch.StartNew();
-            using (TensorScope.Begin(recycleTensors: true))
+            if (step is null)
             {
-                if (infer)
-                {
-                    using (Autograd.NoGrad()) { OpProfiler.Mark(); model.Forward(images); OpProfiler.Mark(); }
-                    goto done;
-                }
-                long t0 = Stopwatch.GetTimestamp();
-                model.ZeroGrad(setToNone: false);
-                long t1 = Stopwatch.GetTimestamp();
-                OpProfiler.Mark();
-                var loss = F.CrossEntropy(model.Forward(images), labels, 0.1f);
-                loss.Backward();
-                long t2 = Stopwatch.GetTimestamp();
-                GradClip.ClipGradNorm(model.Parameters(), 1f);
-                long t3 = Stopwatch.GetTimestamp();
-                opt.Step();
-                long t4 = Stopwatch.GetTimestamp();
-                OpProfiler.Mark();
-                if (it >= warmup)
-                {
-                    zeroMs += Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds;
-                    clipMs += Stopwatch.GetElapsedTime(t2, t3).TotalMilliseconds;
-                    adamMs += Stopwatch.GetElapsedTime(t3, t4).TotalMilliseconds;
-                }
+                using (TensorScope.Begin(recycleTensors: true))
+                using (Autograd.NoGrad()) { OpProfiler.Mark(); model.Forward(images); OpProfiler.Mark(); }
             }
-            done:
+            else
+            {
+                var r = step.Run(images, labels);
+                if (it >= warmup) { zeroMs += r.ZeroGradMs; clipMs += r.ClipMs; adamMs += r.OptimizerMs; }
+            }
             if (it >= warmup) { times.Add(sw.Elapsed.TotalMilliseconds); allocated += GC.GetAllocatedBytesForCurrentThread() - bytes; }
         }
         var profile = OpProfiler.Disable();

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using VitSharp.Models;
 using VitSharp.NN;
 using VitSharp.Optim;
+using VitSharp.Training;
 
 namespace VitSharp.Cli;
 
@@ -65,31 +66,29 @@ public static class BenchCommand
 
     /// <summary>Builds the preset (seed 0) and times <paramref name="warmup"/> + <paramref name="steps"/> steps.</summary>
     /// <remarks>With <paramref name="dataParallel"/> (and ≥ 2 compute threads, batch ≥ 2), the batch's halves run at once
-    /// on two cores (<see cref="VitSharp.Training.DataParallel"/>: a model replica for training, the shared model for
+    /// on two cores (<see cref="DataParallel"/>: a model replica for training, the shared model for
     /// inference), as <c>vit train</c> does.</remarks>
     public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true,
         IReadOnlyDictionary<string, string>? modelArgs = null)
     {
         Init.Seed(0);
-        var spec = VitSharp.Training.Trainer.WithModelArgs(preset.Spec, modelArgs, preset.Name);
+        var spec = Trainer.WithModelArgs(preset.Spec, modelArgs, preset.Name);
         var module = spec.Build();
         if (module is not ViT vit) throw new ArgumentException($"vit bench supports ViT presets only, '{preset.Name}' is a {module.GetType().Name}");
         var cfg = vit.Config;
         var images = Tensor.RandN(new Random(1), 0, 1, batch, cfg.Channels, cfg.ImageHeight, cfg.ImageWidth);
         int classes = Math.Max(1, cfg.NumClasses);
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
-        AdamW? opt = null;
+        TrainStep? step = null;
         if (train)
         {
             if (cfg.NumClasses <= 0) throw new ArgumentException($"--train needs a preset with classes, '{preset.Name}' has none");
-            vit.Train();
-            opt = new AdamW(vit.NamedParameters(), 1e-3f, weightDecay: 0.05f);
+            step = CreateTrainStep(vit, spec, dataParallel && batch >= 2);
         }
         else vit.Eval();
 
-        using var dp = dataParallel && batch >= 2 && VitSharp.Training.DataParallel.Suits(vit)
-            ? new VitSharp.Training.DataParallel(vit, train ? () => { var r = spec.Build(); r.Train(); return r; } : null)
-            : null;
+        using var trainStep = step;
+        using var dp = !train && dataParallel && batch >= 2 && DataParallel.Suits(vit) ? new DataParallel(vit) : null;
         Action<int, Tensor> forwardHalf = (_, x) => vit.Forward(x);   // one delegate for all steps
         var times = new double[steps];
         long allocated = 0;
@@ -98,31 +97,10 @@ public static class BenchCommand
             // All threads' allocations (the data-parallel step allocates on two).
             long bytes = GC.GetTotalAllocatedBytes(precise: true);
             long start = Stopwatch.GetTimestamp();
-            if (train && dp is not null)
-            {
-                vit.ZeroGrad(setToNone: false);
-                dp.Step(images, labels, (m, x, y, weight, _) =>
-                {
-                    using var scope = TensorScope.Begin(recycleTensors: true);
-                    var loss = F.CrossEntropy(m.Forward(x), y, 0.1f);
-                    (weight == 1f ? loss : loss * weight).Backward();
-                    return default;
-                });
-                opt!.Step();
-                dp.SyncReplica();
-            }
+            if (step is not null)
+                step.Run(images, labels);
             else if (dp is not null)
                 dp.Forward(images, forwardHalf);
-            else if (train)
-            {
-                using (TensorScope.Begin(recycleTensors: true))
-                {
-                    vit.ZeroGrad(setToNone: false);
-                    var loss = F.CrossEntropy(vit.Forward(images), labels, 0.1f);
-                    loss.Backward();
-                    opt!.Step();
-                }
-            }
             else
             {
                 using (TensorScope.Begin(recycleTensors: true))
@@ -143,8 +121,17 @@ public static class BenchCommand
         string name = modelArgs is { Count: > 0 } ? $"{preset.Name} ({string.Join(", ", modelArgs.Select(kv => $"{kv.Key}={kv.Value}"))})" : preset.Name;
         return new Result(name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
-            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, dp is not null);
+            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, step?.IsDataParallel ?? dp is not null);
     }
+
+    /// <summary>
+    /// The training step <c>vit bench --train</c> times: the library's <see cref="TrainStep"/> with AdamW (learning rate
+    /// 1e-3, weight decay 0.05), cross-entropy with label smoothing 0.1, no clipping, dropout not reseeded; with
+    /// <paramref name="dataParallel"/> a replica built from <paramref name="spec"/> runs half of each batch.
+    /// </summary>
+    public static TrainStep CreateTrainStep(Module model, ModelSpec spec, bool dataParallel) =>
+        new(model, new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f), new TrainStepOptions { LabelSmoothing = 0.1f },
+            dataParallel ? spec.Build : null);
 
     /// <summary>Peak resident set size: VmHWM from /proc/self/status on Linux, else the process's peak working set.</summary>
     public static long PeakRssBytes()

@@ -1,9 +1,9 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
+using VitSharp.Inspection;
 using VitSharp.Models;
 using VitSharp.NN;
 
@@ -12,12 +12,6 @@ namespace VitSharp.Cli;
 /// <summary><c>vit summary</c>: a model's modules, output shapes and parameter counts, from one forward pass.</summary>
 public static class SummaryCommand
 {
-    /// <summary>One row of the summary.</summary>
-    public sealed record Row(string Name, string Type, int Depth, int[]? OutputShape, int Calls, long OwnParameters, long TotalParameters);
-
-    /// <summary>The whole summary.</summary>
-    public sealed record Summary(Preset Preset, IReadOnlyList<Row> Rows, long TotalParameters, int[] InputShape, double ForwardMilliseconds);
-
     /// <summary>Creates the command.</summary>
     public static Command Create(CliContext ctx)
     {
@@ -41,56 +35,33 @@ public static class SummaryCommand
             var d = pr.GetValue(depth);
             if (d is < 0) throw new ArgumentException($"--depth must be ≥ 0, got {d}");
             var summary = Build(preset);
-            if (pr.GetValue(json)) WriteJson(ctx.Out, summary, d);
-            else WriteTable(ctx, summary, d);
+            if (pr.GetValue(json)) WriteJson(ctx.Out, preset, summary, d);
+            else WriteTable(ctx, preset, summary, d);
             return CliApp.ExitOk;
         });
         return cmd;
     }
 
-    /// <summary>Builds the preset and records every module's output shape during one forward pass (batch 1, zeros, no grad).</summary>
-    public static Summary Build(Preset preset)
+    /// <summary>Builds the preset and summarises it (<see cref="ModelSummary.Of"/>) on a zero image of batch 1 at its input size.</summary>
+    public static ModelSummary Build(Preset preset)
     {
         var model = preset.Build();
-        model.Eval();
         int h = preset.ImageSize, w = preset.ImageSize;
         if (model is IImageModel im) { h = im.InputHeight ?? h; w = im.InputWidth ?? w; }
-        var input = Tensor.Zeros(1, preset.Channels, h, w);
-
-        var shapes = new Dictionary<Module, (int[] Shape, int Calls)>(ReferenceEqualityComparer.Instance);
-        Action<Module, ForwardInputs, Tensor> hook = (m, _, output) =>
-            shapes[m] = (output.Shape, shapes.TryGetValue(m, out var s) ? s.Calls + 1 : 1);
-        var handles = model.NamedModules().Select(m => m.Module.RegisterForwardHook(hook)).ToList();
-        var sw = Stopwatch.StartNew();
-        try
-        {
-            using (Autograd.NoGrad()) model.Forward(input);
-        }
-        finally { handles.ForEach(h => h.Dispose()); }
-        sw.Stop();
-
-        var rows = new List<Row>();
-        foreach (var (name, m) in model.NamedModules())
-        {
-            long own = m.NamedParameters().Where(p => !p.Name.Contains('.')).Sum(p => (long)p.Parameter.Size);
-            int depth = name.Length == 0 ? 0 : name.Count(c => c == '.') + 1;
-            var (shape, calls) = shapes.TryGetValue(m, out var s) ? s : (null, 0);
-            rows.Add(new Row(name, m.GetType().Name, depth, shape, calls, own, m.ParameterCount()));
-        }
-        return new Summary(preset, rows, model.ParameterCount(), input.Shape, sw.Elapsed.TotalMilliseconds);
+        return ModelSummary.Of(model, [1, preset.Channels, h, w]);
     }
 
     /// <summary>Formats a count with thousands separators (86,543,080).</summary>
     public static string Count(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
 
-    private static string ShapeText(Row r) =>
+    private static string ShapeText(ModelSummaryRow r) =>
         r.OutputShape is null ? "-" : Tensor.ShapeString(r.OutputShape) + (r.Calls > 1 ? $" ×{r.Calls}" : "");
 
-    private static void WriteTable(CliContext ctx, Summary s, int? maxDepth)
+    private static void WriteTable(CliContext ctx, Preset preset, ModelSummary s, int? maxDepth)
     {
         var console = ctx.Console;
         var table = new Table().Border(TableBorder.Rounded)
-            .Title($"{Markup.Escape(s.Preset.Name)}: {Markup.Escape(s.Preset.Description)}")
+            .Title($"{Markup.Escape(preset.Name)}: {Markup.Escape(preset.Description)}")
             .AddColumn("Module")
             .AddColumn("Type")
             .AddColumn("Output shape")
@@ -113,13 +84,13 @@ public static class SummaryCommand
         var o = ctx.Out;
         if (hidden > 0) o.WriteLine($"({hidden} deeper modules not shown; --depth to change)");
         o.WriteLine($"Input: {Tensor.ShapeString(s.InputShape)} zeros; forward pass (batch 1, no grad, first call incl. JIT): {s.ForwardMilliseconds.ToString("F1", CultureInfo.InvariantCulture)} ms");
-        string published = s.Preset.PublishedParameters is long p
+        string published = preset.PublishedParameters is long p
             ? $" (published: {Count(p)}{(p == s.TotalParameters ? ", equal" : $", difference {Count(s.TotalParameters - p)}")})"
             : "";
         o.WriteLine($"Total parameters: {Count(s.TotalParameters)}{published}");
     }
 
-    private static void WriteJson(TextWriter o, Summary s, int? maxDepth)
+    private static void WriteJson(TextWriter o, Preset preset, ModelSummary s, int? maxDepth)
     {
         var modules = new JsonArray();
         foreach (var r in s.Rows.Where(r => maxDepth is not int md || r.Depth <= md))
@@ -134,12 +105,12 @@ public static class SummaryCommand
             });
         var root = new JsonObject
         {
-            ["model"] = s.Preset.Name,
-            ["description"] = s.Preset.Description,
+            ["model"] = preset.Name,
+            ["description"] = preset.Description,
             ["input_shape"] = new JsonArray(s.InputShape.Select(x => (JsonNode?)x).ToArray()),
             ["forward_ms"] = Math.Round(s.ForwardMilliseconds, 3),
             ["total_parameters"] = s.TotalParameters,
-            ["published_parameters"] = s.Preset.PublishedParameters,
+            ["published_parameters"] = preset.PublishedParameters,
             ["modules"] = modules,
         };
         o.WriteLine(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

@@ -139,7 +139,7 @@ public sealed class Bottleneck : Module
 /// Initialisation as torchvision: convolutions N(0, 2/fan_out), BatchNorm 1/0, <c>fc</c> PyTorch's Linear default.
 /// </summary>
 /// <remarks>It takes images of any size, so as an <see cref="IImageModel"/> it reports only its channels (its
-/// <see cref="InputHeight"/> and <see cref="InputWidth"/> are null): training and prediction keep the data's size.</remarks>
+/// <see cref="IImageModel.InputHeight"/> and <see cref="IImageModel.InputWidth"/> are null): training and prediction keep the data's size.</remarks>
 public sealed class ResNet : ImageModel<ResNetConfig>
 {
     private readonly MaxPool2d _maxPool = new(3, 2, 1);

@@ -23,7 +23,12 @@ public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double
 public sealed record TrainMessage(string Text) : TrainEvent;
 
 /// <summary>The outcome of a run.</summary>
-public sealed record TrainResult(string CheckpointPath, IReadOnlyList<EpochMetrics> History, bool Interrupted, EvalResult? FinalEvaluation);
+/// <param name="CheckpointPath">The run's checkpoint; null when the run writes none (<see cref="FitOptions.OutDir"/> or
+/// <see cref="FitOptions.Spec"/> missing).</param>
+/// <param name="History">Every finished epoch's metrics (a resumed run's earlier epochs included).</param>
+/// <param name="Interrupted">The run was cancelled before its last epoch ended (the checkpoint holds the position).</param>
+/// <param name="FinalEvaluation">The last evaluation on the test set; null when interrupted or without a test set.</param>
+public sealed record TrainResult(string? CheckpointPath, IReadOnlyList<EpochMetrics> History, bool Interrupted, EvalResult? FinalEvaluation);
 
 /// <summary>The loss became NaN or infinite; the run stopped and kept the last good checkpoint.</summary>
 public sealed class NonFiniteLossException(string message) : Exception(message);

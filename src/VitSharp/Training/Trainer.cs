@@ -23,9 +23,18 @@ public static class Trainer
     /// <summary>File name of the loss and accuracy plot.</summary>
     public const string PlotFile = "curves.svg";
 
-    private static readonly JsonSerializerOptions Snake = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions Snake = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,   // no test set: NaN
+    };
 
-    /// <summary>Runs (or with <paramref name="resume"/>, continues) a training run.</summary>
+    /// <summary>
+    /// <c>vit train</c>'s run: resolves the names in <paramref name="options"/> (model preset and its arguments, data set,
+    /// pretrained weights, teacher) into a model and data and trains it with <see cref="Fit"/>; with
+    /// <paramref name="resume"/> it continues the run in <see cref="TrainOptions.OutDir"/> with the options stored in its
+    /// checkpoint.
+    /// </summary>
     public static TrainResult Run(TrainOptions options, bool resume = false, IProgress<TrainEvent>? progress = null,
         CancellationToken cancel = default)
     {
@@ -75,15 +84,80 @@ public static class Trainer
             progress?.Report(new TrainMessage($"frozen: {frozen} parameter tensor(s); training only {string.Join(", ", model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => p.Name))}"));
         }
         (train, test, info) = FitChannels(model, train, test, info, options.Model, progress);
-        model.Train();
 
-        // Frozen parameters (a distillation teacher's) are not optimised; a plain model has none.
+        var augmentation = new List<ITransform>();
+        if (options.ShiftPixels > 0) augmentation.Add(new RandomCrop(options.ShiftPixels));
+        if (options.Flip) augmentation.Add(new RandomHorizontalFlip());
+        var fit = new FitOptions
+        {
+            Epochs = options.Epochs, BatchSize = options.BatchSize, LearningRate = options.LearningRate, MinLearningRate = options.MinLearningRate,
+            WarmupEpochs = options.WarmupEpochs, WeightDecay = options.WeightDecay, LabelSmoothing = options.LabelSmoothing,
+            ClipGradNorm = options.ClipGradNorm, Augmentation = augmentation, Seed = options.Seed, DataParallel = options.DataParallel,
+            OutDir = outDir, Spec = spec, Data = info, Resume = restored is not null, RecordedOptions = options.ToJson(),
+        };
+        return FitCore(model, train, test, fit, restored, progress, cancel);
+    }
+
+    /// <summary>
+    /// Trains <paramref name="model"/> (any <see cref="Module"/> that maps [B, C, H, W] images to [B, classes] logits, or an
+    /// <see cref="ILossModel"/> with its own loss) on <paramref name="train"/>: AdamW with linear warm-up and cosine decay,
+    /// label smoothing, gradient clipping, augmentation and normalisation (<paramref name="options"/>), batches prepared on
+    /// another thread, each step a <see cref="TrainStep"/> (data-parallel halves on two cores where they suit), evaluation
+    /// on <paramref name="test"/> after every epoch, and with <see cref="FitOptions.OutDir"/> a checkpoint after every epoch
+    /// and on cancellation, metrics.jsonl and curves.svg. The model is trained in place.
+    /// </summary>
+    /// <param name="model">The model; its frozen parameters (<c>RequiresGrad</c> false) are not optimised.</param>
+    /// <param name="train">The training images (C×H×W floats in [0, 1], as <see cref="IImageDataset"/> gives them).</param>
+    /// <param name="test">Evaluated after every epoch; null: no evaluation (test loss and accuracy NaN).</param>
+    /// <param name="options">The run's options.</param>
+    /// <param name="progress">Receives <see cref="StepProgress"/> about every 250 ms, <see cref="EpochMetrics"/> per epoch
+    /// and <see cref="TrainMessage"/>s, on the training thread.</param>
+    /// <param name="cancel">Stops the run after the current step: the checkpoint (when written) holds the exact position,
+    /// so <see cref="FitOptions.Resume"/> continues it; the result says <see cref="TrainResult.Interrupted"/>.</param>
+    /// <exception cref="NonFiniteLossException">The loss became NaN or infinite; the last good checkpoint is kept.</exception>
+    /// <exception cref="CheckpointException">Resuming without a checkpoint, or from one that does not fit the model.</exception>
+    public static TrainResult Fit(Module model, IImageDataset train, IImageDataset? test, FitOptions options,
+        IProgress<TrainEvent>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        LoadedCheckpoint? restored = null;
+        if (options.Resume)
+        {
+            string path = Path.Combine(options.OutDir!, CheckpointFile);
+            if (!File.Exists(path)) throw new CheckpointException($"{path}: nothing to resume (no checkpoint in {options.OutDir})");
+            restored = Checkpoint.Load(path);
+            try { model.LoadStateDict(restored.Model.StateDict(), strict: true); }
+            catch (StateDictException e) { throw new CheckpointException($"{path}: does not fit the model: {e.Message}", e); }
+            progress?.Report(new TrainMessage($"resuming {path}"));
+        }
+        return FitCore(model, train, test, options, restored, progress, cancel);
+    }
+
+    private static TrainResult FitCore(Module model, IImageDataset train, IImageDataset? test, FitOptions options, LoadedCheckpoint? restored,
+        IProgress<TrainEvent>? progress, CancellationToken cancel)
+    {
+        options.Validate();
+        if (train.Count == 0) throw new ArgumentException("the training set is empty");
+        var spec = options.Spec ?? DescribeModel(model);
+        string? outDir = options.OutDir;
+        string? ckptPath = outDir is not null && spec is not null ? Path.Combine(outDir, CheckpointFile) : null;
+        if (outDir is not null)
+        {
+            Directory.CreateDirectory(outDir);
+            if (spec is null)
+                progress?.Report(new TrainMessage($"note: no model spec for a {model.GetType().Name} (FitOptions.Spec): no checkpoint is written, only {MetricsFile} and {PlotFile}"));
+        }
+        var info = DataFor(train, options.Data, options.Normalization);
+        var norm = options.Normalization ?? options.Data?.Normalize();
+        var recorded = options.RecordedOptions ?? options.ToJson();
+
+        // Frozen parameters (a distillation teacher's, a fine-tuning run's backbone) are not optimised.
         var optimizer = new AdamW(model.NamedParameters().Where(p => p.Parameter.RequiresGrad), options.LearningRate, weightDecay: options.WeightDecay);
-        var transforms = new List<ITransform>();
-        if (options.ShiftPixels > 0) transforms.Add(new RandomCrop(options.ShiftPixels));
-        if (options.Flip) transforms.Add(new RandomHorizontalFlip());
-        transforms.Add(info.Normalize());
-        var loader = new DataLoader(train, options.BatchSize, shuffle: true, options.Seed, new Compose(transforms.ToArray()));
+        var transforms = options.Augmentation.Append(norm).OfType<ITransform>().ToArray();
+        var loader = new DataLoader(train, options.BatchSize, shuffle: true, options.Seed, transforms.Length == 0 ? null : new Compose(transforms));
         int batches = loader.BatchCount;
         long totalSteps = (long)batches * options.Epochs;
         var schedule = new WarmupCosine(options.LearningRate, (long)Math.Round(options.WarmupEpochs * batches), totalSteps, options.MinLearningRate);
@@ -95,6 +169,8 @@ public static class Trainer
         if (restored is not null)
         {
             var t = restored.Info.Training;
+            if (t["batches_per_epoch"] is JsonValue bpe && bpe.GetValue<int>() != batches)
+                throw new CheckpointException($"{restored.Path}: its run had {bpe.GetValue<int>()} batches per epoch, this one {batches}; resume with the run's own data and batch size");
             startEpoch = t["epoch"]!.GetValue<int>();
             startBatch = t["batch"]!.GetValue<int>();
             step = t["step"]!.GetValue<long>();
@@ -106,49 +182,25 @@ public static class Trainer
 
         void Save(int epoch, int batch, EpochSums sums)
         {
+            if (ckptPath is null) return;
             foreach (var (name, p) in model.NamedParameters())
                 if (!float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum<float>(p.Data)))
                     throw new NonFiniteLossException($"parameter '{name}' is not finite; the checkpoint was not overwritten");
             var training = new JsonObject
             {
-                ["options"] = options.ToJson(), ["epoch"] = epoch, ["batch"] = batch, ["step"] = step,
+                ["options"] = recorded.DeepClone(), ["epoch"] = epoch, ["batch"] = batch, ["step"] = step,
                 ["batches_per_epoch"] = batches,
                 ["history"] = JsonSerializer.SerializeToNode(history, Snake), ["partial"] = JsonSerializer.SerializeToNode(sums, Snake),
             };
-            Checkpoint.Save(ckptPath, model, new CheckpointInfo(spec, info.ToJson(), training), optimizer);
+            Checkpoint.Save(ckptPath, model, new CheckpointInfo(spec!, info.ToJson(), training), optimizer);
         }
+        string Saved(string what) => ckptPath is null ? $"{what} (no checkpoint written)" : $"{what}: checkpoint saved to {ckptPath}";
+        EvalResult? Evaluate(DataParallel? parallel) =>
+            test is null ? null : Evaluator.Evaluate(model, test, norm, options.EvalBatchSize, cancel, parallel);
 
-        // One forward and backward over (part of) a batch, the loss weighted by the part's share of the batch.
-        DataParallel.HalfResult HalfStep(Module m, Tensor images, int[] labels, float weight, int replica)
-        {
-            Dropout.Seed(SeedMix.Combine(options.Seed, step, replica));
-            using var scope = TensorScope.Begin(recycleTensors: true);
-            Tensor logits, loss;
-            double distillSum = 0;
-            if (m is ILossModel lossModel)
-            {
-                var lr = lossModel.ComputeLoss(images, labels, options.LabelSmoothing);
-                (logits, loss) = (lr.Logits, lr.Loss);
-                if (lr is DistillLoss d) distillSum = (double)d.DistillationLoss.Item() * labels.Length;
-            }
-            else
-            {
-                logits = m.Forward(images);
-                loss = F.CrossEntropy(logits, labels, options.LabelSmoothing);
-            }
-            float value = loss.Item();
-            if (!float.IsFinite(value))
-                throw new NonFiniteLossException($"loss is {value} at epoch {step / batches + 1}, step {step + 1}; training stopped. " +
-                    (File.Exists(ckptPath) ? $"The last good checkpoint is kept at {ckptPath}." : "No checkpoint had been written yet."));
-            (weight == 1f ? loss : loss * weight).Backward();
-            var predicted = Evaluator.ArgMax(logits);
-            int correct = 0;
-            for (int i = 0; i < labels.Length; i++) if (predicted[i] == labels[i]) correct++;
-            return new DataParallel.HalfResult((double)value * labels.Length, correct, distillSum);
-        }
-
-        using var parallel = options.DataParallel && DataParallel.Suits(model) ? new DataParallel(model, () => BuildReplica(spec, trainable)) : null;
-        DataParallel.HalfStep halfStep = HalfStep;   // one delegate for the whole run
+        using var stepper = new TrainStep(model, optimizer,
+            new TrainStepOptions { LabelSmoothing = options.LabelSmoothing, ClipGradNorm = options.ClipGradNorm, Seed = options.Seed },
+            options.DataParallel && spec is not null ? () => BuildReplica(spec, model) : null) { Step = step };
         EvalResult? lastEval = null;
         var total = Stopwatch.StartNew();
         long stepsThisRun = 0;
@@ -164,16 +216,18 @@ public static class Trainer
                 if (cancel.IsCancellationRequested)
                 {
                     Save(epoch, batch, sums);
-                    progress?.Report(new TrainMessage($"interrupted at epoch {epoch + 1}, batch {batch}: checkpoint saved to {ckptPath}"));
+                    progress?.Report(new TrainMessage(Saved($"interrupted at epoch {epoch + 1}, batch {batch}")));
                     return new TrainResult(ckptPath, history, Interrupted: true, null);
                 }
                 float lr = schedule.At(step);
                 optimizer.LearningRate = lr;
-                model.ZeroGrad(setToNone: false);
-                var r = parallel is null ? HalfStep(model, b.Images, b.Labels, 1f, 0) : parallel.Step(b.Images, b.Labels, halfStep);
-                if (options.ClipGradNorm > 0) GradClip.ClipGradNorm(model.Parameters(), options.ClipGradNorm);
-                optimizer.Step();
-                parallel?.SyncReplica();
+                StepResult r;
+                try { r = stepper.Run(b.Images, b.Labels); }
+                catch (NonFiniteLossException e)
+                {
+                    throw new NonFiniteLossException($"{e.Message} (epoch {epoch + 1}); training stopped. " +
+                        (ckptPath is not null && File.Exists(ckptPath) ? $"The last good checkpoint is kept at {ckptPath}." : "No checkpoint had been written yet."));
+                }
                 sums.Correct += r.Correct;
                 sums.LossSum += r.LossSum;
                 sums.DistillLossSum += r.DistillLossSum;
@@ -189,35 +243,58 @@ public static class Trainer
                 }
             }
             double trainSeconds = epochClock.Elapsed.TotalSeconds;
-            EvalResult eval;
-            try { eval = lastEval = Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel, parallel: parallel); }
+            EvalResult? eval;
+            try { eval = lastEval = Evaluate(stepper.Parallel); }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
                 // Cancelled during the end-of-epoch evaluation: keep the epoch's training (position = after its last
                 // batch, so resuming only re-runs the evaluation).
                 Save(epoch, batch, sums);
-                progress?.Report(new TrainMessage($"interrupted at the end of epoch {epoch + 1}: checkpoint saved to {ckptPath}"));
+                progress?.Report(new TrainMessage(Saved($"interrupted at the end of epoch {epoch + 1}")));
                 return new TrainResult(ckptPath, history, Interrupted: true, null);
             }
             var metrics = new EpochMetrics(epoch + 1, step, sums.LossSum / Math.Max(1, sums.Seen), (double)sums.Correct / Math.Max(1, sums.Seen),
-                eval.Loss, eval.Accuracy, epochClock.Elapsed.TotalSeconds, sums.Seen / trainSeconds, optimizer.LearningRate)
+                eval?.Loss ?? double.NaN, eval?.Accuracy ?? double.NaN, epochClock.Elapsed.TotalSeconds, sums.Seen / trainSeconds, optimizer.LearningRate)
             {
                 TrainDistillLoss = model is DistillWrapper ? sums.DistillLossSum / Math.Max(1, sums.Seen) : null,
             };
             history.Add(metrics);
             Save(epoch + 1, 0, new EpochSums());
-            WriteRecords(outDir, history);
+            if (outDir is not null) WriteRecords(outDir, history);
             progress?.Report(metrics);
         }
         // A resumed run that had already finished still reports its evaluation.
-        lastEval ??= Evaluator.Evaluate(model, test, info.Normalize(), cancel: cancel, parallel: parallel);
+        lastEval ??= Evaluate(stepper.Parallel);
         return new TrainResult(ckptPath, history, Interrupted: false, lastEval);
     }
 
-    private static Module BuildReplica(ModelSpec spec, IReadOnlyList<string>? trainable)
+    /// <summary>The spec of a hand-built model whose configuration says it all, else null.</summary>
+    private static ModelSpec? DescribeModel(Module model) => model switch
+    {
+        DistillableViT d => ModelSpec.DistillableViT(d.Config),
+        ViT v when v.GetType() == typeof(ViT) => ModelSpec.ViT(v.Config),
+        SimpleViT s => s.Config.ToSpec(),
+        DeepViT d => d.Config.ToSpec(),
+        CaiT c => c.Config.ToSpec(),
+        _ => null,
+    };
+
+    /// <summary>The data info a run records: the given one (or the training set's geometry and classes, named "custom")
+    /// with the normalisation's mean and std (the given data's, else identity, when there is none).</summary>
+    private static DataInfo DataFor(IImageDataset train, DataInfo? data, Normalize? norm)
+    {
+        var info = data ?? new DataInfo("custom", train.ClassNames.ToArray(), train.Channels, train.Height, train.Width,
+            Enumerable.Repeat(0f, train.Channels).ToArray(), Enumerable.Repeat(1f, train.Channels).ToArray());
+        return norm is null ? info : info with { Mean = norm.Mean.ToArray(), Std = norm.Std.ToArray() };
+    }
+
+    /// <summary>A data-parallel replica of <paramref name="model"/>: built from its spec, with the same parameters frozen.</summary>
+    private static Module BuildReplica(ModelSpec spec, Module model)
     {
         var replica = spec.Build();
-        if (trainable is not null) FineTune.Freeze(replica, trainable);
+        var frozen = model.NamedParameters().Where(p => !p.Parameter.RequiresGrad).Select(p => p.Name).ToHashSet();
+        if (frozen.Count > 0)
+            foreach (var (name, p) in replica.NamedParameters()) if (frozen.Contains(name)) p.RequiresGrad = false;
         return replica;
     }
 

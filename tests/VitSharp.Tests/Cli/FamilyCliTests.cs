@@ -50,7 +50,7 @@ public sealed class FamilyCliTests : IDisposable
         ckpt.Model.Eval();
         Tensor logits;
         using (VitSharp.Autograd.NoGrad()) logits = ckpt.Model.Forward(batch.Images);
-        var predictions = PredictCommand.Predict(ckpt, paths, 1);
+        var predictions = new VitSharp.Inference.ImageClassifier(ckpt).PredictBatch(paths, 1);
         Assert.Equal(Evaluator.ArgMax(logits), predictions.Select(p => p.Top[0].Index).ToArray());
     }
 

@@ -270,7 +270,7 @@ public sealed class TrainCliTests(SmallTrainingRun run) : IClassFixture<SmallTra
         using (VitSharp.Autograd.NoGrad()) logits = ckpt.Model.Forward(batch.Images);
         var expected = VitSharp.Training.Evaluator.ArgMax(logits);
 
-        var predictions = PredictCommand.Predict(ckpt, pngs.Select(p => p.Path).ToArray(), 1);
+        var predictions = new VitSharp.Inference.ImageClassifier(ckpt).PredictBatch(pngs.Select(p => p.Path).ToArray(), 1);
         Assert.Equal(expected, predictions.Select(p => p.Top[0].Index).ToArray());
     }
 

@@ -574,7 +574,7 @@ public class DeiTDistilledTests(ITestOutputHelper output)
             Model = "deit_tiny_distilled_patch16_224", Dataset = "folder", DataDir = data.Path, ImageSize = 16, Channels = 3,
             Epochs = 1, BatchSize = 8, OutDir = outDir.Path,
         });
-        var ckpt = Checkpoint.Load(r.CheckpointPath);
+        var ckpt = Checkpoint.Load(r.CheckpointPath!);
         var model = Assert.IsType<DistilledVisionTransformer>(ckpt.Model);
         Assert.Equal((16, 3, 3, 192), (model.Config.ImgSize, model.Config.InChans, model.Config.NumClasses, model.Config.EmbedDim));   // timm's img_size fitted
         Assert.Equal(1, r.FinalEvaluation!.Count);

@@ -91,13 +91,13 @@ public class DistillTrainingTests(DistillRun run) : IClassFixture<DistillRun>
     [Fact]
     public void TheCheckpointHoldsTheWrapperWithTheUnchangedTeacher()
     {
-        var ckpt = Checkpoint.Load(run.Result.CheckpointPath);
+        var ckpt = Checkpoint.Load(run.Result.CheckpointPath!);
         var w = Assert.IsType<DistillWrapper>(ckpt.Model);
         Assert.Equal(DistillWrapper.ConstructorName, ckpt.Info.Model.Constructor);
         Assert.Equal(new DistillConfig { Temperature = 2f, Alpha = 0.5f }, w.Config);
         // The student has the default preset's size, fitted to the data.
         Assert.Equal(Presets.FashionMnist, w.Student.Config);
-        var keys = Weights.Load(run.Result.CheckpointPath).Keys.ToList();
+        var keys = Weights.Load(run.Result.CheckpointPath!).Keys.ToList();
         Assert.Contains("distillation_token", keys);
         Assert.Contains("distill_mlp.1.weight", keys);
         Assert.Contains("student.cls_token", keys);
@@ -113,7 +113,7 @@ public class DistillTrainingTests(DistillRun run) : IClassFixture<DistillRun>
     [Fact]
     public void EvaluationUsesTheClassTokenLogits()
     {
-        var ckpt = Checkpoint.Load(run.Result.CheckpointPath);
+        var ckpt = Checkpoint.Load(run.Result.CheckpointPath!);
         var w = (DistillWrapper)ckpt.Model;
         var (_, test, info) = DataSets.Load("fashion-mnist", null);
         var subset = DataSets.Limit(test, 32);
@@ -143,7 +143,7 @@ public class DistillTrainingTests(DistillRun run) : IClassFixture<DistillRun>
         Assert.False(resumed.Interrupted);
         AssertSameCurve(run.Result.History, resumed.History);
         Assert.Equal(run.Result.History.Select(m => m.TrainDistillLoss), resumed.History.Select(m => m.TrainDistillLoss));
-        AssertSameTensors(run.Result.CheckpointPath, resumed.CheckpointPath);
+        AssertSameTensors(run.Result.CheckpointPath!, resumed.CheckpointPath!);
     }
 
     [Fact]
@@ -152,7 +152,7 @@ public class DistillTrainingTests(DistillRun run) : IClassFixture<DistillRun>
         using var dir = new TempDir("distill");
         var r = Trainer.Run(run.Options with { OutDir = dir.Path, Epochs = 1, TrainLimit = 32, Distill = "hard" });
         Assert.True(r.History[0].TrainDistillLoss is double d && double.IsFinite(d));
-        var w = (DistillWrapper)Checkpoint.Load(r.CheckpointPath).Model;
+        var w = (DistillWrapper)Checkpoint.Load(r.CheckpointPath!).Model;
         Assert.True(w.Config.Hard);
     }
 

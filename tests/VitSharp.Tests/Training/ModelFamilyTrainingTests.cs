@@ -68,7 +68,7 @@ public class ModelFamilyTrainingTests
         Assert.Single(result.History);
         Assert.True(double.IsFinite(result.History[0].TrainLoss));
 
-        var ckpt = Checkpoint.Load(result.CheckpointPath);
+        var ckpt = Checkpoint.Load(result.CheckpointPath!);
         Assert.IsType(type, ckpt.Model);
         var info = DataInfo.FromJson(ckpt.Info.Data);
         Assert.Equal(channels, info.Channels);

@@ -71,11 +71,11 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
     {
         var r = baseline.Result;
         Assert.False(r.Interrupted);
-        Assert.Equal(Path.Combine(baseline.Dir.Path, Trainer.CheckpointFile), r.CheckpointPath);
+        Assert.Equal(Path.Combine(baseline.Dir.Path, Trainer.CheckpointFile), r.CheckpointPath!);
         Assert.Equal([1, 2], r.History.Select(h => h.Epoch));
         Assert.Equal([6L, 12L], r.History.Select(h => h.Step));
         Assert.All(r.History, h => Assert.True(double.IsFinite(h.TrainLoss) && double.IsFinite(h.TestLoss)));
-        var t = TrainingMeta(r.CheckpointPath);
+        var t = TrainingMeta(r.CheckpointPath!);
         Assert.Equal(2, t["epoch"]!.GetValue<int>());
         Assert.Equal(0, t["batch"]!.GetValue<int>());
         Assert.Equal(12, t["step"]!.GetValue<long>());
@@ -92,13 +92,13 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         using var again = new TempDir("train");
         var r = Trainer.Run(BaselineRun.Tiny(again.Path));
         AssertSameCurve(baseline.Result.History, r.History);
-        AssertSameTensors(baseline.Result.CheckpointPath, r.CheckpointPath);
+        AssertSameTensors(baseline.Result.CheckpointPath!, r.CheckpointPath!);
 
         using var other = new TempDir("train");
         var o = Trainer.Run(BaselineRun.Tiny(other.Path) with { Seed = 8 });
         Assert.NotEqual(baseline.Result.History[0].TrainLoss, o.History[0].TrainLoss);
         Assert.NotEqual(baseline.Result.History.Select(Curve), o.History.Select(Curve));
-        Assert.False(SameTensors(baseline.Result.CheckpointPath, o.CheckpointPath));
+        Assert.False(SameTensors(baseline.Result.CheckpointPath!, o.CheckpointPath!));
     }
 
     [Fact]
@@ -111,14 +111,14 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         Assert.True(first.Interrupted);
         Assert.Null(first.FinalEvaluation);
         Assert.Single(first.History);
-        var t = TrainingMeta(first.CheckpointPath);
+        var t = TrainingMeta(first.CheckpointPath!);
         Assert.Equal((1, 0, 6L), (t["epoch"]!.GetValue<int>(), t["batch"]!.GetValue<int>(), t["step"]!.GetValue<long>()));
 
         // Resume takes everything from the checkpoint (the options given here other than OutDir are ignored).
         var resumed = Trainer.Run(new TrainOptions { OutDir = dir.Path, Epochs = 1, Seed = 99 }, resume: true);
         Assert.False(resumed.Interrupted);
         AssertSameCurve(baseline.Result.History, resumed.History);
-        AssertSameTensors(baseline.Result.CheckpointPath, resumed.CheckpointPath);
+        AssertSameTensors(baseline.Result.CheckpointPath!, resumed.CheckpointPath!);
         Assert.Equal(baseline.Result.FinalEvaluation!.Accuracy, resumed.FinalEvaluation!.Accuracy);
         Assert.Equal(File.ReadAllLines(Path.Combine(baseline.Dir.Path, Trainer.MetricsFile)).Length,
             File.ReadAllLines(Path.Combine(dir.Path, Trainer.MetricsFile)).Length);
@@ -133,15 +133,15 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         var progress = new SyncProgress(e => { if (e is StepProgress { Epoch: 1, Batch: 6 }) cts.Cancel(); });
         var first = Trainer.Run(BaselineRun.Tiny(dir.Path), progress: progress, cancel: cts.Token);
         Assert.True(first.Interrupted);
-        Assert.True(File.Exists(first.CheckpointPath));
-        var t = TrainingMeta(first.CheckpointPath);
+        Assert.True(File.Exists(first.CheckpointPath!));
+        var t = TrainingMeta(first.CheckpointPath!);
         Assert.Equal((0, 6, 6L), (t["epoch"]!.GetValue<int>(), t["batch"]!.GetValue<int>(), t["step"]!.GetValue<long>()));
-        Assert.Contains(progress.Events.OfType<TrainMessage>(), m => m.Text.Contains("interrupted") && m.Text.Contains(first.CheckpointPath));
+        Assert.Contains(progress.Events.OfType<TrainMessage>(), m => m.Text.Contains("interrupted") && m.Text.Contains(first.CheckpointPath!));
 
         var resumed = Trainer.Run(new TrainOptions { OutDir = dir.Path }, resume: true);
         Assert.False(resumed.Interrupted);
         AssertSameCurve(baseline.Result.History, resumed.History);
-        AssertSameTensors(baseline.Result.CheckpointPath, resumed.CheckpointPath);
+        AssertSameTensors(baseline.Result.CheckpointPath!, resumed.CheckpointPath!);
     }
 
     [Fact]
@@ -161,8 +161,8 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         Assert.Empty(first.History);
         Assert.NotNull(at);
         Assert.InRange(at!.Batch, 1, 23);
-        Assert.Contains(progress.Events.OfType<TrainMessage>(), m => m.Text.Contains("interrupted") && m.Text.Contains(first.CheckpointPath));
-        var t = TrainingMeta(first.CheckpointPath);
+        Assert.Contains(progress.Events.OfType<TrainMessage>(), m => m.Text.Contains("interrupted") && m.Text.Contains(first.CheckpointPath!));
+        var t = TrainingMeta(first.CheckpointPath!);
         Assert.Equal(0, t["epoch"]!.GetValue<int>());
         Assert.Equal(at.Batch, t["batch"]!.GetValue<int>());
         Assert.Equal(at.Step, t["step"]!.GetValue<long>());
@@ -176,7 +176,7 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         Assert.All(resumeProgress.Events.OfType<StepProgress>(), s => Assert.True(s.Batch > at.Batch));
         // The epoch's metrics include the steps before the interruption.
         AssertSameCurve(reference.History, resumed.History);
-        AssertSameTensors(reference.CheckpointPath, resumed.CheckpointPath);
+        AssertSameTensors(reference.CheckpointPath!, resumed.CheckpointPath!);
     }
 
     [Fact]
@@ -185,14 +185,14 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         using var dir = new TempDir("train");
         var r = Trainer.Run(BaselineRun.Tiny(dir.Path), cancel: new CancellationToken(canceled: true));
         Assert.True(r.Interrupted);
-        var t = TrainingMeta(r.CheckpointPath);
+        var t = TrainingMeta(r.CheckpointPath!);
         Assert.Equal((0, 0, 0L), (t["epoch"]!.GetValue<int>(), t["batch"]!.GetValue<int>(), t["step"]!.GetValue<long>()));
     }
 
     [Fact]
     public void ResumingAFinishedRunOnlyEvaluatesAndWritesNothing()
     {
-        string ckpt = baseline.Result.CheckpointPath;
+        string ckpt = baseline.Result.CheckpointPath!;
         byte[] before = File.ReadAllBytes(ckpt);
         string metrics = File.ReadAllText(Path.Combine(baseline.Dir.Path, Trainer.MetricsFile));
         var progress = new SyncProgress(_ => { });
@@ -219,17 +219,17 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
     {
         using var dir = new TempDir("train");
         var good = Trainer.Run(BaselineRun.Tiny(dir.Path) with { Epochs = 1 });
-        byte[] before = File.ReadAllBytes(good.CheckpointPath);
+        byte[] before = File.ReadAllBytes(good.CheckpointPath!);
         string metrics = File.ReadAllText(Path.Combine(dir.Path, Trainer.MetricsFile));
 
         var bad = BaselineRun.Tiny(dir.Path) with { LearningRate = 1e30f, ClipGradNorm = 0 };
         var e = Assert.Throws<NonFiniteLossException>(() => Trainer.Run(bad));
-        Assert.Contains(good.CheckpointPath, e.Message);
+        Assert.Contains(good.CheckpointPath!, e.Message);
         Assert.Contains("kept", e.Message);
-        Assert.Equal(before, File.ReadAllBytes(good.CheckpointPath));
-        Assert.False(File.Exists(good.CheckpointPath + ".tmp"));
+        Assert.Equal(before, File.ReadAllBytes(good.CheckpointPath!));
+        Assert.False(File.Exists(good.CheckpointPath! + ".tmp"));
         Assert.Equal(metrics, File.ReadAllText(Path.Combine(dir.Path, Trainer.MetricsFile)));
-        Assert.Equal(1, Checkpoint.Load(good.CheckpointPath).Info.Training["epoch"]!.GetValue<int>());
+        Assert.Equal(1, Checkpoint.Load(good.CheckpointPath!).Info.Training["epoch"]!.GetValue<int>());
     }
 
     [Fact]
@@ -328,7 +328,7 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         {
             Dataset = "folder", DataDir = dir.Path, ImageSize = 8, Channels = 3, Epochs = 1, BatchSize = 8, OutDir = outDir.Path,
         });
-        var ckpt = Checkpoint.Load(r.CheckpointPath);
+        var ckpt = Checkpoint.Load(r.CheckpointPath!);
         var kwargs = ckpt.Info.Model.Kwargs;
         Assert.Equal((8, 3, 3), (kwargs["image_size"]!.GetValue<int>(), kwargs["channels"]!.GetValue<int>(), kwargs["num_classes"]!.GetValue<int>()));
         var data = DataInfo.FromJson(ckpt.Info.Data);
