@@ -1,13 +1,13 @@
 // VitSharp quick start, built against the packed VitSharp NuGet package (scripts/pack.sh):
-// writes a small image folder, trains a tiny ViT on it for a few steps, and classifies one new image.
+// writes a small image folder, trains a tiny ViT on it (Trainer.Fit) and classifies one new image (ImageClassifier).
 // Exits 1 when the training loss did not fall.
 using VitSharp;
 using VitSharp.Data;
+using VitSharp.Inference;
 using VitSharp.Models;
-using VitSharp.Optim;
 using VitSharp.Training;
 
-const int Size = 16, PerClass = 32, Steps = 40;
+const int Size = 16, PerClass = 32, Epochs = 10;
 string root = Path.Combine(Path.GetTempPath(), $"vitsharp-quickstart-{Environment.ProcessId}");
 try
 {
@@ -30,36 +30,19 @@ try
     });
     Console.WriteLine($"model: ViT, {model.ParameterCount():N0} parameters");
 
-    // 3. Train: AdamW on shuffled mini-batches, cross-entropy, backward, step.
-    //    (Once Trainer.Fit(model, trainSet, testSet, options) is in the package, this loop is that one call.)
-    var loader = new DataLoader(data, batchSize: 8, shuffle: true, seed: 0, transform: null);
-    var optimizer = new AdamW(model.NamedParameters(), lr: 3e-3f);
+    // 3. Train with the library's loop (AdamW, warm-up + cosine, evaluation, a checkpoint per epoch).
+    string runDir = Path.Combine(root, "run");
+    var loader = new DataLoader(data, batchSize: 8, shuffle: false, seed: 0, transform: null);
     float before = MeanLoss(model, loader);
-    int step = 0;
-    for (int epoch = 0; step < Steps; epoch++)
-        foreach (var batch in loader.Epoch(epoch))
-        {
-            if (step++ == Steps) break;
-            model.Train();
-            optimizer.ZeroGrad();
-            var loss = F.CrossEntropy(model.Forward(batch.Images), batch.Labels);
-            loss.Backward();
-            optimizer.Step();
-        }
+    TrainResult run = Trainer.Fit(model, data, test: data, new FitOptions { Epochs = Epochs, BatchSize = 8, LearningRate = 3e-3f, WarmupEpochs = 0, OutDir = runDir });
     float after = MeanLoss(model, loader);
-    Console.WriteLine($"loss: {before:F4} before, {after:F4} after {Steps} steps");
+    Console.WriteLine($"loss: {before:F4} before, {after:F4} after {Epochs} epochs; checkpoint {Path.GetFileName(run.CheckpointPath)}");
 
-    // 4. Predict one new image (a file, decoded and scaled to [0, 1] as the folder's images are).
+    // 4. Classify a new image file from the checkpoint, prepared as in training.
     string probe = Path.Combine(root, "probe.png");
     ImageEncoder.SavePng(probe, Stripes(vertical: true, rng), Size, Size, 3);
-    float[] x = new ImagePreprocessing { Channels = 3 }.Load(probe);
-    model.Eval();
-    using (Autograd.NoGrad())
-    {
-        var probs = F.Softmax(model.Forward(new Tensor(x, 1, 3, Size, Size)), -1);
-        int best = Evaluator.ArgMax(probs)[0];
-        Console.WriteLine($"prediction: {data.ClassNames[best]} ({probs.Data[best]:P1}) for an image of vertical stripes");
-    }
+    ImagePrediction p = ImageClassifier.Load(run.CheckpointPath!).Predict(probe, topK: 2);
+    Console.WriteLine($"prediction: {p.Best.Name} ({p.Best.Probability:P1}) for an image of vertical stripes");
 
     if (!(after < before))
     {
