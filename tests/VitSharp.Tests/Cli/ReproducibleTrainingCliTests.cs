@@ -12,6 +12,8 @@ namespace VitSharp.Tests.Cli;
 /// Each test runs <c>vit train</c> (the built vit.dll) in separate child processes on Fashion-MNIST and compares the
 /// metrics.jsonl curves (all but the timings) and the final weights exactly.
 /// </summary>
+[Trait("Category", "Process")]
+[Trait("Category", "DataSet")]
 [Trait("Category", "Slow")]
 [Collection(nameof(ReproducibleTrainingCliTests))]
 [CollectionDefinition(nameof(ReproducibleTrainingCliTests), DisableParallelization = true)]
