@@ -46,34 +46,39 @@ public static class Idx
     }
 
     /// <summary>Reads an idx3 unsigned-byte file: the pixels (N×H×W bytes) and the three dimensions.</summary>
+    /// <remarks>
+    /// What is allocated is bounded by what the file can deliver, not by what its header claims: for a raw
+    /// file N×H×W must fit in the bytes after the header before anything is allocated; for a .gz file
+    /// (whose decompressed length is unknown up front) the pixels are read in chunks into a buffer that
+    /// grows at most to twice the data actually present, so a header that lies fails when the data runs out.
+    /// </remarks>
     /// <exception cref="DataSetException">The file is missing, unreadable or malformed.</exception>
     public static (byte[] Pixels, int Count, int Height, int Width) ReadImages(string path)
     {
         using var s = Open(path, out bool gz);
         Span<byte> header = stackalloc byte[16];
-        ReadHeader(s, path, gz, header, ImagesMagic, "IDX unsigned-byte images, 3 dimensions");
+        ReadHeader(s, path, gz, header, ImagesMagic, 3, "IDX unsigned-byte images, 3 dimensions");
         int n = Dim(path, header, 4, "image count", allowZero: true);
         int h = Dim(path, header, 8, "height", allowZero: false);
         int w = Dim(path, header, 12, "width", allowZero: false);
-        long total = (long)n * h * w;
+        long total;
+        try { total = checked((long)n * h * w); }
+        catch (OverflowException) { total = long.MaxValue; }
         if (total > Array.MaxLength)
-            throw new DataSetException($"{path}: {n} images of {h}×{w} ({total} bytes) are too many to load at once");
-        var pixels = new byte[total];
-        ReadBody(s, path, gz, pixels, 16, "pixels");
+            throw new DataSetException($"{path}: header at offset 4 declares {n} images of {h}×{w} ({(total == long.MaxValue ? "overflowing" : total.ToString())} bytes), more than can be loaded at once ({Array.MaxLength} bytes)");
+        var pixels = ReadBody(s, path, gz, total, 16, "pixels", $"{n} images of {h}×{w}");
         return (pixels, n, h, w);
     }
 
-    /// <summary>Reads an idx1 unsigned-byte file (labels).</summary>
+    /// <summary>Reads an idx1 unsigned-byte file (labels); allocation is bounded as in <see cref="ReadImages"/>.</summary>
     /// <exception cref="DataSetException">The file is missing, unreadable or malformed.</exception>
     public static byte[] ReadLabels(string path)
     {
         using var s = Open(path, out bool gz);
         Span<byte> header = stackalloc byte[8];
-        ReadHeader(s, path, gz, header, LabelsMagic, "IDX unsigned-byte labels, 1 dimension");
+        ReadHeader(s, path, gz, header, LabelsMagic, 1, "IDX unsigned-byte labels, 1 dimension");
         int n = Dim(path, header, 4, "label count", allowZero: true);
-        var labels = new byte[n];
-        ReadBody(s, path, gz, labels, 8, "labels");
-        return labels;
+        return ReadBody(s, path, gz, n, 8, "labels", $"{n} labels");
     }
 
     /// <summary>Opens a file, through <see cref="GZipStream"/> when it starts with the gzip magic bytes 1F 8B.</summary>
@@ -92,7 +97,16 @@ public static class Idx
         int b0 = fs.ReadByte(), b1 = fs.ReadByte();
         fs.Position = 0;
         gzip = b0 == 0x1F && b1 == 0x8B;
-        return gzip ? new BufferedStream(new GZipStream(fs, CompressionMode.Decompress), 1 << 16) : fs;
+        if (!gzip) return fs;
+        try
+        {
+            return new BufferedStream(new CheckedGzipStream(fs, path), 1 << 16);
+        }
+        catch
+        {
+            fs.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Reads until <paramref name="buffer"/> is full or the stream ends; returns the bytes read.</summary>
@@ -121,14 +135,19 @@ public static class Idx
 
     private static string Where(bool gz) => gz ? " (in the decompressed data)" : "";
 
-    private static void ReadHeader(Stream s, string path, bool gz, Span<byte> header, uint magic, string what)
+    private static void ReadHeader(Stream s, string path, bool gz, Span<byte> header, uint magic, int dims, string what)
     {
         int got = ReadFully(s, path, header);
         if (got >= 4)
         {
             uint m = BinaryPrimitives.ReadUInt32BigEndian(header);
             if (m != magic)
-                throw new DataSetException($"{path}: bad magic number 0x{m:X8} at offset 0: expected 0x{magic:X8} ({what})");
+            {
+                string detail = header[0] != 0 || header[1] != 0 ? $"the first two bytes must be 00 00, found {header[0]:X2} {header[1]:X2} at offset 0"
+                    : header[2] != 0x08 ? $"data type byte 0x{header[2]:X2} at offset 2 is not 0x08 (unsigned byte)"
+                    : $"{header[3]} dimensions (byte at offset 3), expected {dims}";
+                throw new DataSetException($"{path}: bad magic number 0x{m:X8} at offset 0: expected 0x{magic:X8} ({what}): {detail}");
+            }
         }
         if (got < header.Length)
             throw new DataSetException($"{path}: truncated at offset {got}{Where(gz)}: expected a {header.Length}-byte IDX header, file ends at {got}");
@@ -138,18 +157,45 @@ public static class Idx
     {
         uint v = BinaryPrimitives.ReadUInt32BigEndian(header[offset..]);
         if (v > int.MaxValue || (v == 0 && !allowZero))
-            throw new DataSetException($"{path}: invalid {what} {v} at offset {offset}");
+            throw new DataSetException($"{path}: invalid {what} {v} at offset {offset}{(v > int.MaxValue ? " (negative as a signed 32-bit integer)" : "")}");
         return (int)v;
     }
 
-    private static void ReadBody(Stream s, string path, bool gz, byte[] body, int start, string what)
+    /// <summary>First chunk (and growth step floor) when reading a body of unknown real length.</summary>
+    private const int Chunk = 1 << 20;
+
+    private static byte[] ReadBody(Stream s, string path, bool gz, long length, int start, string what, string declared)
     {
-        int got = ReadFully(s, path, body);
-        if (got < body.Length)
+        byte[] body;
+        long got;
+        if (s is FileStream fs)
+        {
+            long left = fs.Length - start;
+            if (length > left)
+                throw new DataSetException(
+                    $"{path}: truncated at offset {fs.Length}: header declares {declared}, expected {length} bytes of {what} from offset {start}, but only {left} bytes follow the header, file ends at {fs.Length}");
+            body = new byte[length];
+            got = ReadFully(s, path, body);
+        }
+        else
+        {
+            // Unknown real length: grow by doubling (never beyond the declared length) so that a lying header
+            // costs at most twice the data actually present.
+            body = new byte[Math.Min(length, Chunk)];
+            got = 0;
+            while (true)
+            {
+                got += ReadFully(s, path, body.AsSpan((int)got));
+                if (got < body.Length || body.LongLength == length) break;
+                Array.Resize(ref body, (int)Math.Min(length, Math.Max(2L * body.Length, Chunk)));
+            }
+        }
+        if (got < length)
             throw new DataSetException(
-                $"{path}: truncated at offset {start + got}{Where(gz)}: expected {body.Length} bytes of {what} from offset {start} to {start + (long)body.Length}, file ends at {start + got}");
+                $"{path}: truncated at offset {start + got}{Where(gz)}: header declares {declared}, expected {length} bytes of {what} from offset {start} to {start + length}, but only {got} bytes are present, file ends at {start + got}");
         Span<byte> extra = stackalloc byte[1];
         if (ReadFully(s, path, extra) != 0)
-            throw new DataSetException($"{path}: unexpected data after offset {start + (long)body.Length}{Where(gz)}: the header announces {body.Length} bytes of {what}");
+            throw new DataSetException($"{path}: unexpected data after offset {start + length}{Where(gz)}: the header announces {declared} = {length} bytes of {what}");
+        return body;
     }
 }
