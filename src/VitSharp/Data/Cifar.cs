@@ -62,6 +62,11 @@ public static class Cifar
         return names.Length == count ? names : null;
     }
 
+    /// <summary>
+    /// Reads the record files. Allocation is bounded by the files' real sizes: every size must be a whole,
+    /// non-zero number of records before anything is allocated, then each file is read whole (its size) and
+    /// its pixels copied into one array of (total records × 3,072) bytes.
+    /// </summary>
     private static InMemoryDataset Read(string dir, string[] files, int labelBytes, int labelIndex, IReadOnlyList<string> names)
     {
         int record = labelBytes + ImageBytes;
@@ -73,6 +78,8 @@ public static class Cifar
             if (size % record != 0)
                 throw new DataSetException(
                     $"{path}: {size} bytes is not a whole number of {record}-byte records: partial record of {size % record} bytes at offset {size - size % record}");
+            if (size == 0)
+                throw new DataSetException($"{path}: empty file at offset 0: expected whole {record}-byte records");
             sizes[f] = size / record;
         }
         long total = sizes.Sum();
