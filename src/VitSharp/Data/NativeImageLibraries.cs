@@ -45,6 +45,7 @@ internal static unsafe class Spng
         public delegate* unmanaged<IntPtr, Ihdr*, int> SetIhdr;
         public delegate* unmanaged<IntPtr, byte*, nuint, int, int, int> EncodeImage;
         public delegate* unmanaged<IntPtr, nuint*, int*, byte*> GetPngBuffer;
+        public delegate* unmanaged<IntPtr, int> DecodeChunks;
 
         public string Error(int code) => new(StrError(code));
     }
@@ -72,6 +73,7 @@ internal static unsafe class Spng
                 SetIhdr = (delegate* unmanaged<IntPtr, Ihdr*, int>)NativeLibrary.GetExport(lib, "spng_set_ihdr"),
                 EncodeImage = (delegate* unmanaged<IntPtr, byte*, nuint, int, int, int>)NativeLibrary.GetExport(lib, "spng_encode_image"),
                 GetPngBuffer = (delegate* unmanaged<IntPtr, nuint*, int*, byte*>)NativeLibrary.GetExport(lib, "spng_get_png_buffer"),
+                DecodeChunks = (delegate* unmanaged<IntPtr, int>)NativeLibrary.GetExport(lib, "spng_decode_chunks"),
             };
         }
         catch (EntryPointNotFoundException)
@@ -96,6 +98,7 @@ internal static unsafe class TurboJpeg
     internal const int Samp444 = 0;    // TJSAMP_444
     internal const int SampGray = 3;   // TJSAMP_GRAY
     internal const int FlagAccurateDct = 4096; // TJFLAG_ACCURATEDCT
+    internal const int FlagStopOnWarning = 8192; // TJFLAG_STOPONWARNING
     internal const int ErrorWarning = 0; // TJERR_WARNING
 
     internal sealed class Api

@@ -51,6 +51,21 @@ internal static class PngWriter
         s.Write(len);
     }
 
+    /// <summary>
+    /// A copy of <paramref name="png"/> (as written by <see cref="Encode"/>: IHDR first) whose IHDR claims
+    /// <paramref name="width"/>×<paramref name="height"/>, with the IHDR CRC recomputed so that only the size lies.
+    /// </summary>
+    public static byte[] WithIhdrSize(byte[] png, int width, int height)
+    {
+        var b = (byte[])png.Clone();
+        BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(16), (uint)width);
+        BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(20), (uint)height);
+        uint crc = 0xFFFFFFFF;
+        foreach (byte x in b.AsSpan(12, 17)) crc = CrcTable[(crc ^ x) & 0xFF] ^ (crc >> 8);
+        BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(29), crc ^ 0xFFFFFFFF);
+        return b;
+    }
+
     private static uint[] BuildCrc()
     {
         var t = new uint[256];

@@ -1,0 +1,142 @@
+using System.Buffers.Binary;
+using VitSharp.Data;
+
+namespace VitSharp.Tests.Data;
+
+/// <summary>
+/// Mutated PNG and JPEG files (issue 14): headers that disagree with the pixel data, truncation and absurd
+/// sizes fail with one line naming the file and the problem, with bounded allocation.
+/// </summary>
+public sealed class HostileImageTests : IDisposable
+{
+    private const long AllocationBound = 64L << 20;
+    private const string Photo = "/work/shared/fixtures/pretrained/photo.jpg";
+
+    private readonly TempDir _tmp = new("hostile-img");
+
+    public void Dispose() => _tmp.Dispose();
+
+    private string Write(string name, byte[] bytes)
+    {
+        string path = _tmp.File(name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    private static DataSetException Throws(string path, out long allocated)
+    {
+        long before = GC.GetTotalAllocatedBytes(true);
+        var e = Assert.Throws<DataSetException>(() => ImageDecoder.Decode(path));
+        allocated = GC.GetTotalAllocatedBytes(true) - before;
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Contains(Path.GetFileName(path), e.Message);
+        return e;
+    }
+
+    private static byte[] Png16() => PngWriter.Encode(ImageDecoderTests.Pattern(16, 16, 3), 16, 16, 2);
+
+    [Fact]
+    public void PngIhdrClaimingALargerSizeThanItsData()
+    {
+        var e = Throws(Write("larger.png", PngWriter.WithIhdrSize(Png16(), 32, 32)), out _);
+        Assert.Contains("32×32", e.Message);
+    }
+
+    [Fact]
+    public void PngIhdrClaimingASmallerSizeThanItsData()
+    {
+        var e = Throws(Write("smaller.png", PngWriter.WithIhdrSize(Png16(), 8, 8)), out _);
+        Assert.Contains("8×8", e.Message);
+        Assert.Contains("image data", e.Message);
+    }
+
+    [Fact]
+    public void PngMissingItsLastByte()
+    {
+        var png = Png16();
+        var e = Throws(Write("last-byte.png", png[..^1]), out _);
+        Assert.Contains("IEND", e.Message);
+    }
+
+    [Fact]
+    public void PngMissingIend()
+    {
+        var png = Png16();
+        var e = Throws(Write("no-iend.png", png[..^12]), out _);
+        Assert.Contains("IEND", e.Message);
+    }
+
+    [Fact]
+    public void PngWithCorruptIdatCrc()
+    {
+        var png = Png16();
+        png[^13] ^= 0xFF; // last byte of the IDAT CRC
+        var e = Throws(Write("idat-crc.png", png), out _);
+        Assert.Contains("corrupt PNG", e.Message);
+    }
+
+    [Fact]
+    public void PngClaimingAHugeSizeFailsBeforeAllocating()
+    {
+        var e = Throws(Write("huge.png", PngWriter.WithIhdrSize(Png16(), 30000, 30000)), out long allocated);
+        Assert.Contains("30000×30000", e.Message);
+        Assert.True(allocated < AllocationBound, $"allocated {allocated} bytes");
+    }
+
+    private static byte[] PhotoWithSof(int height, int width)
+    {
+        var b = File.ReadAllBytes(Photo);
+        int sof = FindSof0(b);
+        BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(sof + 5), (ushort)height);
+        BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(sof + 7), (ushort)width);
+        return b;
+    }
+
+    private static int FindSof0(byte[] b)
+    {
+        int i = 2;
+        while (b[i] == 0xFF && b[i + 1] != 0xC0) i += 2 + BinaryPrimitives.ReadUInt16BigEndian(b.AsSpan(i + 2));
+        Assert.Equal(0xC0, b[i + 1]);
+        return i;
+    }
+
+    [Fact]
+    public void PhotoFixtureDecodes()
+    {
+        var img = ImageDecoder.Decode(Photo);
+        Assert.Equal((500, 375, 3), (img.Width, img.Height, img.Channels));
+    }
+
+    [Fact]
+    public void JpegSofClaimingOneByOne()
+    {
+        var e = Throws(Write("sof-1x1.jpg", PhotoWithSof(1, 1)), out _);
+        Assert.Contains("corrupt JPEG", e.Message);
+    }
+
+    [Fact]
+    public void JpegSofClaimingALargerSize()
+    {
+        var e = Throws(Write("sof-large.jpg", PhotoWithSof(750, 1000)), out _);
+        Assert.Contains("corrupt JPEG", e.Message);
+    }
+
+    [Fact]
+    public void JpegClaimingAHugeSizeFailsBeforeAllocating()
+    {
+        var e = Throws(Write("sof-huge.jpg", PhotoWithSof(60000, 60000)), out long allocated);
+        Assert.Contains("60000×60000", e.Message);
+        Assert.True(allocated < AllocationBound, $"allocated {allocated} bytes");
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(1000)]
+    public void TruncatedJpeg(int cut)
+    {
+        var b = File.ReadAllBytes(Photo);
+        var e = Throws(Write($"cut{cut}.jpg", b[..^cut]), out _);
+        Assert.Contains("corrupt JPEG", e.Message);
+    }
+}
