@@ -154,7 +154,7 @@ public static unsafe class ImageDecoder
 
     /// <summary>
     /// Walks the chunks: every chunk must lie within the file and the last must be IEND. Returns the
-    /// concatenated IDAT data (at most the file's size).
+    /// concatenated IDAT data (at most the file's size). Bytes after IEND are ignored.
     /// </summary>
     private static byte[] PngIdat(ReadOnlySpan<byte> data, string name)
     {
@@ -165,19 +165,15 @@ public static unsafe class ImageDecoder
             if (pos == data.Length)
                 throw new DataSetException($"{name}: PNG has no IEND chunk: file ends at offset {pos} after the last whole chunk");
             if (pos + 12 > data.Length)
-                throw new DataSetException($"{name}: truncated PNG: chunk at offset {pos} needs at least 12 bytes, file ends at {data.Length}{(pos + 8 <= data.Length ? $" (chunk {ChunkType(data, pos)})" : "")}");
+                throw new DataSetException($"{name}: truncated PNG: chunk at offset {pos} needs at least 12 bytes, file ends at {data.Length}{(pos + 8 <= data.Length ? $" (chunk {ChunkType(data, pos)} is cut short)" : "")}");
             uint len = BinaryPrimitives.ReadUInt32BigEndian(data[(int)pos..]);
             string type = ChunkType(data, pos);
             if (len > int.MaxValue || pos + 12 + len > data.Length)
                 throw new DataSetException($"{name}: truncated PNG: chunk {type} at offset {pos} declares {len} data bytes, needing {12 + (long)len} bytes, but the file ends at {data.Length}{(type == "IEND" ? " (the IEND chunk is cut short)" : "")}");
             if (type == "IDAT") idat.Write(data.Slice((int)pos + 8, (int)len));
             pos += 12 + len;
-            if (type == "IEND")
-            {
-                if (pos != data.Length)
-                    throw new DataSetException($"{name}: {data.Length - pos} bytes of trailing data after the IEND chunk, from offset {pos}");
-                return idat.ToArray();
-            }
+            // Bytes after IEND are ignored, as libpng and PIL do.
+            if (type == "IEND") return idat.ToArray();
         }
     }
 

@@ -39,15 +39,16 @@ public sealed class HostileImageTests : IDisposable
     public void PngIhdrClaimingALargerSizeThanItsData()
     {
         var e = Throws(Write("larger.png", PngWriter.WithIhdrSize(Png16(), 32, 32)), out _);
-        Assert.Contains("32×32", e.Message);
+        Assert.Contains("IHDR declares 32×32", e.Message);
+        Assert.Contains($"decompresses to only {16 * (1 + 48)} bytes", e.Message);
     }
 
     [Fact]
     public void PngIhdrClaimingASmallerSizeThanItsData()
     {
         var e = Throws(Write("smaller.png", PngWriter.WithIhdrSize(Png16(), 8, 8)), out _);
-        Assert.Contains("8×8", e.Message);
-        Assert.Contains("image data", e.Message);
+        Assert.Contains("IHDR declares 8×8", e.Message);
+        Assert.Contains("the image data holds more", e.Message);
     }
 
     [Fact]
@@ -55,7 +56,8 @@ public sealed class HostileImageTests : IDisposable
     {
         var png = Png16();
         var e = Throws(Write("last-byte.png", png[..^1]), out _);
-        Assert.Contains("IEND", e.Message);
+        Assert.Contains("truncated PNG", e.Message);
+        Assert.Contains("chunk IEND is cut short", e.Message);
     }
 
     [Fact]
@@ -63,7 +65,7 @@ public sealed class HostileImageTests : IDisposable
     {
         var png = Png16();
         var e = Throws(Write("no-iend.png", png[..^12]), out _);
-        Assert.Contains("IEND", e.Message);
+        Assert.Contains($"PNG has no IEND chunk: file ends at offset {png.Length - 12}", e.Message);
     }
 
     [Fact]
@@ -73,6 +75,7 @@ public sealed class HostileImageTests : IDisposable
         png[^13] ^= 0xFF; // last byte of the IDAT CRC
         var e = Throws(Write("idat-crc.png", png), out _);
         Assert.Contains("corrupt PNG", e.Message);
+        Assert.Contains("checksum", e.Message);
     }
 
     [Fact]
@@ -81,6 +84,24 @@ public sealed class HostileImageTests : IDisposable
         var e = Throws(Write("huge.png", PngWriter.WithIhdrSize(Png16(), 30000, 30000)), out long allocated);
         Assert.Contains("30000×30000", e.Message);
         Assert.True(allocated < AllocationBound, $"allocated {allocated} bytes");
+    }
+
+    [Fact]
+    public void PngDeclaringMoreThanItsIdatCanHoldFailsBeforeAllocating()
+    {
+        // 10000×10000 RGB passes the absolute limits (3e8 decoded bytes) but cannot come from a few hundred IDAT bytes.
+        var e = Throws(Write("deflate-bound.png", PngWriter.WithIhdrSize(Png16(), 10000, 10000)), out long allocated);
+        Assert.Contains("IHDR declares 10000×10000", e.Message);
+        Assert.Contains("deflate expands at most", e.Message);
+        Assert.True(allocated < AllocationBound, $"allocated {allocated} bytes");
+    }
+
+    [Fact]
+    public void PngBytesAfterIendAreIgnored()
+    {
+        var px = ImageDecoderTests.Pattern(16, 16, 3);
+        var img = ImageDecoder.Decode(Write("after-iend.png", [.. PngWriter.Encode(px, 16, 16, 2), 1, 2, 3]));
+        Assert.Equal(px, img.Pixels);
     }
 
     private static byte[] PhotoWithSof(int height, int width)
@@ -111,14 +132,16 @@ public sealed class HostileImageTests : IDisposable
     public void JpegSofClaimingOneByOne()
     {
         var e = Throws(Write("sof-1x1.jpg", PhotoWithSof(1, 1)), out _);
-        Assert.Contains("corrupt JPEG", e.Message);
+        Assert.Contains("corrupt JPEG (1×1 declared)", e.Message);
+        Assert.Contains("extraneous bytes", e.Message);
     }
 
     [Fact]
     public void JpegSofClaimingALargerSize()
     {
         var e = Throws(Write("sof-large.jpg", PhotoWithSof(750, 1000)), out _);
-        Assert.Contains("corrupt JPEG", e.Message);
+        Assert.Contains("corrupt JPEG (1000×750 declared)", e.Message);
+        Assert.Contains("premature end", e.Message, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]
@@ -126,6 +149,16 @@ public sealed class HostileImageTests : IDisposable
     {
         var e = Throws(Write("sof-huge.jpg", PhotoWithSof(60000, 60000)), out long allocated);
         Assert.Contains("60000×60000", e.Message);
+        Assert.True(allocated < AllocationBound, $"allocated {allocated} bytes");
+    }
+
+    [Fact]
+    public void JpegDeclaringMorePixelsThanItsFileCanHoldFailsBeforeAllocating()
+    {
+        // 10000×10000 passes the absolute limits (3e8 decoded bytes) but not 4096 pixels per byte of a 2,000-byte file.
+        var e = Throws(Write("sof-file-bound.jpg", PhotoWithSof(10000, 10000)[..2000]), out long allocated);
+        Assert.Contains("10000×10000", e.Message);
+        Assert.Contains("only 2000 bytes", e.Message);
         Assert.True(allocated < AllocationBound, $"allocated {allocated} bytes");
     }
 
@@ -138,5 +171,6 @@ public sealed class HostileImageTests : IDisposable
         var b = File.ReadAllBytes(Photo);
         var e = Throws(Write($"cut{cut}.jpg", b[..^cut]), out _);
         Assert.Contains("corrupt JPEG", e.Message);
+        Assert.Contains("Premature end", e.Message);
     }
 }
