@@ -104,6 +104,43 @@ public sealed class HostileImageTests : IDisposable
         Assert.Equal(px, img.Pixels);
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 2)]
+    [InlineData(13, 9)]
+    [InlineData(37, 23)]
+    public void InterlacedPngStillDecodes(int w, int h)
+    {
+        // The IDAT length check counts Adam7 passes: a valid interlaced file must pass it.
+        var px = ImageDecoderTests.Pattern(w, h, 3);
+        var img = ImageDecoder.Decode(Write($"adam7-{w}x{h}.png", PngWriter.EncodeInterlaced(px, w, h, 2)));
+        Assert.Equal(px, img.Pixels);
+    }
+
+    [Fact]
+    public void InterlacedPngWithAShortPassFails()
+    {
+        var good = PngWriter.EncodeInterlaced(ImageDecoderTests.Pattern(13, 9, 3), 13, 9, 2);
+        var e = Throws(Write("adam7-larger.png", PngWriter.WithIhdrSize(good, 13, 10)), out _);
+        Assert.Contains("IHDR declares 13×10 (8-bit, colour type 2, interlaced)", e.Message);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void LowBitDepthGreyPngStillDecodes(int bits)
+    {
+        // 11 pixels a row of `bits` bits each, packed MSB first; every sample at its maximum → white.
+        int w = 11, h = 3, rowBytes = (w * bits + 7) / 8;
+        var raw = new byte[h * (1 + rowBytes)];
+        for (int y = 0; y < h; y++)
+            for (int i = 0; i < rowBytes; i++) raw[y * (1 + rowBytes) + 1 + i] = 0xFF;
+        var img = ImageDecoder.Decode(Write($"grey{bits}.png", PngWriter.EncodeRaw(raw, w, h, (byte)bits, 0, 0)));
+        Assert.Equal((w, h, 1), (img.Width, img.Height, img.Channels));
+        Assert.All(img.Pixels, p => Assert.Equal(255, p));
+    }
+
     private static byte[] PhotoWithSof(int height, int width)
     {
         var b = File.ReadAllBytes(Photo);
