@@ -97,9 +97,19 @@ internal sealed class CheckedGzipStream : Stream
         return r;
     }
 
+    /// <summary>CRC-32 (IEEE, reflected) over <paramref name="data"/>, slicing by 8 bytes.</summary>
     private static uint Update(uint crc, ReadOnlySpan<byte> data)
     {
-        foreach (byte b in data) crc = CrcTable[(crc ^ b) & 0xFF] ^ (crc >> 8);
+        var t = CrcTable;
+        while (data.Length >= 8)
+        {
+            uint one = BinaryPrimitives.ReadUInt32LittleEndian(data) ^ crc;
+            uint two = BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
+            crc = t[7 * 256 + (one & 0xFF)] ^ t[6 * 256 + ((one >> 8) & 0xFF)] ^ t[5 * 256 + ((one >> 16) & 0xFF)] ^ t[4 * 256 + (one >> 24)]
+                ^ t[3 * 256 + (two & 0xFF)] ^ t[2 * 256 + ((two >> 8) & 0xFF)] ^ t[256 + ((two >> 16) & 0xFF)] ^ t[two >> 24];
+            data = data[8..];
+        }
+        foreach (byte b in data) crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8);
         return crc;
     }
 
@@ -163,15 +173,22 @@ internal sealed class CheckedGzipStream : Stream
         return Fail($"corrupt gzip data (zlib: {e.Message})", e);
     }
 
+    /// <summary>Eight 256-entry tables: the byte-wise CRC-32 table, then each shifted by one more byte.</summary>
     private static uint[] BuildCrcTable()
     {
-        var t = new uint[256];
+        var t = new uint[8 * 256];
         for (uint i = 0; i < 256; i++)
         {
             uint c = i;
             for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1;
             t[i] = c;
         }
+        for (int k = 1; k < 8; k++)
+            for (int i = 0; i < 256; i++)
+            {
+                uint prev = t[(k - 1) * 256 + i];
+                t[k * 256 + i] = (prev >> 8) ^ t[prev & 0xFF];
+            }
         return t;
     }
 
