@@ -210,4 +210,39 @@ public sealed class HostileIdxTests : IDisposable
         Assert.Contains("deflate.gz", e.Message);
         Assert.True(e.Message.Contains("corrupt deflate data") || e.Message.Contains("truncated"), e.Message);
     }
+
+    [Fact]
+    public void TruncatedGzipHeader()
+    {
+        string path = _tmp.File("header.gz");
+        File.WriteAllBytes(path, [0x1F, 0x8B, 8, 0, 0, 0]);
+        var e = Throws(() => Idx.ReadImages(path), out _);
+        Assert.Contains("header.gz: truncated gzip header: file ends at offset 6", e.Message);
+    }
+
+    /// <summary>A gzip file with the FNAME field gzip(1) writes: the diagnosis must skip it to find the deflate data.</summary>
+    private static byte[] WithFileName(byte[] gz)
+    {
+        var name = "images-idx3-ubyte\0"u8.ToArray();
+        var b = new byte[gz.Length + name.Length];
+        gz.AsSpan(0, 10).CopyTo(b);
+        b[3] |= 0x08;
+        name.CopyTo(b, 10);
+        gz.AsSpan(10).CopyTo(b.AsSpan(10 + name.Length));
+        return b;
+    }
+
+    [Fact]
+    public void GzipWithFileNameLoadsAndItsBadCrcIsDiagnosed()
+    {
+        string path = GoodGzip("named.gz", out var gz);
+        var named = WithFileName(gz);
+        File.WriteAllBytes(path, named);
+        Assert.Equal(20, Idx.ReadImages(path).Count);
+
+        named[^6] ^= 0x40;
+        File.WriteAllBytes(path, named);
+        var e = Throws(() => Idx.ReadImages(path), out _);
+        Assert.Contains("named.gz: bad gzip CRC-32", e.Message);
+    }
 }
