@@ -81,7 +81,7 @@ public static class Idx
         return ReadBody(s, path, gz, n, 8, "labels", $"{n} labels");
     }
 
-    /// <summary>Opens a file, through <see cref="GZipStream"/> when it starts with the gzip magic bytes 1F 8B.</summary>
+    /// <summary>Opens a file, through <see cref="CheckedGzipStream"/> (which names what is wrong with a bad gzip file) when it starts with the gzip magic bytes 1F 8B.</summary>
     internal static Stream Open(string path, out bool gzip)
     {
         FileStream fs;
