@@ -54,7 +54,7 @@ public sealed class ImageClassifier
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         Checkpoint = checkpoint;
-        Data = DataInfo.FromJson(checkpoint.Info.Data);
+        Data = DataInfo.FromJson(checkpoint.Info.Data, checkpoint.Path);
         var inner = checkpoint.Model is DistillWrapper dw ? dw.Student : checkpoint.Model;
         InputShape = inner is IImageModel im ? (Data.Channels, im.InputHeight ?? Data.Height, im.InputWidth ?? Data.Width) : (Data.Channels, Data.Height, Data.Width);
         checkpoint.Model.Eval();
