@@ -119,6 +119,30 @@ public sealed class HostileInputCliTests : IDisposable
     }
 
     [Fact]
+    public void AllowedNonFiniteWeightWarnsAndEvalRefusesToPrintNaN()
+    {
+        string path = Real(_dir.File("c.safetensors"));
+        Rewrite(path, entry: (n, s, v) =>
+        {
+            if (n == "mlp_head.bias") Array.Fill(v, float.NaN);
+            return VitSharp.IO.SafeTensorsWriter.F32(n, s, v);
+        });
+        string data = _dir.File("images");
+        foreach (var cls in new[] { "a", "b", "c" })
+        {
+            foreach (var split in new[] { "train", "test" })
+            {
+                Directory.CreateDirectory(Path.Combine(data, split, cls));
+                File.Copy(Image(), Path.Combine(data, split, cls, "1.png"), overwrite: true);
+            }
+        }
+        var r = Run("eval", path, "--data", data, "--allow-nonfinite");
+        AssertOneLineError(r, "not finite");
+        Assert.DoesNotContain("Accuracy", r.Out);
+        Assert.Contains("vit: warning: ", r.Err);
+    }
+
+    [Fact]
     public void IntegerDTypeForAParameterIsOneErrorLine()
     {
         string path = Real(_dir.File("c.safetensors"));
