@@ -19,9 +19,10 @@ public static class EvalCommand
         var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N test images" };
         var batchSize = new Option<int>("--batch-size", "-b") { Description = "Images per forward pass", DefaultValueFactory = _ => 256 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (accuracy, per_class, confusion, count, …) instead of tables" };
+        var allowNonFinite = new Option<bool>("--allow-nonfinite") { Description = "Load weights holding NaN or ±∞ with a warning instead of refusing them" };
         var cmd = new Command("eval", "Evaluate a checkpoint on its data set's test split: accuracy, per-class accuracy, confusion matrix")
         {
-            checkpoint, data, limit, batchSize, json,
+            checkpoint, data, limit, batchSize, json, allowNonFinite,
         };
         cmd.SetAction(pr =>
         {
@@ -30,12 +31,17 @@ public static class EvalCommand
             int bs = pr.GetValue(batchSize);
             if (bs < 1) throw new ArgumentException($"--batch-size must be ≥ 1, got {bs}");
             string path = pr.GetValue(checkpoint)!;
-            var ckpt = VitSharp.Import.WeightImporter.LoadCheckpoint(path);
-            var info = DataInfo.FromJson(ckpt.Info.Data);
+            var ckpt = VitSharp.Import.WeightImporter.LoadCheckpoint(path, new VitSharp.Import.ImportOptions
+            {
+                AllowNonFinite = pr.GetValue(allowNonFinite), Warn = m => ctx.Err.WriteLine("vit: warning: " + m),
+            });
+            var info = DataInfo.FromJson(ckpt.Info.Data, path);
             var trained = ckpt.Info.Training["options"] is JsonObject o ? TrainOptions.FromJson(o) : null;
             string? dir = pr.GetValue(data) ?? trained?.DataDir;
             var test = DataSets.Limit(DataSets.LoadTest(info, dir, trained?.Seed ?? 0), n);
             var result = Evaluator.Evaluate(ckpt.Model, test, info.Normalize(), bs);
+            if (result.Count > 0 && (!double.IsFinite(result.Loss) || !double.IsFinite(result.Accuracy)))
+                throw new CheckpointException($"{path}: the model's outputs are not finite (loss {result.Loss}); its weights are corrupt, so there is no accuracy to report");
             if (pr.GetValue(json)) ctx.Out.WriteLine(ToJson(path, info, result).ToJsonString());
             else WriteTables(ctx, path, info, result);
             return CliApp.ExitOk;

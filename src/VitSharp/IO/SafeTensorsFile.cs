@@ -158,7 +158,7 @@ public sealed class SafeTensorsFile : IDisposable
             byName.Add(info.Name, info);
         }
 
-        CheckOverlap(path, tensors);
+        CheckOverlap(path, tensors, dataLength);
         return new SafeTensorsFile(path, handle, headerLength, dataLength, tensors, byName, metadata);
     }
 
@@ -232,18 +232,32 @@ public sealed class SafeTensorsFile : IDisposable
         return new SafeTensorInfo(name, dtype, shape, begin, end);
     }
 
-    private static void CheckOverlap(string path, List<SafeTensorInfo> tensors)
+    private static void CheckOverlap(string path, List<SafeTensorInfo> tensors, long dataLength)
     {
-        // Gaps between tensors are tolerated; overlapping byte ranges are not. Zero-size tensors occupy nothing.
+        // As the reference implementation requires, the tensors tile the data buffer exactly: no overlap, no gap, nothing
+        // after the last one. A header length one byte short (every tensor shifted by a byte) leaves a byte uncovered.
+        // Zero-size tensors occupy nothing.
         var sorted = tensors.Where(t => t.End > t.Begin).OrderBy(t => t.Begin).ToList();
-        for (int i = 1; i < sorted.Count; i++)
+        long expected = 0;
+        for (int i = 0; i < sorted.Count; i++)
         {
-            SafeTensorInfo a = sorted[i - 1], b = sorted[i];
-            if (b.Begin < a.End)
+            SafeTensorInfo b = sorted[i];
+            if (i > 0 && b.Begin < sorted[i - 1].End)
+            {
+                var a = sorted[i - 1];
                 throw new SafeTensorsException(path,
                     $"tensor {SafeTensorsException.Quote(b.Name)} data_offsets [{b.Begin}, {b.End}) overlap tensor {SafeTensorsException.Quote(a.Name)} [{a.Begin}, {a.End})",
                     b.Name);
+            }
+            if (b.Begin != expected)
+                throw new SafeTensorsException(path,
+                    $"tensor {SafeTensorsException.Quote(b.Name)} data_offsets [{b.Begin}, {b.End}) leave a gap of {b.Begin - expected} bytes at data offset {expected} (the tensors must tile the data buffer)",
+                    b.Name);
+            expected = b.End;
         }
+        if (expected != dataLength)
+            throw new SafeTensorsException(path,
+                $"the tensors cover {expected} bytes of the {dataLength}-byte data buffer: {dataLength - expected} bytes at data offset {expected} belong to no tensor (header length wrong or file corrupted?)");
     }
 
     private static string FormatShape(int[] shape) => "[" + string.Join(", ", shape) + "]";

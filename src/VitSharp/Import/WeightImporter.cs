@@ -39,6 +39,12 @@ public sealed record ImportOptions
     /// <summary>Class names: "imagenet" (the 1,000 shipped with VitSharp) or a file (see <see cref="ClassNames.Load"/>);
     /// null: the source's own (Hugging Face's id2label), else ImageNet's for 1,000 classes, else "0", "1", ….</summary>
     public string? Classes { get; init; }
+    /// <summary>Load weights holding NaN or ±∞ (reported through <see cref="Warn"/>) instead of refusing them.</summary>
+    public bool AllowNonFinite { get; init; }
+    /// <summary>Receives one-line warnings (non-finite weights allowed by <see cref="AllowNonFinite"/>).</summary>
+    public Action<string>? Warn { get; init; }
+
+    internal CheckpointLoadOptions LoadOptions => new() { AllowNonFinite = AllowNonFinite, Warn = Warn };
 }
 
 /// <summary>An imported model: built, with the weights loaded, its spec, and how its images are prepared.</summary>
@@ -118,13 +124,13 @@ public static class WeightImporter
     };
 
     /// <summary>
-    /// Any checkpoint-like source as a loaded checkpoint: a VitSharp checkpoint as <see cref="Checkpoint.Load"/> reads it,
+    /// Any checkpoint-like source as a loaded checkpoint: a VitSharp checkpoint as <see cref="Checkpoint.Load(string, CheckpointLoadOptions?)"/> reads it,
     /// anything else imported (<see cref="Import"/>). Every command that takes a checkpoint goes through this.
     /// </summary>
     public static LoadedCheckpoint LoadCheckpoint(string path, ImportOptions? options = null)
     {
         if (!Directory.Exists(path) && !File.Exists(path)) throw new CheckpointException($"{path}: checkpoint not found");
-        return Detect(path) == WeightFormat.VitSharpCheckpoint ? Checkpoint.Load(path) : Import(path, options).ToCheckpoint();
+        return Detect(path) == WeightFormat.VitSharpCheckpoint ? Checkpoint.Load(path, options?.LoadOptions) : Import(path, options).ToCheckpoint();
     }
 
     /// <summary>Imports <paramref name="source"/> (a file or a Hugging Face folder): see <see cref="WeightImporter"/>.</summary>
@@ -135,8 +141,8 @@ public static class WeightImporter
         var notes = new List<string>();
         if (format == WeightFormat.VitSharpCheckpoint)
         {
-            var ck = Checkpoint.Load(source);
-            var data = DataInfo.FromJson(ck.Info.Data);
+            var ck = Checkpoint.Load(source, options.LoadOptions);
+            var data = DataInfo.FromJson(ck.Info.Data, source);
             if (options.Classes is { } cls) data = data with { ClassNames = ClassList(ClassNames.Resolve(cls), data.ClassNames.Count, source, cls) };
             return new ImportedModel(source, format, WeightArchitecture.Unknown, ck.Model, ck.Info.Model, data, notes);
         }
@@ -173,7 +179,7 @@ public static class WeightImporter
                 break;
         }
         spec = ApplySet(spec, options, source);
-        var model = BuildAndLoad(spec, sd, source);
+        var model = BuildAndLoad(spec, sd, source, options);
         var prep = DefaultPreprocessing(arch, model, notes);
         var data2 = MakeData(source, model, prep, options, null, notes);
         return new ImportedModel(source, format, arch, model, spec, data2, notes);
@@ -223,10 +229,22 @@ public static class WeightImporter
     }
 
     /// <summary>Builds the spec's model and loads <paramref name="sd"/> strictly; errors name the file and every key that does not fit.</summary>
-    public static Module BuildAndLoad(ModelSpec spec, IReadOnlyDictionary<string, Tensor> sd, string source)
+    public static Module BuildAndLoad(ModelSpec spec, IReadOnlyDictionary<string, Tensor> sd, string source) => BuildAndLoad(spec, sd, source, null);
+
+    /// <summary>
+    /// Builds <paramref name="spec"/> no larger than the weights allow (<see cref="ModelSpec.BuildFor"/>), refuses weights
+    /// holding NaN or ±∞ (unless <see cref="ImportOptions.AllowNonFinite"/>) and loads them strictly, in eval mode.
+    /// </summary>
+    public static Module BuildAndLoad(ModelSpec spec, IReadOnlyDictionary<string, Tensor> sd, string source, ImportOptions? options)
     {
+        var load = (options ?? new ImportOptions()).LoadOptions;
+        foreach (var (name, t) in sd)
+        {
+            try { Checkpoint.CheckFinite(source, name, t.Data, load); }
+            catch (CheckpointException e) { throw new ImportException(e.Message, e); }
+        }
         Module model;
-        try { model = spec.Build(); }
+        try { model = spec.BuildFor(sd.Values.Sum(t => (long)t.Size), "model spec"); }
         catch (ModelConfigException e) { throw new ImportException($"{source}: {e.Message}", e); }
         try { model.LoadStateDict(sd, strict: true); }
         catch (StateDictException e) { throw new ImportException($"{source}: the weights do not fit {spec.Constructor}: {e.Message}", e); }
@@ -300,7 +318,7 @@ public static class WeightImporter
     {
         var hf = HuggingFaceVit.Load(folder);
         var spec = ApplySet(ModelSpec.VisionTransformer(hf.Config), options, folder);
-        var model = BuildAndLoad(spec, hf.StateDict, folder);
+        var model = BuildAndLoad(spec, hf.StateDict, folder, options);
         ImagePreprocessing prep;
         if (hf.Preprocessing is { } p)
         {
@@ -327,7 +345,7 @@ public static class WeightImporter
     {
         var (config, sd) = GoogleVit.Load(path);
         var spec = ApplySet(ModelSpec.VisionTransformer(config), options, path);
-        var model = BuildAndLoad(spec, sd, path);
+        var model = BuildAndLoad(spec, sd, path, options);
         // The ViT paper's evaluation: the image resized to the model's input, pixels scaled to [-1, 1].
         var prep = ImagePreprocessing.FromHuggingFace(true, config.ImageSize, config.ImageSize, null, 2, true, ImagePreprocessing.Rescale255,
             true, Repeat(0.5f, config.InChans), Repeat(0.5f, config.InChans), channels: config.InChans) with { CropRounding = CropRounding.TorchVision };

@@ -54,7 +54,7 @@ public sealed class ImageClassifier
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         Checkpoint = checkpoint;
-        Data = DataInfo.FromJson(checkpoint.Info.Data);
+        Data = DataInfo.FromJson(checkpoint.Info.Data, checkpoint.Path);
         var inner = checkpoint.Model is DistillWrapper dw ? dw.Student : checkpoint.Model;
         InputShape = inner is IImageModel im ? (Data.Channels, im.InputHeight ?? Data.Height, im.InputWidth ?? Data.Width) : (Data.Channels, Data.Height, Data.Width);
         checkpoint.Model.Eval();
@@ -163,7 +163,14 @@ public sealed class ImageClassifier
                     inputs[start + i].CopyTo(batch.Data.AsSpan(i * size, size));
                 }
                 var probs = F.Softmax(Model.Forward(batch), -1);
-                for (int i = 0; i < b; i++) result[start + i] = probs.Data.AsSpan(i * classes, classes).ToArray();
+                for (int i = 0; i < b; i++)
+                {
+                    var row = probs.Data.AsSpan(i * classes, classes);
+                    foreach (float p in row)
+                        if (!float.IsFinite(p))
+                            throw new CheckpointException($"{Checkpoint.Path}: the model's output for input {start + i} is not finite (NaN or ±∞); its weights or preprocessing are corrupt, so there is no prediction to give");
+                    result[start + i] = row.ToArray();
+                }
             }
         }
         return result;

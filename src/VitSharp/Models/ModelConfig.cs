@@ -19,6 +19,12 @@ public sealed class KwargAttribute(string name) : Attribute
     public string Name { get; } = name;
     /// <summary>Smallest allowed value of an int (each element of an int list); <see cref="int.MinValue"/>: no bound.</summary>
     public int Min { get; init; } = int.MinValue;
+    /// <summary>Largest allowed value of an int (each element of an int list, both of a pair); by default
+    /// <see cref="DefaultMax"/>, a bound no real model comes near, so that a hostile configuration is refused before
+    /// anything is allocated for it.</summary>
+    public int Max { get; init; } = DefaultMax;
+    /// <summary>The default <see cref="Max"/>: 2^24.</summary>
+    public const int DefaultMax = 1 << 24;
     /// <summary>A float that must lie in [0, 1] (a dropout rate, a probability).</summary>
     public bool Rate { get; init; }
     /// <summary>The allowed values of a string (e.g. pool: "cls", "mean").</summary>
@@ -247,6 +253,14 @@ internal static class KwargBinding<T> where T : class
                 else if (v is int[] list && list.Any(x => x < a.Min))
                     throw new ArgumentException($"{a.Name} must be ≥ {a.Min}, got [{string.Join(", ", list)}]");
             }
+            if (r.Second is not null)
+            {
+                int h = (int)v!, w = (int)r.Second.GetValue(config)!;
+                if (h > a.Max || w > a.Max) throw new ArgumentException($"{a.Name} must be ≤ {a.Max}, got {Check.Size((h, w))}");
+            }
+            else if (v is int big && big > a.Max) throw new ArgumentException($"{a.Name} must be ≤ {a.Max}, got {big}");
+            else if (v is int[] bigList && bigList.Any(x => x > a.Max))
+                throw new ArgumentException($"{a.Name} must be ≤ {a.Max}, got [{string.Join(", ", bigList)}]");
             if (a.Rate && v is float f) Check.Rate(f, a.Name);
             if (a.OneOf is not null) Check.OneOf((string)v!, a.Name, a.OneOf);
         }

@@ -170,6 +170,7 @@ public static class ModelFactory
             if (n is JsonArray arr)
             {
                 if (arr.Count != 2) throw new ModelConfigException($"{constructor}: argument '{name}' should be an int or a pair, got {n.ToJsonString()}");
+                if (arr[0] is null || arr[1] is null) throw new ModelConfigException($"{constructor}: argument '{name}' should be an int or a pair, got {n.ToJsonString()}");
                 return (Convert(name, arr[0]!, x => x.GetValue<int>(), "an int pair"), Convert(name, arr[1]!, x => x.GetValue<int>(), "an int pair"));
             }
             int v = Convert(name, n, x => x.GetValue<int>(), "an int or a pair");

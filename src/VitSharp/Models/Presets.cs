@@ -44,10 +44,52 @@ public sealed record ModelSpec(string Constructor, JsonObject Kwargs)
     /// <summary>The spec as one JSON object {constructor, kwargs}.</summary>
     public JsonObject ToJson() => new() { ["constructor"] = Constructor, ["kwargs"] = Kwargs.DeepClone() };
 
-    /// <summary>Reads {constructor, kwargs}.</summary>
-    public static ModelSpec FromJson(JsonObject json) =>
-        new(json["constructor"]?.GetValue<string>() ?? throw new ModelConfigException("model spec has no 'constructor'"),
-            json["kwargs"] as JsonObject ?? new JsonObject());
+    /// <summary>Reads {constructor, kwargs}: 'constructor' a string, 'kwargs' an object or absent.</summary>
+    public static ModelSpec FromJson(JsonObject json)
+    {
+        var c = json["constructor"] ?? throw new ModelConfigException("model spec has no 'constructor'");
+        if (c is not JsonValue cv || !cv.TryGetValue<string>(out var constructor))
+            throw new ModelConfigException($"model spec: 'constructor' must be a string naming the Python class, got {c.ToJsonString()}");
+        var k = json["kwargs"];
+        if (k is not null and not JsonObject) throw new ModelConfigException($"model spec: 'kwargs' must be an object of keyword arguments, got {k.ToJsonString()}");
+        return new(constructor, k as JsonObject ?? new JsonObject());
+    }
+
+    /// <summary>Tensor elements a model may allocate while it is built beyond twice those of its weights
+    /// (<see cref="BuildFor"/>): 2^20 (4 MB).</summary>
+    public const long BuildSlack = 1L << 20;
+
+    /// <summary>
+    /// Builds the model for weights of <paramref name="weightElements"/> elements in all, refusing — before allocating
+    /// it — a configuration whose tensors would outgrow them (more than twice their elements plus <see cref="BuildSlack"/>):
+    /// a hostile configuration (depth 100000, dim_head 1000000) fails at once with a <see cref="ModelConfigException"/>
+    /// that names the arguments and the file's size, instead of exhausting memory before a single shape is compared.
+    /// </summary>
+    /// <param name="weightElements">The elements the weights that will be loaded into the model hold.</param>
+    /// <param name="what">How the message names the spec (e.g. "vitsharp.model").</param>
+    public Module BuildFor(long weightElements, string what = "model spec")
+    {
+        long limit = 2 * Math.Max(0, weightElements) + BuildSlack;
+        using (AllocationBudget.Begin(limit))
+        {
+            try { return Build(); }
+            catch (Exception e) when (Find<AllocationBudgetException>(e) is { } b)
+            {
+                throw new ModelConfigException(
+                    $"{what}: {Describe()} implies more than {limit:N0} parameter elements (a tensor of {b.Requested:N0} after {b.Used:N0}); the weights hold {weightElements:N0}");
+            }
+        }
+    }
+
+    /// <summary>The constructor and its arguments as name=value (for messages).</summary>
+    public string Describe() =>
+        $"{Constructor}({string.Join(", ", Kwargs.Select(kv => $"{kv.Key}={kv.Value?.ToJsonString() ?? "None"}"))})";
+
+    private static T? Find<T>(Exception? e) where T : Exception
+    {
+        for (; e is not null; e = e.InnerException) if (e is T t) return t;
+        return null;
+    }
 }
 
 /// <summary>A named model size with its published parameter count, where there is one.</summary>

@@ -46,13 +46,22 @@ public static class ParityRunner
             throw new ParityException($"{jsonPath}: 'constructor' must be a string naming the Python class");
         if (spec["kwargs"] is not null and not JsonObject)
             throw new ParityException($"{jsonPath}: 'kwargs' must be an object of keyword arguments");
-        var model = ModelFactory.Create(constructor, spec["kwargs"] as JsonObject);
-        model.LoadStateDict(Weights.Load(weightsPath), strict: true);
+        // Validate before you allocate: the model may not outgrow the weights that come with it.
+        var weights = Weights.Load(weightsPath);
+        long weightElements = weights.Values.Sum(t => (long)t.Size);
+        Module model;
+        try { model = new ModelSpec(constructor, spec["kwargs"] as JsonObject ?? new JsonObject()).BuildFor(weightElements, jsonPath); }
+        catch (ModelConfigException e) { throw new ParityException(e.Message.StartsWith(jsonPath, StringComparison.Ordinal) ? e.Message : $"{jsonPath}: {e.Message}"); }
+        foreach (var (name, t) in weights)
+            if (!AllFinite(t.Data))
+                throw new ParityException($"{weightsPath}: tensor '{name}' holds non-finite values (NaN or ±∞)");
+        model.LoadStateDict(weights, strict: true);
         model.Eval();
 
         using var io = SafeTensorsFile.Open(ioPath);
         var input = new Tensor(io.ReadFloat32("input"), io.Info("input").Shape);
-        var labels = io.ReadInt64("labels").Select(l => checked((int)l)).ToArray();
+        var labels = io.ReadInt64("labels").Select((l, i) => l is >= 0 and <= int.MaxValue ? (int)l
+            : throw new ParityException($"{ioPath}: 'labels'[{i}] is {l}, not a class index")).ToArray();
 
         var rows = new List<ParityRow>();
         model.ZeroGrad();
@@ -126,6 +135,12 @@ public static class ParityRunner
             m = Math.Max(m, d);
         }
         return m;
+    }
+
+    private static bool AllFinite(ReadOnlySpan<float> a)
+    {
+        foreach (var v in a) if (!float.IsFinite(v)) return false;
+        return true;
     }
 
     private static double MaxAbs(ReadOnlySpan<float> a)

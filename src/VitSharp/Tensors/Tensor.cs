@@ -33,7 +33,15 @@ public sealed partial class Tensor
     internal Node? Creator { get; set; }
 
     /// <summary>Creates a zero-filled tensor of the given shape.</summary>
-    public Tensor(params int[] shape) : this(new float[CheckedSize(shape)], shape) { }
+    public Tensor(params int[] shape) : this(new float[ChargedSize(shape)], shape) { }
+
+    /// <summary>The element count of <paramref name="shape"/>, counted against the thread's <see cref="AllocationBudget"/>.</summary>
+    private static long ChargedSize(int[] shape)
+    {
+        long size = CheckedSize(shape);
+        AllocationBudget.Charge(size);
+        return size;
+    }
 
     /// <summary>Wraps <paramref name="data"/> (not copied) as a tensor of the given shape.</summary>
     public Tensor(float[] data, params int[] shape) : this(data, shape, copyShape: true) { }

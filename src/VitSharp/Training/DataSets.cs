@@ -41,16 +41,69 @@ public sealed record DataInfo(string Name, IReadOnlyList<string> ClassNames, int
         ["std"] = new JsonArray(Std.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray()),
     };
 
-    /// <summary>From checkpoint JSON.</summary>
-    public static DataInfo FromJson(JsonObject j) => new DataInfo(
-        j["name"]!.GetValue<string>(),
-        j["classes"]!.AsArray().Select(c => c!.GetValue<string>()).ToArray(),
-        j["channels"]!.GetValue<int>(), j["height"]!.GetValue<int>(), j["width"]!.GetValue<int>(),
-        j["mean"]!.AsArray().Select(c => c!.GetValue<float>()).ToArray(),
-        j["std"]!.AsArray().Select(c => c!.GetValue<float>()).ToArray())
+    /// <summary>The smallest std a checkpoint may record: dividing by less turns pixels into ±∞ or NaN.</summary>
+    public const float MinStd = 1e-6f;
+
+    /// <summary>
+    /// From checkpoint JSON (<c>vitsharp.data</c>). Every field is type-checked: a missing, null or mistyped field, a
+    /// channel count that does not match mean and std, a std below <see cref="MinStd"/> or a non-finite mean or std is a
+    /// <see cref="CheckpointException"/> naming the field (prefixed with <paramref name="source"/> when given).
+    /// </summary>
+    public static DataInfo FromJson(JsonObject j, string? source = null)
     {
-        Preprocessing = j["preprocessing"] is JsonObject p ? ImagePreprocessing.FromJson(p) : null,
-    };
+        string where = source is null ? "vitsharp.data" : $"{source}: vitsharp.data";
+        CheckpointException Bad(string field, string expected, JsonNode? got) =>
+            new($"{where}: '{field}' must be {expected}, got {(got is null ? "null or nothing" : Clip(got.ToJsonString()))}");
+        JsonNode Need(string field, string expected) => j[field] ?? throw Bad(field, expected, null);
+        string Str(string field)
+        {
+            var n = Need(field, "a string");
+            return n is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Bad(field, "a string", n);
+        }
+        int Int(string field, int min, int max)
+        {
+            string expected = $"an integer in [{min}, {max}]";
+            var n = Need(field, expected);
+            return n is JsonValue v && v.TryGetValue<int>(out int i) && i >= min && i <= max ? i : throw Bad(field, expected, n);
+        }
+        JsonArray Arr(string field, string expected) => Need(field, expected) as JsonArray ?? throw Bad(field, expected, j[field]);
+        float[] Floats(string field, float min)
+        {
+            string expected = min > float.MinValue ? $"a list of finite numbers ≥ {min.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "a list of finite numbers";
+            var a = Arr(field, expected);
+            var r = new float[a.Count];
+            for (int i = 0; i < a.Count; i++)
+            {
+                if (a[i] is not JsonValue v || v.GetValueKind() != System.Text.Json.JsonValueKind.Number
+                    || !double.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d)
+                    || !double.IsFinite(d) || !float.IsFinite((float)d) || (float)d < min)
+                    throw Bad(field, expected, a);
+                r[i] = (float)d;
+            }
+            return r;
+        }
+        string name = Str("name");
+        var classArr = Arr("classes", "a list of class-name strings");
+        var classes = new string[classArr.Count];
+        for (int i = 0; i < classes.Length; i++)
+            classes[i] = classArr[i] is JsonValue cv && cv.TryGetValue<string>(out var c) ? c : throw Bad("classes", "a list of class-name strings", classArr);
+        int channels = Int("channels", 1, 4096), height = Int("height", 1, 1 << 16), width = Int("width", 1, 1 << 16);
+        float[] mean = Floats("mean", float.MinValue), std = Floats("std", MinStd);
+        if (mean.Length == 0 || std.Length == 0 || mean.Length != std.Length || (mean.Length != 1 && mean.Length != channels))
+            throw new CheckpointException($"{where}: 'mean' ({mean.Length} values) and 'std' ({std.Length}) must have the same length, 1 or 'channels' ({channels})");
+        ImagePreprocessing? prep = null;
+        if (j["preprocessing"] is { } p)
+        {
+            if (p is not JsonObject po) throw Bad("preprocessing", "an object", p);
+            try { prep = ImagePreprocessing.FromJson(po); }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or NullReferenceException
+                or System.Text.Json.JsonException or KeyNotFoundException or DataSetException)
+            { throw new CheckpointException($"{where}: 'preprocessing' is malformed ({e.Message.Split('\n')[0]})", e); }
+        }
+        return new DataInfo(name, classes, channels, height, width, mean, std) { Preprocessing = prep };
+    }
+
+    private static string Clip(string s) => s.Length <= 80 ? s : s[..77] + "...";
 }
 
 /// <summary>The data sets <c>vit train</c> knows: fashion-mnist (default), mnist, cifar10, cifar100, folder.</summary>

@@ -307,7 +307,7 @@ public static class Trainer
         DataInfo info, IProgress<TrainEvent>? progress = null)
     {
         var init = Import.WeightImporter.LoadCheckpoint(initPath, new Import.ImportOptions { Model = options.InitModel, ModelArgs = options.ModelArgs });
-        var initData = DataInfo.FromJson(init.Info.Data);
+        var initData = DataInfo.FromJson(init.Info.Data, init.Path);
         int channels = init.Model is IImageModel im ? im.InputChannels : info.Channels;
         if (initData.Mean.Length == channels && initData.Std.Length == channels && (info.Channels == channels || info.Channels == 1))
             info = info with { Mean = initData.Mean, Std = initData.Std };   // grey data is repeated into the channels later
@@ -332,7 +332,7 @@ public static class Trainer
         if (studentPreset.Constructor != "vit_pytorch.vit.ViT")
             throw new ArgumentException($"distillation trains a DistillableViT student: the preset '{options.Model}' ({studentPreset.Constructor}) is not a ViT");
         var teacher = Import.WeightImporter.LoadCheckpoint(path, new Import.ImportOptions { Model = options.TeacherModel });
-        var teacherData = DataInfo.FromJson(teacher.Info.Data);
+        var teacherData = DataInfo.FromJson(teacher.Info.Data, teacher.Path);
         if (!string.Equals(teacherData.Name, info.Name, StringComparison.OrdinalIgnoreCase) || !teacherData.Mean.SequenceEqual(info.Mean) || !teacherData.Std.SequenceEqual(info.Std))
             progress?.Report(new TrainMessage($"note: the teacher was trained on {teacherData.Name} (normalisation mean {string.Join("/", teacherData.Mean)}, " +
                 $"std {string.Join("/", teacherData.Std)}); it now sees {info.Name} preprocessed for the student"));

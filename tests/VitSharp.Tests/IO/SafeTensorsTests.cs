@@ -487,15 +487,20 @@ public sealed class SafeTensorsTests : IDisposable
     }
 
     [Fact]
-    public void Open_GapsBetweenTensorsAndTrailingPaddingAreTolerated()
+    public void Open_GapBetweenTensorsIsAnErrorNamingTheTensor()
     {
         string header = """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}    """;
-        byte[] data = new byte[16];
-        BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(0), 1.5f);
-        BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(8), -2.5f);
-        using var f = SafeTensorsFile.Open(WriteRaw("gaps.safetensors", header, data));
-        Assert.Equal([1.5f], f.ReadFloat32("a"));
-        Assert.Equal([-2.5f], f.ReadFloat32("b"));
+        var ex = Assert.Throws<SafeTensorsException>(() => SafeTensorsFile.Open(WriteRaw("gaps.safetensors", header, new byte[12])));
+        Assert.Contains("'b'", ex.Message);
+        Assert.Contains("gap of 4 bytes", ex.Message);
+    }
+
+    [Fact]
+    public void Open_TrailingBytesAfterTheLastTensorAreAnError()
+    {
+        string header = """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""";
+        var ex = Assert.Throws<SafeTensorsException>(() => SafeTensorsFile.Open(WriteRaw("trailing.safetensors", header, new byte[5])));
+        Assert.Contains("1 bytes at data offset 4 belong to no tensor", ex.Message);
     }
 
     [Fact]
