@@ -40,12 +40,26 @@ public static class FuzzTargets
         _ => false,
     };
 
-    private static readonly string TempDir = Path.Combine(Path.GetTempPath(), $"vitsharp-fuzz-{Environment.ProcessId}");
+    [ThreadStatic] private static string? _tempDir;
 
-    /// <summary>Runs one input; returns a short description of the outcome, throws on a contract violation.</summary>
-    public static string Run(string target, byte[] data)
+    /// <summary>A temporary folder per process and thread (regression tests run in parallel).</summary>
+    private static string TempDir => _tempDir ??=
+        Path.Combine(Path.GetTempPath(), $"vitsharp-fuzz-{Environment.ProcessId}-{Environment.CurrentManagedThreadId}");
+
+    /// <summary>The fixture directory (hfconfig's fixed weights); $VITSHARP_FIXTURES or /work/shared/fixtures unless set.</summary>
+    public static string FixturesDir { get; set; } =
+        Environment.GetEnvironmentVariable("VITSHARP_FIXTURES") is { Length: > 0 } r ? r : "/work/shared/fixtures";
+
+    private static long Allocated(bool thisThreadOnly) =>
+        thisThreadOnly ? GC.GetAllocatedBytesForCurrentThread() : GC.GetTotalAllocatedBytes(precise: false);
+
+    /// <summary>
+    /// Runs one input; returns a short description of the outcome, throws on a contract violation. The fuzzer counts the
+    /// whole process's allocation; tests running in parallel count only this thread's (<paramref name="thisThreadOnly"/>).
+    /// </summary>
+    public static string Run(string target, byte[] data, bool thisThreadOnly = false)
     {
-        long before = GC.GetTotalAllocatedBytes(precise: false);
+        long before = Allocated(thisThreadOnly);
         string outcome;
         try
         {
@@ -55,7 +69,7 @@ public static class FuzzTargets
         {
             outcome = e.GetType().Name;
         }
-        long allocated = GC.GetTotalAllocatedBytes(precise: false) - before;
+        long allocated = Allocated(thisThreadOnly) - before;
         long bound = AllocationBound(target, data.Length);
         if (allocated > bound)
             throw new ContractViolationException($"{target}: allocated {allocated:N0} bytes for a {data.Length:N0}-byte input (bound {bound:N0}); outcome {outcome}");
@@ -142,8 +156,7 @@ public static class FuzzTargets
     /// <summary>The fixed weights for hfconfig: the fixture snapshot's model.safetensors when present, else none.</summary>
     private static readonly Lazy<IReadOnlyDictionary<string, Tensor>> HfWeights = new(() =>
     {
-        string root = Environment.GetEnvironmentVariable("VITSHARP_FIXTURES") is { Length: > 0 } r ? r : "/work/shared/fixtures";
-        string path = Path.Combine(root, "pretrained", "hf_vit", "model.safetensors");
+        string path = Path.Combine(FixturesDir, "pretrained", "hf_vit", "model.safetensors");
         return File.Exists(path) ? Weights.Load(path) : new Dictionary<string, Tensor>();
     });
 }

@@ -30,6 +30,8 @@ if (args.Length > 1 && args[1] == "--replay")
         {
             bad++;
             Console.WriteLine($"CRASH {file}: {e.GetType().FullName}: {e.Message.Split('\n')[0]}");
+            string? frame = e.StackTrace?.Split('\n').FirstOrDefault(l => l.Contains(" VitSharp.") && !l.Contains("VitSharp.Fuzz"));
+            if (frame is not null) Console.WriteLine($"      {frame.Trim()}");
         }
     }
     return bad == 0 ? 0 : 1;
