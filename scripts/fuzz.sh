@@ -37,7 +37,7 @@ rm -rf "$out"; cp -r "$build" "$out"
 # Seeds: the harness's tiny inputs plus fixtures under 1 MB (afl-fuzz's limit).
 corpus="$work/corpus-$target"
 rm -rf "$corpus"; mkdir -p "$corpus"
-dotnet "$out/VitSharp.Fuzz.dll" "$target" --seeds "$corpus"
+dotnet "$build/VitSharp.Fuzz.dll" "$target" --seeds "$corpus"  # uninstrumented: instrumented code needs AFL's shared memory
 add() { for f in "$@"; do [[ -f "$f" && $(stat -c %s "$f") -lt 1000000 ]] && cp "$f" "$corpus/$(basename "$f")"; done; return 0; }
 shopt -s nullglob
 case "$target" in
