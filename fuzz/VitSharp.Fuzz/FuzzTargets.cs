@@ -136,9 +136,9 @@ public static class FuzzTargets
             case "hfconfig":
             {
                 JsonObject config;
-                // As HuggingFaceVit.Load reads config.json: as text (invalid UTF-8 becomes U+FFFD), then parsed.
+                // As HuggingFaceVit.Load reads config.json: as text (invalid UTF-8 becomes U+FFFD), then parsed refusing duplicate names.
                 string text = System.Text.Encoding.UTF8.GetString(data);
-                try { config = JsonNode.Parse(text) as JsonObject ?? throw new ModelConfigException("config.json: not a JSON object"); }
+                try { config = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject ?? throw new ModelConfigException("config.json: not a JSON object"); }
                 catch (JsonException e) { throw new ModelConfigException($"config.json: invalid JSON ({e.Message})"); }
                 var r = HuggingFaceVit.Convert(config, HfWeights.Value, "config.json", "model.safetensors");
                 return $"hidden {r.Config.HiddenDim}, layers {r.Config.NumLayers}";

@@ -422,7 +422,10 @@ public static class Npz
         using (zip)
         {
             var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            foreach (var entry in zip.Entries)
+            System.Collections.ObjectModel.ReadOnlyCollection<System.IO.Compression.ZipArchiveEntry> entries;
+            try { entries = zip.Entries; }   // the central directory is read here, on first access
+            catch (InvalidDataException e) { throw new NpzException(path, null, $"has a corrupt zip central directory ({e.Message})", null, e); }
+            foreach (var entry in entries)
             {
                 if (entry.FullName.EndsWith('/')) continue;      // a directory
                 string name = entry.FullName.EndsWith(".npy", StringComparison.Ordinal) ? entry.FullName[..^4] : entry.FullName;

@@ -140,7 +140,9 @@ public static class HuggingFaceVit
     {
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelConfigException($"{path}: not a JSON object");
+            // Duplicate property names are refused at parse time (JsonNode would otherwise fail later, on first access).
+            return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw new ModelConfigException($"{path}: not a JSON object");
         }
         catch (JsonException e) { throw new ModelConfigException($"{path}: invalid JSON ({e.Message})"); }
     }
