@@ -87,6 +87,10 @@ public sealed record FitOptions
     /// <summary>How many images the evaluation after every epoch runs at once.</summary>
     public int EvalBatchSize { get; init; } = 256;
 
+    /// <summary>How often <see cref="StepProgress"/> is reported (and always after an epoch's last batch); zero: after
+    /// every step.</summary>
+    public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromMilliseconds(250);
+
     /// <summary>What checkpoints record as the run's options (<c>vit train</c>'s <see cref="TrainOptions"/>, which its
     /// resume reads back); null: these options.</summary>
     internal JsonObject? RecordedOptions { get; init; }
@@ -104,6 +108,7 @@ public sealed record FitOptions
         if (WarmupEpochs < 0) throw new ArgumentException($"warm-up must be ≥ 0 epochs, got {WarmupEpochs}");
         if (!(ClipGradNorm >= 0)) throw new ArgumentException($"gradient clip must be ≥ 0, got {ClipGradNorm}");
         if (Augmentation is null || Augmentation.Any(t => t is null)) throw new ArgumentException("augmentation must be a list of transforms without nulls");
+        if (ProgressInterval < TimeSpan.Zero) throw new ArgumentException($"progress interval must be ≥ 0, got {ProgressInterval}");
         if (Resume && OutDir is null) throw new ArgumentException("resuming needs the run's output folder (OutDir)");
     }
 

@@ -77,6 +77,10 @@ public sealed record TrainOptions
     public float Alpha { get; init; } = 0.5f;
     /// <summary>Output folder: checkpoint, metrics, plot.</summary>
     public string OutDir { get; init; } = Path.Combine("runs", "vit-fmnist");
+    /// <summary>How often <see cref="StepProgress"/> is reported (and after an epoch's last batch); zero: after every step.
+    /// Not part of the run: not recorded in the checkpoint, and a resumed run uses the value given to it.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Checks the values; throws an <see cref="ArgumentException"/> naming the bad one.</summary>
     public void Validate()
@@ -95,6 +99,7 @@ public sealed record TrainOptions
         if (Distill is not ("soft" or "hard")) throw new ArgumentException($"distillation must be 'soft' or 'hard', got '{Distill}'");
         if (!(Temperature > 0) || float.IsInfinity(Temperature)) throw new ArgumentException($"distillation temperature must be > 0, got {Temperature}");
         if (!(Alpha >= 0 && Alpha <= 1)) throw new ArgumentException($"distillation alpha must lie in [0, 1], got {Alpha}");
+        if (ProgressInterval < TimeSpan.Zero) throw new ArgumentException($"progress interval must be ≥ 0, got {ProgressInterval}");
     }
 
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };

@@ -46,7 +46,7 @@ public static class Trainer
             if (!File.Exists(ckptPath)) throw new CheckpointException($"{ckptPath}: nothing to resume (no checkpoint in {outDir})");
             restored = Checkpoint.Load(ckptPath);
             var saved = restored.Info.Training["options"] as JsonObject ?? throw new CheckpointException($"{ckptPath}: no training options to resume from");
-            options = TrainOptions.FromJson(saved) with { OutDir = outDir };
+            options = TrainOptions.FromJson(saved) with { OutDir = outDir, ProgressInterval = options.ProgressInterval };
             progress?.Report(new TrainMessage($"resuming {ckptPath}"));
         }
         options.Validate();
@@ -94,6 +94,7 @@ public static class Trainer
             WarmupEpochs = options.WarmupEpochs, WeightDecay = options.WeightDecay, LabelSmoothing = options.LabelSmoothing,
             ClipGradNorm = options.ClipGradNorm, Augmentation = augmentation, Seed = options.Seed, DataParallel = options.DataParallel,
             OutDir = outDir, Spec = spec, Data = info, Resume = restored is not null, RecordedOptions = options.ToJson(),
+            ProgressInterval = options.ProgressInterval,
         };
         return FitCore(model, train, test, fit, restored, progress, cancel);
     }
@@ -110,7 +111,7 @@ public static class Trainer
     /// <param name="train">The training images (C×H×W floats in [0, 1], as <see cref="IImageDataset"/> gives them).</param>
     /// <param name="test">Evaluated after every epoch; null: no evaluation (test loss and accuracy NaN).</param>
     /// <param name="options">The run's options.</param>
-    /// <param name="progress">Receives <see cref="StepProgress"/> about every 250 ms, <see cref="EpochMetrics"/> per epoch
+    /// <param name="progress">Receives <see cref="StepProgress"/> every <see cref="FitOptions.ProgressInterval"/> (250 ms), <see cref="EpochMetrics"/> per epoch
     /// and <see cref="TrainMessage"/>s, on the training thread.</param>
     /// <param name="cancel">Stops the run after the current step: the checkpoint (when written) holds the exact position,
     /// so <see cref="FitOptions.Resume"/> continues it; the result says <see cref="TrainResult.Interrupted"/>.</param>
@@ -233,7 +234,7 @@ public static class Trainer
                 sums.DistillLossSum += r.DistillLossSum;
                 sums.Seen += b.Count;
                 step++; batch++; stepsThisRun++;
-                if (progress is not null && (lastReport.ElapsedMilliseconds >= 250 || batch == batches))
+                if (progress is not null && (lastReport.Elapsed >= options.ProgressInterval || batch == batches))
                 {
                     lastReport.Restart();
                     double perStep = total.Elapsed.TotalSeconds / stepsThisRun;

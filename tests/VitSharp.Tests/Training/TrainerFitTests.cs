@@ -98,5 +98,7 @@ public class TrainerFitTests
         var e = Assert.Throws<ArgumentException>(() => Trainer.Fit(NewViT(0), SyntheticImages.Make(16, 1), null, Options(null) with { BatchSize = 0 }));
         Assert.Contains("batch size", e.Message);
         Assert.Throws<ArgumentException>(() => Trainer.Fit(NewViT(0), SyntheticImages.Make(16, 1), null, Options(null) with { Resume = true }));
+        e = Assert.Throws<ArgumentException>(() => Trainer.Fit(NewViT(0), SyntheticImages.Make(16, 1), null, Options(null) with { ProgressInterval = TimeSpan.FromMilliseconds(-1) }));
+        Assert.Contains("progress interval", e.Message);
     }
 }

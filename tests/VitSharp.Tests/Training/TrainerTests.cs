@@ -147,20 +147,20 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
     [Fact]
     public void CancellationMidEpochSavesThePositionAndResumingFinishesExactly()
     {
-        // Batches of 4: 24 steps per epoch, far longer than the 250 ms after which the first progress report comes.
-        var options = BaselineRun.Tiny("") with { BatchSize = 4, Epochs = 1 };
+        // Batches of 4: 24 steps per epoch, a progress report after every step; cancelled after batch 7.
+        var options = BaselineRun.Tiny("") with { BatchSize = 4, Epochs = 1, ProgressInterval = TimeSpan.Zero };
         using var whole = new TempDir("train");
         var reference = Trainer.Run(options with { OutDir = whole.Path });
 
         using var dir = new TempDir("train");
         using var cts = new CancellationTokenSource();
         StepProgress? at = null;
-        var progress = new SyncProgress(e => { if (e is StepProgress s && at is null) { at = s; cts.Cancel(); } });
+        var progress = new SyncProgress(e => { if (e is StepProgress { Batch: 7 } s) { at = s; cts.Cancel(); } });
         var first = Trainer.Run(options with { OutDir = dir.Path }, progress: progress, cancel: cts.Token);
         Assert.True(first.Interrupted);
         Assert.Empty(first.History);
         Assert.NotNull(at);
-        Assert.InRange(at!.Batch, 1, 23);
+        Assert.Equal(Enumerable.Range(1, 7), progress.Events.OfType<StepProgress>().Select(p => p.Batch));
         Assert.Contains(progress.Events.OfType<TrainMessage>(), m => m.Text.Contains("interrupted") && m.Text.Contains(first.CheckpointPath!));
         var t = TrainingMeta(first.CheckpointPath!);
         Assert.Equal(0, t["epoch"]!.GetValue<int>());
@@ -173,7 +173,7 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         var resumed = Trainer.Run(options with { OutDir = dir.Path }, resume: true, progress: resumeProgress);
         Assert.False(resumed.Interrupted);
         Assert.Contains(resumeProgress.Events.OfType<TrainMessage>(), m => m.Text.StartsWith("resuming"));
-        Assert.All(resumeProgress.Events.OfType<StepProgress>(), s => Assert.True(s.Batch > at.Batch));
+        Assert.Equal(Enumerable.Range(8, 17), resumeProgress.Events.OfType<StepProgress>().Select(p => p.Batch));
         // The epoch's metrics include the steps before the interruption.
         AssertSameCurve(reference.History, resumed.History);
         AssertSameTensors(reference.CheckpointPath!, resumed.CheckpointPath!);
@@ -345,7 +345,7 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         {
             BaselineRun.Tiny(dir.Path) with { Epochs = 0 }, BaselineRun.Tiny(dir.Path) with { BatchSize = 0 },
             BaselineRun.Tiny(dir.Path) with { LearningRate = 0 }, BaselineRun.Tiny(dir.Path) with { LabelSmoothing = 1 },
-            BaselineRun.Tiny(dir.Path) with { TrainLimit = 0 },
+            BaselineRun.Tiny(dir.Path) with { TrainLimit = 0 }, BaselineRun.Tiny(dir.Path) with { ProgressInterval = TimeSpan.FromSeconds(-1) },
         })
             Assert.Throws<ArgumentException>(() => Trainer.Run(bad));
         Assert.False(File.Exists(Path.Combine(dir.Path, Trainer.CheckpointFile)));
@@ -358,6 +358,7 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         var json = o.ToJson();
         Assert.True(json.ContainsKey("learning_rate"));
         Assert.True(json.ContainsKey("train_limit"));
+        Assert.False(json.ContainsKey("progress_interval"));   // how often to report is not part of the run
         Assert.Equal(o, TrainOptions.FromJson(JsonNode.Parse(json.ToJsonString())!.AsObject()));
     }
 }
