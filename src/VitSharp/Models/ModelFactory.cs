@@ -25,6 +25,7 @@ public static class ModelFactory
         [T2TViTConfig.Constructor] = k => new T2TViT(T2TViTConfig.FromKwargs(k)),
         [PiTConfig.Constructor] = k => new PiT(PiTConfig.FromKwargs(k)),
         [DeiTConfig.Constructor] = k => new DistilledVisionTransformer(DeiTConfig.FromKwargs(k)),
+        [SwinTransformerConfig.Constructor] = k => new SwinTransformer(SwinTransformerConfig.FromKwargs(k)),
     };
 
     /// <summary>The constructor names this factory knows.</summary>

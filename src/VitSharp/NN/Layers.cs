@@ -10,6 +10,17 @@ public static class Init
 
     /// <summary>Reseeds the initialisation generator of this thread.</summary>
     public static void Seed(int seed) => _rng = new Random(seed);
+
+    /// <summary>torch's <c>trunc_normal_(std=std)</c> (a = −2, b = 2 absolute): N(0, std²) drawn from <see cref="Rng"/>,
+    /// values outside [−2, 2] redrawn.</summary>
+    public static Tensor TruncNormal(float std, params int[] shape)
+    {
+        var t = Tensor.RandN(Rng, 0, std, shape);
+        var d = t.Data;
+        for (int i = 0; i < d.Length; i++)
+            while (d[i] < -2f || d[i] > 2f) d[i] = Tensor.RandN(Rng, 0, std, 1).Data[0];
+        return t;
+    }
 }
 
 /// <summary>y = x·Wᵀ + b. Weight [out, in] initialised U(−1/√in, 1/√in) as torch.nn.Linear; keys <c>weight</c>, <c>bias</c>.</summary>
@@ -130,6 +141,9 @@ public abstract class IndexedModules : Module
 
     /// <summary>Number of modules.</summary>
     public int Count => _modules.Count;
+
+    /// <summary>The modules in order.</summary>
+    public IReadOnlyList<Module> Items => _modules;
 }
 
 /// <summary>Runs child modules in order; children are named "0", "1", … as in torch.nn.Sequential.</summary>

@@ -192,6 +192,42 @@ public sealed partial class Tensor
         });
     }
 
+    /// <summary>Exponential; backward dx += dy·y.</summary>
+    public Tensor Exp()
+    {
+        var result = Empty(_shape);
+        TensorPrimitives.Exp(Data, result.Data);
+        return Autograd.Record(result, "exp", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
+        {
+            var dx = s.X.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
+            for (int i = 0; i < dx.Length; i++) dx[i] += g[i] * y[i];
+        });
+    }
+
+    /// <summary>Logistic sigmoid 1 / (1 + e^−x); backward dx += dy·y·(1 − y).</summary>
+    public Tensor Sigmoid()
+    {
+        var result = Empty(_shape);
+        TensorPrimitives.Sigmoid(Data, result.Data);
+        return Autograd.Record(result, "sigmoid", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
+        {
+            var dx = s.X.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
+            for (int i = 0; i < dx.Length; i++) dx[i] += g[i] * y[i] * (1f - y[i]);
+        });
+    }
+
+    /// <summary>min(x, max) (torch.clamp(x, max=max)); the gradient passes where x ≤ max, as torch's.</summary>
+    public Tensor ClampMax(float max)
+    {
+        var result = Empty(_shape);
+        TensorPrimitives.Min(Data, max, result.Data);
+        return Autograd.Record(result, "clamp_max", [this], new UnaryState { X = this, Scale = max }, static (in UnaryState s, Tensor r) =>
+        {
+            var dx = s.X.GradSpan(); var g = r.Grad!.Data; var xd = s.X.Data;
+            for (int i = 0; i < dx.Length; i++) if (xd[i] <= s.Scale) dx[i] += g[i];
+        });
+    }
+
     private struct GeluChunks : Kernels.Parallel2.IChunkBody
     {
         public float[] X, Y, G, Dx;
