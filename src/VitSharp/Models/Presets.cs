@@ -167,6 +167,25 @@ public static class Presets
     private static Preset D(string name, string description, int dim, int heads, long published) =>
         new(name, description, ModelSpec.DeiTDistilled(DeiTDistilled224(dim, heads)), 224, 3, published);
 
+    /// <summary>A torchvision Swin configuration (v2: <c>SwinTransformerBlockV2</c> and <c>PatchMergingV2</c>).</summary>
+    public static SwinTransformerConfig Swin(int embed, int[] depths, int[] heads, int window, float stochasticDepth, bool v2 = false,
+        int[]? patch = null, int classes = 1000, int inChans = 3) => new()
+    {
+        PatchSize = patch ?? [4, 4], EmbedDim = embed, Depths = depths, NumHeads = heads, WindowSize = [window, window],
+        StochasticDepthProb = stochasticDepth, NumClasses = classes, InChans = inChans,
+        Block = v2 ? SwinTransformerConfig.BlockV2 : SwinTransformerConfig.BlockV1, DownsampleLayer = v2 ? "PatchMergingV2" : "PatchMerging",
+    };
+
+    /// <summary>
+    /// Swin for 28×28 grey Fashion-MNIST images: patch 2 (a 14×14 map), embed 48, depths [2, 2, 2], heads [2, 4, 8],
+    /// window 4 — the first stage pads 14 to 16 and shifts its odd blocks, the second pads 7 to 8, the last (4×4) is one
+    /// window; stochastic depth 0.1.
+    /// </summary>
+    public static SwinTransformerConfig SwinFashionMnist => Swin(48, [2, 2, 2], [2, 4, 8], 4, 0.1f, patch: [2, 2], classes: 10, inChans: 1);
+
+    private static Preset S(string name, string description, SwinTransformerConfig c, int imageSize, long? published = null) =>
+        new(name, description, c.ToSpec(), imageSize, c.InChans, published);
+
     // The paper models cannot be expressed exactly in vit-pytorch's layouts, so these presets carry no published count
     // (`vit summary` would otherwise report a "difference"); the descriptions give the paper's count and why ours differs.
     private const string T2tLayout = "vit-pytorch layout: soft-split transformers at the full unfolded width (147, 1323) where the paper reduces tokens to 64, hence more parameters";
@@ -218,6 +237,19 @@ public static class Presets
         D("deit_tiny_distilled_patch16_224", "DeiT-Ti distilled (timm VisionTransformerDistilled: embed 192, depth 12, 3 heads, 224², patch 16, 1000 classes)", 192, 3, 5_910_800),
         D("deit_small_distilled_patch16_224", "DeiT-S distilled (timm VisionTransformerDistilled: embed 384, depth 12, 6 heads, 224², patch 16, 1000 classes)", 384, 6, 22_436_432),
         D("deit_base_distilled_patch16_224", "DeiT-B distilled (timm VisionTransformerDistilled: embed 768, depth 12, 12 heads, 224², patch 16, 1000 classes)", 768, 12, 87_338_192),
+        S("swin-fmnist", "Swin for Fashion-MNIST (28×28×1, patch 2, embed 48, depths [2, 2, 2], heads [2, 4, 8], window 4)", SwinFashionMnist, 28),
+        S("swin_t", "Swin-T (torchvision, embed 96, depths [2, 2, 6, 2], heads [3, 6, 12, 24], window 7, 224², 1000 classes)",
+            Swin(96, [2, 2, 6, 2], [3, 6, 12, 24], 7, 0.2f), 224, 28_288_354),
+        S("swin_s", "Swin-S (torchvision, embed 96, depths [2, 2, 18, 2], heads [3, 6, 12, 24], window 7, 224², 1000 classes)",
+            Swin(96, [2, 2, 18, 2], [3, 6, 12, 24], 7, 0.3f), 224, 49_606_258),
+        S("swin_b", "Swin-B (torchvision, embed 128, depths [2, 2, 18, 2], heads [4, 8, 16, 32], window 7, 224², 1000 classes)",
+            Swin(128, [2, 2, 18, 2], [4, 8, 16, 32], 7, 0.5f), 224, 87_768_224),
+        S("swin_v2_t", "Swin-V2-T (torchvision, embed 96, depths [2, 2, 6, 2], heads [3, 6, 12, 24], window 8, 256², 1000 classes)",
+            Swin(96, [2, 2, 6, 2], [3, 6, 12, 24], 8, 0.2f, v2: true), 256, 28_351_570),
+        S("swin_v2_s", "Swin-V2-S (torchvision, embed 96, depths [2, 2, 18, 2], heads [3, 6, 12, 24], window 8, 256², 1000 classes)",
+            Swin(96, [2, 2, 18, 2], [3, 6, 12, 24], 8, 0.3f, v2: true), 256, 49_737_442),
+        S("swin_v2_b", "Swin-V2-B (torchvision, embed 128, depths [2, 2, 18, 2], heads [4, 8, 16, 32], window 8, 256², 1000 classes)",
+            Swin(128, [2, 2, 18, 2], [4, 8, 16, 32], 8, 0.5f, v2: true), 256, 87_930_848),
         Pi("pit-fmnist", "PiT for Fashion-MNIST (28×28×1, patch 4 stride 2, dim 64→128→256, depth [2, 3, 1], heads [2, 4, 8])", PiTFashionMnist),
         Pi("pit-ti", $"PiT-Ti size (patch 16 stride 8, dim 64→128→256, depth [2, 6, 4], heads [2, 4, 8] of 32, mlp 512, 224²; paper 4.9M; {PitLayout})", Pit(224, 16, 1000, 64, [2, 6, 4], [2, 4, 8], 512, 32)),
         Pi("pit-xs", $"PiT-XS size (patch 16 stride 8, dim 96→192→384, depth [2, 6, 4], heads [2, 4, 8] of 48, mlp 768, 224²; paper 10.6M; {PitLayout})", Pit(224, 16, 1000, 96, [2, 6, 4], [2, 4, 8], 768, 48)),
