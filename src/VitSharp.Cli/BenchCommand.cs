@@ -74,15 +74,21 @@ public static class BenchCommand
         Init.Seed(0);
         var spec = Trainer.WithModelArgs(preset.Spec, modelArgs, preset.Name);
         var module = spec.Build();
-        if (module is not ViT vit) throw new ArgumentException($"vit bench supports ViT presets only, '{preset.Name}' is a {module.GetType().Name}");
-        var cfg = vit.Config;
-        var images = Tensor.RandN(new Random(1), 0, 1, batch, cfg.Channels, cfg.ImageHeight, cfg.ImageWidth);
-        int classes = Math.Max(1, cfg.NumClasses);
+        var (channels, height, width, numClasses, forwardFlops) = module switch
+        {
+            ViT v => (v.Config.Channels, v.Config.ImageHeight, v.Config.ImageWidth, v.Config.NumClasses, Flops.ViTForwardFlops(v.Config, batch)),
+            SwinTransformer sw => (sw.Config.InChans, preset.ImageSize, preset.ImageSize, sw.Config.NumClasses,
+                Flops.SwinForwardFlops(sw.Config, batch, preset.ImageSize, preset.ImageSize)),
+            _ => throw new ArgumentException($"vit bench supports ViT and Swin presets, '{preset.Name}' is a {module.GetType().Name}"),
+        };
+        var vit = module;
+        var images = Tensor.RandN(new Random(1), 0, 1, batch, channels, height, width);
+        int classes = Math.Max(1, numClasses);
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
         TrainStep? step = null;
         if (train)
         {
-            if (cfg.NumClasses <= 0) throw new ArgumentException($"--train needs a preset with classes, '{preset.Name}' has none");
+            if (numClasses <= 0) throw new ArgumentException($"--train needs a preset with classes, '{preset.Name}' has none");
             step = CreateTrainStep(vit, spec, dataParallel && batch >= 2);
         }
         else vit.Eval();
@@ -117,7 +123,7 @@ public static class BenchCommand
 
         var sorted = times.Order().ToArray();
         double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-        double flops = train ? Flops.ViTTrainStepFlops(cfg, batch) : Flops.ViTForwardFlops(cfg, batch);
+        double flops = train ? 3.0 * forwardFlops : forwardFlops;
         string name = modelArgs is { Count: > 0 } ? $"{preset.Name} ({string.Join(", ", modelArgs.Select(kv => $"{kv.Key}={kv.Value}"))})" : preset.Name;
         return new Result(name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,

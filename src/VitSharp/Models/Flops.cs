@@ -55,4 +55,34 @@ public static class Flops
 
     /// <summary>Flops of one training step of a <see cref="DistilledVisionTransformer"/> by the 3×-forward convention.</summary>
     public static long DeiTTrainStepFlops(DeiTConfig config, int batch) => 3 * DeiTForwardFlops(config, batch);
+
+    /// <summary>
+    /// Forward-pass flops of a <see cref="SwinTransformer"/> on <paramref name="height"/> × <paramref name="width"/> images,
+    /// as torchvision computes it: the patch convolution as a Linear (c·ph·pw → C per patch); per block, over the map padded
+    /// to whole windows, qkv (C → 3C), QKᵀ and A·V within each window (N = wh·ww tokens), proj (C → C), and the MLP
+    /// (C ↔ int(C·mlp_ratio)) over the unpadded map; each patch merging's reduction (4C → 2C) over the halved map; the head.
+    /// </summary>
+    public static long SwinForwardFlops(SwinTransformerConfig config, int batch, int height, int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(batch);
+        long b = batch;
+        int h = height / config.PatchSize[0], w = width / config.PatchSize[1], wh = config.WindowSize[0], ww = config.WindowSize[1];
+        long c = config.EmbedDim;
+        long total = 2 * b * h * w * ((long)config.InChans * config.PatchSize[0] * config.PatchSize[1]) * c;
+        for (int i = 0; i < config.Stages; i++)
+        {
+            c = config.StageDim(i);
+            long hidden = (long)(c * (double)config.MlpRatio);
+            long padded = (long)((h + wh - 1) / wh * wh) * ((w + ww - 1) / ww * ww), n = (long)wh * ww;
+            long perBlock = 2 * b * padded * c * (3 * c)                      // qkv
+                          + b * (padded / n) * 2 * (2 * n * n * c)            // QKᵀ and A·V over all heads (H·D = C)
+                          + 2 * b * padded * c * c                            // proj
+                          + 2 * b * h * w * c * hidden * 2;                   // mlp.0, mlp.3
+            total += config.Depths[i] * perBlock;
+            if (i == config.Stages - 1) break;
+            h = (h + 1) / 2; w = (w + 1) / 2;
+            total += 2 * b * h * w * (4 * c) * (2 * c);                       // reduction
+        }
+        return total + 2 * b * c * config.NumClasses;                         // head
+    }
 }

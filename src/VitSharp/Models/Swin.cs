@@ -220,8 +220,8 @@ public class ShiftedWindowAttention : Module
     /// <summary>The bias added to every window's scores: [heads, N, N].</summary>
     protected virtual Tensor RelativeBias() => F.RelativePositionBias(RelativePositionBiasTable!, Index, WindowTokens);
 
-    /// <summary>The qkv bias as used (v2 zeroes the k part).</summary>
-    protected virtual Tensor? QkvBias => Qkv.Bias;
+    /// <summary>The q, k, v projection of the window tokens (v2 zeroes the k part of the bias).</summary>
+    protected virtual Tensor ProjectQkv(Tensor x) => Qkv.Forward(x);
 
     /// <summary>The scores [G, heads, N, N] of q and k [G, heads, N, D].</summary>
     protected virtual Tensor Scores(Tensor q, Tensor k) => Tensor.MatMul(q * (1f / MathF.Sqrt(q.Dim(-1))), k, transB: true);
@@ -235,7 +235,7 @@ public class ShiftedWindowAttention : Module
         if (geo is null || geo.H != h || geo.W != w) _geometry = geo = new WindowGeometry(h, w, WindowSize, ShiftSize);
         int g = b * geo.Windows;
         var windows = F.GatherRows(x, geo.Partition, h * w, [g, n, c]);
-        var qkv = F.Linear(windows, Qkv.Weight, QkvBias).Reshape(g, n, 3, NumHeads, d).Permute(2, 0, 3, 1, 4);
+        var qkv = ProjectQkv(windows).Reshape(g, n, 3, NumHeads, d).Permute(2, 0, 3, 1, 4);
         var q = qkv.Slice(0, 0, 1).Reshape(g, NumHeads, n, d);
         var k = qkv.Slice(0, 1, 1).Reshape(g, NumHeads, n, d);
         var v = qkv.Slice(0, 2, 1).Reshape(g, NumHeads, n, d);
@@ -297,7 +297,7 @@ public sealed class ShiftedWindowAttentionV2 : ShiftedWindowAttention
     }
 
     /// <inheritdoc/>
-    protected override Tensor? QkvBias => Qkv.Bias is { } bias ? bias * _kBiasMask : null;
+    protected override Tensor ProjectQkv(Tensor x) => F.Linear(x, Qkv.Weight, Qkv.Bias is { } bias ? bias * _kBiasMask : null);
 
     /// <inheritdoc/>
     protected override Tensor RelativeBias()
@@ -418,6 +418,8 @@ public sealed class PatchMerging : Module
 /// </summary>
 public sealed class SwinTransformer : ImageModel<SwinTransformerConfig>
 {
+    private static readonly int[] SpatialAxes = [1, 2];
+
     /// <summary>Patch embedding, stages and mergings (key <c>features</c>).</summary>
     public Sequential Features { get; }
     /// <summary>Final LayerNorm (key <c>norm</c>).</summary>
@@ -474,6 +476,6 @@ public sealed class SwinTransformer : ImageModel<SwinTransformerConfig>
     {
         CheckInput(img);
         var x = Norm.Forward(Features.Forward(img));   // [B, h, w, C]
-        return Head.Forward(x.Mean([1, 2]));
+        return Head.Forward(x.Mean(SpatialAxes));
     }
 }

@@ -24,12 +24,12 @@ public sealed class DropPath : Module
         if (!Training || P == 0) return input;
         int b = input.Dim(0);
         float keep = 1 - P;
-        var mask = new float[b];
+        var mask = TensorScope.Allocate(b, clear: false);   // scoped: no allocation per step
         var rng = Dropout.Rng;
         for (int i = 0; i < b; i++) mask[i] = rng.NextSingle() < keep ? (keep > 0 ? 1f / keep : 0f) : 0f;
-        var shape = new int[input.Rank];
-        Array.Fill(shape, 1);
+        Span<int> shape = stackalloc int[input.Rank];
+        shape.Fill(1);
         shape[0] = b;
-        return input * new Tensor(mask, shape);
+        return input * Tensor.Scoped(mask, shape);
     }
 }
