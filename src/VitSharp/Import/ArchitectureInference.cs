@@ -16,6 +16,8 @@ public enum WeightArchitecture
     DeiTDistilled,
     /// <summary>torchvision's <c>ResNet</c> (<c>conv1</c>, <c>bn1</c>, <c>layer1.0.conv1</c>, …, <c>fc</c>).</summary>
     ResNet,
+    /// <summary>torchvision's <c>SwinTransformer</c>, v1 or v2 (<c>features.0.0</c>, <c>features.1.0.attn.qkv</c>, …, <c>head</c>).</summary>
+    Swin,
 }
 
 /// <summary>
@@ -39,6 +41,7 @@ public static class ArchitectureInference
         if (sd.ContainsKey("patch_embed.proj.weight") && sd.ContainsKey("blocks.0.attn.qkv.weight"))
             return sd.ContainsKey("dist_token") ? WeightArchitecture.DeiTDistilled : WeightArchitecture.TimmViT;
         if (sd.ContainsKey("conv1.weight") && sd.ContainsKey("bn1.weight") && sd.ContainsKey("layer1.0.conv1.weight")) return WeightArchitecture.ResNet;
+        if (sd.ContainsKey("features.0.0.weight") && sd.ContainsKey("features.1.0.attn.qkv.weight") && sd.ContainsKey("head.weight")) return WeightArchitecture.Swin;
         return WeightArchitecture.Unknown;
     }
 
@@ -51,6 +54,7 @@ public static class ArchitectureInference
         WeightArchitecture.TorchvisionViT or WeightArchitecture.TimmViT => VisionTransformerConfig.Constructor,
         WeightArchitecture.DeiTDistilled => DeiTConstructor,
         WeightArchitecture.ResNet => ResNetConfig.Constructor,
+        WeightArchitecture.Swin => SwinTransformerConfig.Constructor,
         _ => throw new ArgumentOutOfRangeException(nameof(a)),
     };
 
@@ -162,5 +166,72 @@ public static class ArchitectureInference
             ["block"] = bottleneck ? "Bottleneck" : "BasicBlock", ["layers"] = layers, ["num_classes"] = fc.Dim(0),
             ["groups"] = groups, ["width_per_group"] = widthPerGroup, ["in_chans"] = conv1.Dim(1),
         };
+    }
+
+    /// <summary>
+    /// torchvision SwinTransformer keyword arguments, all read off the shapes: patch and width from <c>features.0.0</c>,
+    /// blocks per stage (stages at <c>features.1, 3, 5, …</c>), heads per stage from each stage's first bias table (v1) or
+    /// <c>logit_scale</c> (v2), the window from <c>relative_coords_table</c> (v2) or from the bias table's
+    /// (2wh − 1)(2ww − 1) rows and the index's (wh·ww)² entries (v1), the MLP ratio, the merging kind (its LayerNorm is 4C
+    /// wide in v1, 2C in v2), classes and input channels.
+    /// </summary>
+    public static JsonObject SwinKwargs(IReadOnlyDictionary<string, Tensor> sd, string source)
+    {
+        var conv = Need(sd, "features.0.0.weight", 4, source);
+        int embed = conv.Dim(0);
+        bool v2 = sd.ContainsKey("features.1.0.attn.logit_scale");
+        var depths = new JsonArray();
+        var heads = new JsonArray();
+        int[]? window = null;
+        for (int stage = 0, f = 1; sd.ContainsKey($"features.{f}.0.norm1.weight"); stage++, f += 2)
+        {
+            int n = CountIndexed(sd, $"features.{f}.", ".norm1.weight");
+            depths.Add(n);
+            string attn = $"features.{f}.0.attn.";
+            if (v2)
+            {
+                heads.Add(Need(sd, attn + "logit_scale", 3, source).Dim(0));
+                var coords = Need(sd, attn + "relative_coords_table", 4, source);
+                window ??= [(coords.Dim(1) + 1) / 2, (coords.Dim(2) + 1) / 2];
+            }
+            else
+            {
+                var table = Need(sd, attn + "relative_position_bias_table", 2, source);
+                heads.Add(table.Dim(1));
+                window ??= WindowFromTable(table.Dim(0), Need(sd, attn + "relative_position_index", 1, source), source);
+            }
+        }
+        if (depths.Count == 0) throw new ImportException($"{source}: key 'features.1.0.norm1.weight' is missing (no Swin stage)");
+        var mlp = Need(sd, "features.1.0.mlp.0.weight", 2, source);
+        var mergeNorm = depths.Count > 1 ? Need(sd, "features.2.norm.weight", 1, source) : null;
+        var head = Need(sd, "head.weight", 2, source);
+        return new JsonObject
+        {
+            ["patch_size"] = new JsonArray(conv.Dim(2), conv.Dim(3)), ["embed_dim"] = embed, ["depths"] = depths, ["num_heads"] = heads,
+            ["window_size"] = new JsonArray(window![0], window[1]), ["mlp_ratio"] = (float)mlp.Dim(0) / embed, ["num_classes"] = head.Dim(0),
+            ["block"] = v2 ? SwinTransformerConfig.BlockV2 : SwinTransformerConfig.BlockV1,
+            ["downsample_layer"] = mergeNorm is not null && mergeNorm.Dim(0) == 2 * embed ? "PatchMergingV2" : "PatchMerging",
+            ["in_chans"] = conv.Dim(1),
+        };
+    }
+
+    /// <summary>The window (wh, ww) with (2wh − 1)(2ww − 1) = <paramref name="rows"/> bias rows whose torchvision
+    /// relative_position_index is <paramref name="index"/> (the rows alone cannot tell wh × ww from ww × wh).</summary>
+    private static int[] WindowFromTable(int rows, Tensor index, string source)
+    {
+        int n = (int)Math.Round(Math.Sqrt(index.Size));
+        bool sized = false;
+        for (int wh = 1; wh <= n && n * n == index.Size; wh++)
+        {
+            if (n % wh != 0 || (2 * wh - 1) * (2 * (n / wh) - 1) != rows) continue;
+            sized = true;
+            var expected = ShiftedWindowAttention.RelativePositionIndex((wh, n / wh));
+            bool same = true;
+            for (int i = 0; i < expected.Length && same; i++) same = index.Data[i] == expected[i];
+            if (same) return [wh, n / wh];
+        }
+        throw new ImportException(sized
+            ? $"{source}: the relative_position_index of {index.Size} entries is not torchvision's for any window of {n} tokens"
+            : $"{source}: a relative_position_bias_table of {rows} rows and a relative_position_index of {index.Size} entries fit no window");
     }
 }

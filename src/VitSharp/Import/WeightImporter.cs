@@ -170,9 +170,13 @@ public static class WeightImporter
                 sd = raw;
                 spec = Merge(preset, ArchitectureInference.Constructor(arch), ArchitectureInference.ResNetKwargs(sd, source), source);
                 break;
+            case WeightArchitecture.Swin:
+                sd = raw;
+                spec = Merge(preset, ArchitectureInference.Constructor(arch), ArchitectureInference.SwinKwargs(sd, source), source);
+                break;
             default:
                 if (preset is null)
-                    throw new ImportException($"{source}: the keys ({string.Join(", ", raw.Keys.Take(4))}, …) are not a torchvision ViT or ResNet, " +
+                    throw new ImportException($"{source}: the keys ({string.Join(", ", raw.Keys.Take(4))}, …) are not a torchvision ViT, ResNet or Swin, " +
                         "a timm ViT or a DeiT; say which model they belong to with --model PRESET (and --set NAME=VALUE)");
                 sd = raw;
                 spec = preset.Spec;
@@ -252,8 +256,12 @@ public static class WeightImporter
         return model;
     }
 
-    private static (int C, int H, int W) InputOf(Module model) =>
-        model is IImageModel im ? (im.InputChannels, im.InputHeight ?? 224, im.InputWidth ?? 224) : (3, 224, 224);
+    private static (int C, int H, int W) InputOf(Module model) => model switch
+    {
+        SwinTransformer { Config.IsV2: true } s => (s.InputChannels, 256, 256),   // torchvision's swin_v2 weights: 256²
+        IImageModel im => (im.InputChannels, im.InputHeight ?? 224, im.InputWidth ?? 224),
+        _ => (3, 224, 224),
+    };
 
     /// <summary>How the family's releases prepare images: torchvision's (bilinear resize to size/0.875, centre crop,
     /// ImageNet mean/std), timm/DeiT's (the same with bicubic). The resize scales with the model's input size.</summary>
@@ -263,7 +271,13 @@ public static class WeightImporter
         int size = Math.Min(h, w);
         var prep = arch is WeightArchitecture.TimmViT or WeightArchitecture.DeiTDistilled
             ? ImagePreprocessing.TimmEval(size)
+            : arch == WeightArchitecture.Swin
+            // torchvision's swin_t / swin_v2_t weights: bicubic resize to 232 / 260, centre crop 224 / 256.
+            ? ImagePreprocessing.ImageNetEval(size, size == 256 ? 260 : (int)Math.Round(size * 232 / 224.0)) with { Interpolation = ResizeInterpolation.Bicubic }
             : ImagePreprocessing.ImageNetEval(size, (int)Math.Floor(size / 0.875));
+        if (arch == WeightArchitecture.Swin)
+            notes.Add($"preprocessing: torchvision's swin_t/swin_v2_t evaluation (bicubic resize to {prep.ResizeShorter}, crop {size}, ImageNet mean/std); " +
+                "torchvision resizes swin_s to 246, swin_b to 238 and swin_v2_b to 272");
         if (arch == WeightArchitecture.TimmViT)
             notes.Add("preprocessing: timm's ImageNet evaluation (bicubic, crop 0.875, ImageNet mean/std); some timm ViTs (augreg) use mean/std 0.5");
         if (c != 3) prep = prep with { Channels = c, Mean = Repeat(prep.Mean![0], c), Std = Repeat(prep.Std![0], c) };
@@ -282,6 +296,7 @@ public static class WeightImporter
     {
         VisionTransformer v => v.Config.NumClasses,
         ResNet r => r.Config.NumClasses,
+        SwinTransformer s => s.Config.NumClasses,
         _ => ProbeClasses(model),
     };
 
