@@ -276,6 +276,7 @@ public class TensorScopeTests
     [InlineData("pit-fmnist")]
     [InlineData("resnet18-fmnist")]
     [InlineData("vit_fmnist")]
+    [InlineData("swin-fmnist")]
     public void EveryFamilysTrainingStepAllocatesNothingInTheSteadyState(string preset)
     {
         using var serial = VitSharp.Kernels.ComputeThreads.Serial();

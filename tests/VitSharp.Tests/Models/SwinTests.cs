@@ -82,6 +82,34 @@ public class SwinTests
         return n + 2 * dim + dim * c.NumClasses + c.NumClasses;
     }
 
+    [Theory]
+    [InlineData("swin-fmnist", 28)]
+    [InlineData("swin_t", 224)]
+    [InlineData("swin_t", 100)]   // padded maps: 25×25 → windows of 7 over 28×28
+    public void FlopCountEqualsTheMatrixProductsTheForwardRuns(string name, int size)
+    {
+        // Counted from the shapes the modules actually see (hooks), not from the formula: every Linear 2·rows·in·out,
+        // the patch convolution 2·B·h·w·(c·ph·pw)·C, attention 2·(2·G·heads·N·N·D) from the probabilities [G, heads, N, N].
+        var preset = Presets.Get(name);
+        var model = (SwinTransformer)preset.Build();
+        model.Eval();
+        long counted = 0;
+        var handles = new List<IDisposable>();
+        foreach (var (_, m) in model.NamedModules())
+        {
+            if (m is Linear fc)
+                handles.Add(fc.RegisterForwardHook((_, inputs, _) => counted += 2L * (inputs.Input.Size / fc.InFeatures) * fc.InFeatures * fc.OutFeatures));
+            else if (m is Conv2d conv)
+                handles.Add(conv.RegisterForwardHook((_, inputs, output) => counted += 2L * output.Size * inputs.Input.Dim(1) * conv.Weight.Dim(2) * conv.Weight.Dim(3)));
+            else if (m is ShiftedWindowAttention attn)
+                handles.Add(attn.Attend.RegisterForwardHook((_, _, p) =>
+                    counted += 2L * 2 * p.Dim(0) * p.Dim(1) * p.Dim(2) * p.Dim(3) * (attn.Proj.InFeatures / attn.NumHeads)));
+        }
+        using (VitSharp.Autograd.NoGrad()) model.Forward(Tensor.Zeros(1, preset.Channels, size, size));
+        foreach (var h in handles) h.Dispose();
+        Assert.Equal(counted, Flops.SwinForwardFlops(model.Config, 1, size, size));
+    }
+
     [Fact]
     public void FashionMnistPresetTakesGreyImages()
     {
@@ -352,6 +380,21 @@ public class SwinTests
         // 5×4 map, window 3×2: padded to 6×4, 2×2 = 4 windows per image, 2 images; 2 heads; 6 tokens per window.
         Assert.Equal(new[] { 8, 2, 6, 6 }, probs!.Shape);
         for (int r = 0; r < probs.Size / 6; r++) Assert.Equal(1.0, probs.Data.Skip(r * 6).Take(6).Sum(), 5);
+    }
+
+    [Fact]
+    public void RecorderKeepsEveryBlocksWindowMapsOneByOne()
+    {
+        Init.Seed(6);
+        var model = new SwinTransformer(Tiny(false)); model.Eval();
+        using var recorder = new VitSharp.Inspection.Recorder(model);
+        Assert.Equal(3, recorder.Blocks.Count);
+        // The stages' maps differ in shape, so they are not stacked: Recordings has them in block order.
+        var e = Assert.Throws<InvalidOperationException>(() => recorder.Forward(TestData.Uniform(2, -1, 1, 2, 2, 10, 12)));
+        Assert.Contains("read them one by one from Recordings", e.Message);
+        Assert.Equal(new[] { 8, 2, 6, 6 }, recorder.Recordings[0].Shape);   // 2 images × 4 windows of 3×2
+        Assert.Equal(new[] { 8, 2, 6, 6 }, recorder.Recordings[1].Shape);
+        Assert.Equal(new[] { 2, 2, 6, 6 }, recorder.Recordings[2].Shape);   // 3×2 map after merging: one window each
     }
 
     [Theory]
