@@ -3,7 +3,8 @@
 
   compare_pytorch.py run --model PRESET --batch N [--train] [--warmup W] [--steps S] [--threads T]
       builds the preset as vit_pytorch.vit.ViT 1.23.6 would (written out below in plain PyTorch, since
-      vit-pytorch cannot be installed here), times W + S steps and prints one JSON line with the same keys
+      vit-pytorch cannot be installed here) or, for the Swin presets, with torchvision's builder (Debian's
+      python3-torchvision 0.14), times W + S steps and prints one JSON line with the same keys
       as `vit bench --json` (median_ms, min_ms, max_ms, images_per_s, gflops, times_ms, ...).
   compare_pytorch.py table FILE
       reads the JSON lines bench/compare collected (each tagged with "side" and "row") and prints the
@@ -31,6 +32,35 @@ PRESETS = {
     "deit-s16": (224, 16, 1000, 384, 12, 6, 1536, 64, 3),
     "deit-b16": (224, 16, 1000, 768, 12, 12, 3072, 64, 3),
 }
+
+
+# Swin presets: torchvision's builders (torchvision.models.swin_t, ...), random weights; image side as src/VitSharp/Models/Presets.cs.
+SWIN = {"swin_t": 224, "swin_s": 224, "swin_b": 224, "swin_v2_t": 256, "swin_v2_s": 256, "swin_v2_b": 256}
+
+
+def swin_forward_flops(model, image, batch):
+    """As VitSharp.Models.Flops.SwinForwardFlops: the patch conv as a Linear; per block qkv, QK^T and A.V, proj over the
+    map padded to whole windows, the MLP over the unpadded map; each merging's reduction; the head."""
+    conv = model.features[0][0]
+    c, ph, pw = conv.out_channels, conv.kernel_size[0], conv.kernel_size[1]
+    h, w = image // ph, image // pw
+    total = 2 * batch * h * w * (conv.in_channels * ph * pw) * c
+    stages = [m for m in model.features[1:] if len(m) and hasattr(m[0], "attn")]
+    for i, stage in enumerate(stages):
+        attn = stage[0].attn
+        wh, ww = attn.window_size
+        c = attn.qkv.in_features
+        hidden = stage[0].mlp[0].out_features
+        padded = ((h + wh - 1) // wh * wh) * ((w + ww - 1) // ww * ww)
+        n = wh * ww
+        per_block = 2 * batch * padded * c * 3 * c + batch * (padded // n) * 2 * (2 * n * n * c) \
+            + 2 * batch * padded * c * c + 2 * batch * h * w * c * hidden * 2
+        total += len(stage) * per_block
+        if i == len(stages) - 1:
+            break
+        h, w = (h + 1) // 2, (w + 1) // 2
+        total += 2 * batch * h * w * (4 * c) * (2 * c)
+    return total + 2 * batch * c * model.head.out_features
 
 
 def forward_flops(image, patch, classes, dim, depth, heads, mlp, dim_head, channels, batch):
@@ -146,9 +176,16 @@ def run(args):
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = PRESETS[args.model]
-    image, _, classes, *_, channels = cfg
-    model = build_model(*cfg)
+    if args.model in SWIN:
+        import torchvision.models
+        model = getattr(torchvision.models, args.model)()
+        image, classes, channels = SWIN[args.model], 1000, 3
+        flops_forward = swin_forward_flops(model, image, args.batch)
+    else:
+        cfg = PRESETS[args.model]
+        image, _, classes, *_, channels = cfg
+        model = build_model(*cfg)
+        flops_forward = forward_flops(*cfg, args.batch)
     images = torch.randn(args.batch, channels, image, image, generator=torch.Generator().manual_seed(1))
     labels = torch.arange(args.batch) % classes
     if args.train:
@@ -171,7 +208,7 @@ def run(args):
         if it >= args.warmup:
             times.append(ms)
     med = statistics.median(times)
-    flops = forward_flops(*cfg, args.batch) * (3 if args.train else 1)
+    flops = flops_forward * (3 if args.train else 1)
     print(json.dumps({
         "model": args.model, "batch": args.batch, "train": args.train, "threads": torch.get_num_threads(),
         "warmup": args.warmup, "steps": args.steps, "median_ms": round(med, 3), "min_ms": round(min(times), 3),

@@ -29,6 +29,30 @@ public class SwinTests
         Assert.Equal(FixtureChecks.Build("swin_v2").NamedParameters().Count(), FixtureChecks.GradientCount("swin_v2"));
     }
 
+    /// <summary>Fixtures made by torchvision 0.14 with tests/fixtures/make_swin_fixtures.py, kept in the repository
+    /// (tests/VitSharp.Tests/Fixtures): configurations the shared fixtures do not cover, parameters at order one.</summary>
+    private static string OwnFixture(string name) => Path.Combine(
+        TestFixtures.RepoRoot() ?? throw new DirectoryNotFoundException("repository root (VitSharp.slnx) not found"),
+        "tests", "VitSharp.Tests", "Fixtures", name);
+
+    [Theory]
+    // 30×26 images, patch 3×2, window 4×3: both stages padded (12×15, 8×9) and shifted by (2, 1). Achieved: logits
+    // 7.2e-7, gradients 1.6e-6 relative.
+    [InlineData("swin_rect", 65, 7e-6, 1.6e-5)]
+    // v2, 28×20, window 3: the first map padded 7×5 → 9×6; after merging 4×3 → 6×3, shifted along the height only
+    // (the window covers the width). Achieved: logits 3.3e-7, gradients 1.03e-5 relative.
+    [InlineData("swin_v2_rect", 77, 4e-6, 1e-4)]
+    // v1 blocks, v2 merging, window 7 over 4×4 and 2×2 maps: padded, never shifted. Achieved: 2.4e-7, 1.2e-6.
+    [InlineData("swin_big_window", 52, 3e-6, 1.2e-5)]
+    public void ParityWithTorchvisionOnOtherConfigurations(string name, int rows, double logitsAbs, double gradientRel)
+    {
+        var report = VitSharp.Parity.ParityRunner.Run(OwnFixture(name));
+        Assert.True(report.Passed, string.Join("\n", report.Rows.Where(r => !r.Passed).Select(r => $"{r.Name}: {r.MaxAbsError:E2}")));
+        Assert.Equal(rows, report.Rows.Count);
+        Assert.Equal(Ctor, report.Constructor);
+        FixtureChecks.AssertAchieved(report, logitsAbs, gradientRel);
+    }
+
     [Theory]
     [InlineData("swin")]
     [InlineData("swin_v2")]
