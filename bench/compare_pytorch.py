@@ -269,7 +269,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--model", required=True, choices=sorted(PRESETS))
+    r.add_argument("--model", required=True, choices=sorted(PRESETS) + sorted(SWIN))
     r.add_argument("--batch", type=int, required=True)
     r.add_argument("--train", action="store_true")
     r.add_argument("--warmup", type=int, default=2)
