@@ -139,12 +139,12 @@ internal sealed class ClassifierService(ImageClassifier classifier, ClassifierSe
         }
     }
 
-    private static (int Status, string Message) Classify(Exception e) => e switch
+    private (int Status, string Message) Classify(Exception e) => e switch
     {
         RequestException r => (r.Status, r.Message),
         DataSetException => (StatusCodes.Status400BadRequest, e.Message),                // not a decodable PNG or JPEG
         BadHttpRequestException b => (b.StatusCode, b.StatusCode == StatusCodes.Status413PayloadTooLarge
-            ? "the request body is larger than the limit" : "bad request: " + b.Message),
+            ? TooLarge(null).Message : "bad request: " + b.Message),
         InvalidDataException or IOException => (StatusCodes.Status400BadRequest, "malformed request body: " + e.Message),
         VitSharp.Training.CheckpointException => (StatusCodes.Status500InternalServerError, "the model could not classify this image: " + e.Message),
         _ => (StatusCodes.Status500InternalServerError, $"internal error ({e.GetType().Name}); the server's log has the details"),
