@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using VitSharp.Inference;
+using VitSharp.Serving;
 using VitSharp.Tests.Data;
 using Xunit.Abstractions;
 
@@ -14,6 +15,7 @@ namespace VitSharp.Tests.Serving;
 /// fixture's Kestrel server. Every answer must be the library's own prediction for that image (so serialising the
 /// model works under concurrency) and memory must not grow after a warm-up (managed heap and working set, after a full
 /// collection). Reports p50/p99 latency as seen by the clients (not asserted: timing belongs to benchmarks).
+/// <c>VITSHARP_SERVE_LOAD_CHECKPOINT=PATH</c> runs the same load on another checkpoint (docs/serve.md's figures).
 /// </summary>
 [Trait("Category", "Slow")]
 public sealed class ServeLoadTests(ServingFixture fx, ITestOutputHelper output) : IClassFixture<ServingFixture>
@@ -41,10 +43,10 @@ public sealed class ServeLoadTests(ServingFixture fx, ITestOutputHelper output) 
         return (GC.GetTotalMemory(forceFullCollection: true), self.WorkingSet64);
     }
 
-    private async Task<List<double>> Run(IReadOnlyList<Case> cases, int perClient, HttpClient http)
+    private static async Task<List<double>> Run(Uri server, IReadOnlyList<Case> cases, int perClient, HttpClient http)
     {
         var latencies = new List<double>();
-        var uri = new Uri(fx.VitServer.Address, "v1/predict?top=1");
+        var uri = new Uri(server, "v1/predict?top=1");
         var tasks = Enumerable.Range(0, Clients).Select(client => Task.Run(async () =>
         {
             var mine = new List<double>(perClient);
@@ -71,9 +73,13 @@ public sealed class ServeLoadTests(ServingFixture fx, ITestOutputHelper output) 
     [Fact]
     public async Task EightClientsTimesFiftyRequestsAreAllAnsweredCorrectlyAndMemoryDoesNotGrow()
     {
+        string checkpoint = Environment.GetEnvironmentVariable("VITSHARP_SERVE_LOAD_CHECKPOINT") is { Length: > 0 } c ? c : fx.Assets.VitCheckpoint;
+        var classifier = ImageClassifier.Load(checkpoint);
+        await using var server = await ClassifierServer.StartAsync(classifier, new ClassifierServerOptions { Port = 0 });
+        output.WriteLine($"{checkpoint}: {classifier.Checkpoint.Info.Model.Constructor}, input {classifier.InputShape}, {Environment.ProcessorCount} processors");
         var cases = new List<Case>();
         void Add(string name, byte[] data, string type, bool multipart) =>
-            cases.Add(new Case(name, data, type, multipart, fx.Vit.Predict(data, topK: 1).Best));
+            cases.Add(new Case(name, data, type, multipart, classifier.Predict(data, topK: 1).Best));
         Add("photo.jpg", fx.Assets.Jpeg, "image/jpeg", multipart: false);
         Add("pattern.png", fx.Assets.Png, "image/png", multipart: true);
         for (int salt = 1; salt <= 4; salt++)
@@ -82,10 +88,10 @@ public sealed class ServeLoadTests(ServingFixture fx, ITestOutputHelper output) 
         Assert.Equal(cases.Count, cases.Select(c => Math.Round((double)c.Expected.Probability, 6)).Distinct().Count());
 
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = Clients }) { Timeout = TimeSpan.FromMinutes(2) };
-        await Run(cases, WarmupPerClient, http);
+        await Run(server.Address, cases, WarmupPerClient, http);
         var before = Memory();
         var clock = Stopwatch.StartNew();
-        var latencies = await Run(cases, RequestsPerClient, http);
+        var latencies = await Run(server.Address, cases, RequestsPerClient, http);
         double seconds = clock.Elapsed.TotalSeconds;
         var after = Memory();
 
