@@ -41,6 +41,12 @@ internal sealed class ClassifierService(ImageClassifier classifier, ClassifierSe
 
     public Task PageAsync(HttpContext ctx) => Handle(ctx, async () =>
     {
+        // The page's requests are relative (v1/predict, healthz): under a prefix it must be served as "/prefix/".
+        if (ctx.Request.Path.Value is { Length: > 0 } path && !path.EndsWith('/'))
+        {
+            ctx.Response.Redirect(ctx.Request.PathBase + path + "/" + ctx.Request.QueryString, permanent: true, preserveMethod: true);
+            return;
+        }
         ctx.Response.ContentType = "text/html; charset=utf-8";
         ctx.Response.Headers.ContentSecurityPolicy = PagePolicy;
         ctx.Response.Headers.XContentTypeOptions = "nosniff";

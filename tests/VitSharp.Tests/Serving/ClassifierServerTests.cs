@@ -372,6 +372,14 @@ public sealed class ClassifierServerTests(ServingFixture fx) : IClassFixture<Ser
         var address = new Uri(app.Urls.First() + "/");
 
         Assert.Equal("the application's own page", await fx.Http.GetStringAsync(address));
+        // The page under the prefix, also without its trailing slash (redirected, so that its relative requests work).
+        Assert.Contains("<title>VitSharp", await fx.Http.GetStringAsync(new Uri(address, "vit/")));
+        using (var noRedirect = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }))
+        {
+            var r = await noRedirect.GetAsync(new Uri(address, "vit"));
+            Assert.Equal(HttpStatusCode.PermanentRedirect, r.StatusCode);
+            Assert.Equal("/vit/", r.Headers.Location?.OriginalString);
+        }
         Assert.Equal("ok", (await Json(await fx.Http.GetAsync(new Uri(address, "vit/healthz")), HttpStatusCode.OK))["status"]!.GetValue<string>());
         AssertSameTop(fx.Vit.Predict(fx.Assets.Png), await Json(await fx.Http.PostAsync(new Uri(address, "vit/v1/predict"), Body(fx.Assets.Png, "image/png")), HttpStatusCode.OK));
         // The endpoint's own body limit holds on the application's Kestrel (whose default is 30 MB).
