@@ -17,7 +17,10 @@ namespace VitSharp.Tests.Serving;
 /// collection). Reports p50/p99 latency as seen by the clients (not asserted: timing belongs to benchmarks).
 /// <c>VITSHARP_SERVE_LOAD_CHECKPOINT=PATH</c> runs the same load on another checkpoint (docs/serve.md's figures).
 /// </summary>
+/// <remarks>In a collection of its own that runs alone, so that other tests' allocations do not count as growth.</remarks>
 [Trait("Category", "Slow")]
+[Collection(nameof(ServeLoadTests))]
+[CollectionDefinition(nameof(ServeLoadTests), DisableParallelization = true)]
 public sealed class ServeLoadTests(ServingFixture fx, ITestOutputHelper output) : IClassFixture<ServingFixture>
 {
     private const int Clients = 8, RequestsPerClient = 50, WarmupPerClient = 10;

@@ -84,16 +84,16 @@ public sealed class ServePageBrowserTests(ServingFixture fx, ITestOutputHelper o
         var bars = driver.FindElements(By.CssSelector("ol#bars li"));
         Assert.Equal(expected.Top.Select(t => t.Name), bars.Select(b => b.GetAttribute("data-class")));
         Assert.Equal($"{100 * expected.Best.Probability:0.00}%", bars[0].FindElement(By.CssSelector(".pct")).Text);
-        // Each bar is drawn as long as its probability is large, relative to its track (after the short transition).
-        new WebDriverWait(driver, Patience).Until(_ => Convert.ToDouble(js.ExecuteScript(
-            "const b = document.querySelector('ol#bars li .fill'); return b.offsetWidth / b.parentElement.offsetWidth;")) > 0);
-        Thread.Sleep(600);
-        for (int i = 0; i < bars.Count; i++)
-        {
-            double drawn = Convert.ToDouble(js.ExecuteScript(
-                $"const b = document.querySelectorAll('ol#bars li .fill')[{i}]; return b.getBoundingClientRect().width / b.parentElement.getBoundingClientRect().width;"));
-            Assert.InRange(drawn, Math.Max(0.005, expected.Top[i].Probability) - 0.02, Math.Max(0.005, expected.Top[i].Probability) + 0.02);
-        }
+        // Each bar is drawn as long as its probability is large, relative to its track (once the short transition ends).
+        double[] Drawn() => ((IEnumerable<object>?)js.ExecuteScript(
+            "return [...document.querySelectorAll('ol#bars li .fill')].map(b => b.getBoundingClientRect().width / b.parentElement.getBoundingClientRect().width);") ?? Array.Empty<object>())
+            .Select(Convert.ToDouble).ToArray();
+        bool Fits(double[] drawn) => drawn.Length == expected.Top.Count
+            && drawn.Select((d, i) => Math.Abs(d - Math.Max(0.005, expected.Top[i].Probability))).All(e => e < 0.02);
+        try { new WebDriverWait(driver, Patience).Until(_ => Fits(Drawn())); }
+        catch (WebDriverTimeoutException) { }
+        var lengths = Drawn();
+        Assert.True(Fits(lengths), $"bars drawn at {string.Join(", ", lengths.Select(d => d.ToString("0.000")))} of their tracks for probabilities {string.Join(", ", expected.Top.Select(t => t.Probability.ToString("0.000")))}");
         Assert.True(driver.FindElement(By.Id("preview")).Displayed);
         Assert.True(driver.FindElement(By.Id("overlay")).Displayed);
         Assert.Equal(500L, Convert.ToInt64(js.ExecuteScript("return document.getElementById('overlay').naturalWidth")));   // the photo's own size
