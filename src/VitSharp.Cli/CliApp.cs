@@ -39,6 +39,7 @@ public static class CliApp
         root.Subcommands.Add(PredictCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(ImportCommand.Create(context));
+        root.Subcommands.Add(ServeCommand.Create(context));
 
         ParseResult parsed;
         try { parsed = root.Parse(args); }
