@@ -27,6 +27,7 @@ internal sealed class OnnxGraphBuilder
     private readonly Dictionary<string, string> _intConstants = new();
     private readonly Dictionary<int, string> _batchTimes = new();
     private readonly HashSet<string> _initialized = new();
+    private readonly Dictionary<string, Tensor> _usedParameters = new();
     private int _counter;
     private string _where = "";
 
@@ -67,6 +68,9 @@ internal sealed class OnnxGraphBuilder
         outputShape = SymbolicShape(_a.Output.Shape, _b.Output.Shape);
         Node("Identity", [last], outputName);
         _graph.Output.Add(ValueInfo(outputName, outputShape));
+        var read = _graph.Node.SelectMany(n => n.Input).ToHashSet();
+        foreach (var (key, t) in _usedParameters)
+            if (read.Contains(key) && _initialized.Add(key)) _graph.Initializer.Add(FloatTensor(key, t.Data, t.Shape));
         return _graph;
     }
 
@@ -89,7 +93,7 @@ internal sealed class OnnxGraphBuilder
         if (_parameters.TryGetValue(a, out var key))
         {
             if (!ReferenceEquals(a, b)) throw new OnnxExportException($"{_where}: parameter {key} is not the same tensor in both passes");
-            if (_initialized.Add(key)) _graph.Initializer.Add(FloatTensor(key, a.Data, a.Shape));
+            _usedParameters.TryAdd(key, a);   // written at the end if a node reads it (a Linear reads its transposed copy instead)
             return key;
         }
         if (_constants.TryGetValue(a, out var constant)) return constant;

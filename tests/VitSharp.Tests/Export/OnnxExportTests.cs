@@ -158,6 +158,9 @@ public sealed class OnnxExportTests : IDisposable
         Assert.Contains("LayerNormalization", result.OpTypes.Keys);
         Assert.Contains("Erf", result.OpTypes.Keys);
         Assert.Equal(new FileInfo(path).Length, result.Bytes);
+        // Each weight once (a Linear's transposed copy replaces the original): the file is the weights plus a little.
+        long weightBytes = model.NamedParameters().Sum(p => (long)p.Parameter.Size) * 4;
+        Assert.InRange(result.Bytes, weightBytes, weightBytes + 64 * 1024);
     }
 
     [Fact]
