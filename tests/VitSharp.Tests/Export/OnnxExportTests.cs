@@ -20,10 +20,14 @@ namespace VitSharp.Tests.Export;
 public sealed class OnnxExportTests : IDisposable
 {
     /// <summary>
-    /// Max |VitSharp − ONNX Runtime| over the logits: the bound the issue sets; achieved 1e-7 to 2e-6 on these models
-    /// (float32 sums in another order), printed by each test.
+    /// Max |VitSharp − ONNX Runtime| over the logits of the transformers, about 10× the worst achieved: 4e-8 (DeiT
+    /// distilled) to 7.2e-7 (PiT) on these models — float32 sums in another order; each test prints its figure. The
+    /// issue's bound is 1e-4.
     /// </summary>
-    private const double LogitsAbs = 1e-4;
+    private const double LogitsAbs = 7e-6;
+
+    /// <summary>The same for the ResNet fixture (logits ~10× larger, 12 convolutions deep): achieved 5.7e-6 and 7.6e-6.</summary>
+    private const double ResNetLogitsAbs = 8e-5;
 
     private readonly TempDir _dir = new("onnx");
     private readonly ITestOutputHelper _log;
@@ -56,7 +60,7 @@ public sealed class OnnxExportTests : IDisposable
     }
 
     /// <summary>Exports, runs batches of 1 and 3 in both runtimes, returns the largest |difference| seen.</summary>
-    private double ExportAndCompare(Module model, int c, int h, int w, string name, OnnxExportOptions? options = null)
+    private double ExportAndCompare(Module model, int c, int h, int w, string name, OnnxExportOptions? options = null, double bound = LogitsAbs)
     {
         model.Eval();
         string path = _dir.File(name + ".onnx");
@@ -74,7 +78,7 @@ public sealed class OnnxExportTests : IDisposable
             double diff = 0;
             for (int i = 0; i < actual.Length; i++) diff = Math.Max(diff, Math.Abs(actual[i] - expected.Data[i]));
             _log.WriteLine($"{name} batch {batch}: max |VitSharp − ORT| = {diff:E2} over {actual.Length} logits; {result.Nodes} nodes, {string.Join(", ", result.OpTypes.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}"))}");
-            Assert.True(diff <= LogitsAbs, $"{name} batch {batch}: max |VitSharp − ORT| = {diff:E2} > {LogitsAbs:E0}");
+            Assert.True(diff <= bound, $"{name} batch {batch}: max |VitSharp − ORT| = {diff:E2} > {bound:E0}");
             worst = Math.Max(worst, diff);
         }
         return worst;
@@ -88,7 +92,6 @@ public sealed class OnnxExportTests : IDisposable
     [InlineData("t2t_vit")]
     [InlineData("pit")]
     [InlineData("torchvision_vit")]
-    [InlineData("resnet_basic")]
     [InlineData("swin")]
     [InlineData("swin_v2")]
     [InlineData("swin_rect")]
@@ -98,6 +101,13 @@ public sealed class OnnxExportTests : IDisposable
     {
         var (model, c, h, w) = FixtureModel(fixture);
         ExportAndCompare(model, c, h, w, fixture);
+    }
+
+    [Fact]
+    public void ExportedResNetFixtureGivesVitSharpsLogitsInOnnxRuntimeAtBatchOneAndThree()
+    {
+        var (model, c, h, w) = FixtureModel("resnet_basic");
+        ExportAndCompare(model, c, h, w, "resnet_basic", bound: ResNetLogitsAbs);
     }
 
     [Theory]
@@ -212,7 +222,7 @@ public sealed class OnnxExportTests : IDisposable
     public void ResNetExportsAtOpset13ButLayerNormModelsNeedOpset17()
     {
         var (resnet, c, h, w) = FixtureModel("resnet_basic");
-        ExportAndCompare(resnet, c, h, w, "resnet13", new OnnxExportOptions { Opset = 13 });
+        ExportAndCompare(resnet, c, h, w, "resnet13", new OnnxExportOptions { Opset = 13 }, ResNetLogitsAbs);
         var (vit, vc, vh, vw) = FixtureModel("vit");
         var e = Assert.Throws<OnnxExportException>(() => OnnxExporter.ToBytes(vit, vc, vh, vw, new OnnxExportOptions { Opset = 16 }));
         Assert.Equal("layer_norm", e.Op);
