@@ -129,6 +129,18 @@ public sealed class ExportCliTests : IDisposable
         AssertOneLineError(Run("export", VitCheckpoint(), _dir.File("x.onnx"), "--batch", "4"), "--batch", "--batch-dynamic false");
 
     [Fact]
+    public void NonPositiveFixedBatchIsAOneLineError() =>
+        AssertOneLineError(Run("export", VitCheckpoint(), _dir.File("x.onnx"), "--batch-dynamic", "false", "--batch", "0"), "--batch must be ≥ 1", "got 0");
+
+    [Fact]
+    public void OutputOverTheCheckpointItselfIsAOneLineError()
+    {
+        string ck = VitCheckpoint();
+        AssertOneLineError(Run("export", ck, ck), "is the checkpoint itself");
+        Assert.NotNull(VitSharp.Import.WeightImporter.LoadCheckpoint(ck));
+    }
+
+    [Fact]
     public void BenchOnnxReportsOnnxRuntimeBesideVitSharpWithTheSameLogits()
     {
         var r = Run("bench", "--model", "vit-fmnist", "--batch", "2", "--steps", "3", "--warmup", "1", "--onnx", "--json");
