@@ -41,11 +41,12 @@ SWIN = {"swin_t": 224, "swin_s": 224, "swin_b": 224, "swin_v2_t": 256, "swin_v2_
 def swin_forward_flops(model, image, batch):
     """As VitSharp.Models.Flops.SwinForwardFlops: the patch conv as a Linear; per block qkv, QK^T and A.V, proj over the
     map padded to whole windows, the MLP over the unpadded map; each merging's reduction; the head."""
+    import torch
     conv = model.features[0][0]
     c, ph, pw = conv.out_channels, conv.kernel_size[0], conv.kernel_size[1]
     h, w = image // ph, image // pw
     total = 2 * batch * h * w * (conv.in_channels * ph * pw) * c
-    stages = [m for m in model.features[1:] if len(m) and hasattr(m[0], "attn")]
+    stages = [m for m in model.features[1:] if isinstance(m, torch.nn.Sequential)]
     for i, stage in enumerate(stages):
         attn = stage[0].attn
         wh, ww = attn.window_size
@@ -269,7 +270,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--model", required=True, choices=sorted(PRESETS))
+    r.add_argument("--model", required=True, choices=sorted(PRESETS) + sorted(SWIN))
     r.add_argument("--batch", type=int, required=True)
     r.add_argument("--train", action="store_true")
     r.add_argument("--warmup", type=int, default=2)

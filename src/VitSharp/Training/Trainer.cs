@@ -83,7 +83,7 @@ public static class Trainer
             int frozen = FineTune.Freeze(model, trainable);
             progress?.Report(new TrainMessage($"frozen: {frozen} parameter tensor(s); training only {string.Join(", ", model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => p.Name))}"));
         }
-        (train, test, info) = FitChannels(model, train, test, info, options.Model, progress);
+        (train, test, info) = FitChannels(model, train, test, info, options.Init is { } initFile ? Path.GetFileName(initFile) : options.Model, progress);
 
         var augmentation = new List<ITransform>();
         if (options.ShiftPixels > 0) augmentation.Add(new RandomCrop(options.ShiftPixels));

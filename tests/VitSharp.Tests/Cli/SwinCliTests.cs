@@ -90,6 +90,17 @@ public sealed class SwinCliTests : IDisposable
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal(ckpt, Lines(r.Out)[^1]);
         Assert.Contains("bicubic", r.Out);
+        // Fine-tuning the imported Swin on grey Fashion-MNIST: the head is replaced (10 classes), the rest frozen, and
+        // the images repeated into its 3 channels, which the run says naming the weights it started from.
+        string ft = Path.Combine(_dir, "finetune");
+        var t = TrainCliTests.Run("train", "--init", ckpt, "--freeze", "--train-limit", "64", "--test-limit", "32", "--epochs", "1",
+            "--batch-size", "32", "--out", ft);
+        Assert.True(t.Code == 0, t.Err);
+        Assert.Contains("imported.safetensors takes 3-channel images", t.Out);
+        var tuned = Checkpoint.Load(Lines(t.Out)[^1]);
+        Assert.Equal(10, tuned.Info.Model.Kwargs["num_classes"]!.GetValue<int>());
+        Assert.Equal("SwinTransformerBlockV2", tuned.Info.Model.Kwargs["block"]!.GetValue<string>());
+
         var parity = TrainCliTests.Run("parity", TestFixtures.Prefix("swin"));
         Assert.True(parity.Code == 0, parity.Err);
         Assert.Contains("PASS: 65/65 within tolerance", parity.Out);
