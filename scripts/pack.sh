@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs VitSharp (library) and VitSharp.Cli (the `vit` .NET tool) into artifacts/packages, then builds and runs
+# Packs VitSharp (library), VitSharp.Serving (the HTTP server) and VitSharp.Cli (the `vit` .NET tool) into artifacts/packages, then builds and runs
 # samples/QuickStart against that folder feed. The sample restores into its own package cache
 # (artifacts/nuget-packages, VitSharp's entries wiped first), so it really uses the freshly packed .nupkg and not a
 # project reference or a stale copy. Exits non-zero when packing, the sample's build or the sample fails (the sample
@@ -11,9 +11,9 @@ packages="$root/artifacts/packages"
 cache="$root/artifacts/nuget-packages"
 say() { echo "pack: $*" >&2; }
 
-rm -rf "$packages" "$cache/vitsharp" "$cache/vitsharp.cli"
+rm -rf "$packages" "$cache/vitsharp" "$cache/vitsharp.serving" "$cache/vitsharp.cli"
 mkdir -p "$packages" "$cache"
-for project in src/VitSharp/VitSharp.csproj src/VitSharp.Cli/VitSharp.Cli.csproj; do
+for project in src/VitSharp/VitSharp.csproj src/VitSharp.Serving/VitSharp.Serving.csproj src/VitSharp.Cli/VitSharp.Cli.csproj; do
     dotnet pack "$root/$project" -c Release -o "$packages" --nologo -v quiet -clp:NoSummary
 done
 say "$(cd "$packages" && ls *.nupkg | tr '\n' ' ')→ artifacts/packages"

@@ -7,12 +7,14 @@ set -euo pipefail
 
 root="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Debian packages VitSharp uses at run time.
+# Debian packages VitSharp uses at run time, and the browser its tests drive.
 packages=(
     libopenblas0-pthread     # BLAS path for GEMM (OpenBLAS, pthreads)
     dataset-fashion-mnist    # Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) for training
     libspng0                 # PNG decoding and encoding (image folders, predict, attention maps)
     libturbojpeg0            # JPEG decoding (image folders, predict)
+    chromium                 # the browser test of `vit serve`'s page (headless, driven by Selenium)
+    chromium-driver          # chromedriver for it (/usr/bin/chromedriver; Selenium Manager never downloads one)
 )
 
 say() { echo "setup: $*" >&2; }

@@ -34,6 +34,14 @@ public sealed record AttentionMap(DecodedImage Image, float[] Map, int GridHeigh
 
     /// <summary>Writes <see cref="Overlay"/> as a PNG (<see cref="AttentionHeatmap.SavePng"/>).</summary>
     public void SavePng(string path, float opacity = 0.5f) => AttentionHeatmap.SavePng(path, Image, Map, GridHeight, GridWidth, opacity);
+
+    /// <summary><see cref="Overlay"/> encoded as an RGB PNG in memory (through libspng).</summary>
+    /// <exception cref="DataSetException">libspng is missing or encoding fails.</exception>
+    public byte[] ToPng(float opacity = 0.5f)
+    {
+        var o = Overlay(opacity);
+        return ImageEncoder.EncodePng(o.Pixels, o.Width, o.Height, 3, "attention overlay");
+    }
 }
 
 /// <summary>
@@ -181,11 +189,30 @@ public sealed class ImageClassifier
     /// <see cref="AttentionRollout.ForModel"/>), with the decoded image to draw it over (<see cref="AttentionMap.SavePng"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">The model is not of the ViT family (<see cref="SupportsAttention"/>).</exception>
+    /// <exception cref="DataSetException">The file is missing, unreadable, not a PNG or JPEG, or corrupt (the message names it).</exception>
     public AttentionMap AttentionMap(string path)
     {
-        var inspected = InspectedModel ?? throw new InvalidOperationException(
-            $"attention maps need a ViT-family model; {Checkpoint.Path} holds a {Checkpoint.Info.Model.Constructor}");
-        var original = ImageDecoder.Decode(path);
+        var inspected = RequireAttention();
+        return AttentionMap(inspected, ImageDecoder.Decode(path));
+    }
+
+    /// <summary>
+    /// The attention rollout of an encoded PNG or JPEG held in memory (as <see cref="AttentionMap(string)"/>);
+    /// <paramref name="name"/> names it in errors.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model is not of the ViT family (<see cref="SupportsAttention"/>).</exception>
+    /// <exception cref="DataSetException">The data is not a PNG or JPEG, or is corrupt (the message names it).</exception>
+    public AttentionMap AttentionMap(ReadOnlySpan<byte> encoded, string name = "image")
+    {
+        var inspected = RequireAttention();
+        return AttentionMap(inspected, ImageDecoder.Decode(encoded, name));
+    }
+
+    private IPatchTokenModel RequireAttention() => InspectedModel ?? throw new InvalidOperationException(
+        $"attention maps need a ViT-family model; {Checkpoint.Path} holds a {Checkpoint.Info.Model.Constructor}");
+
+    private AttentionMap AttentionMap(IPatchTokenModel inspected, DecodedImage original)
+    {
         var x = Preprocess(original);
         var (c, h, w) = InputShape;
         var (gh, gw) = inspected.PatchGrid;

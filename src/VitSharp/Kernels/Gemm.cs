@@ -122,27 +122,24 @@ public static class Gemm
                 Lda = lda, StrideA = strideA, B = pb, Ldb = ldb, StrideB = strideB, Beta = beta, C = pc, Ldc = ldc,
                 StrideC = strideC,
             };
-            int parts = Math.Min(batch, ComputeThreads.Count);
-            job.Per = (batch + parts - 1) / parts;
-            job.Batch = batch;
-            Parallel.For(0, (batch + job.Per - 1) / job.Per, job.Execute);
+            // Contiguous runs of batches per worker (a struct body: no allocation per call).
+            Parallel2.For(batch, Math.Min(batch, ComputeThreads.Count), job);
         }
     }
 
-    private sealed unsafe class BatchJob
+    private unsafe struct BatchJob : Parallel2.IChunkBody
     {
         public GemmBackend Backend;
         public bool TransA, TransB;
-        public int M, N, K, Lda, Ldb, Ldc, Per, Batch;
+        public int M, N, K, Lda, Ldb, Ldc;
         public long StrideA, StrideB, StrideC;
         public float Alpha, Beta;
         public float* A, B, C;
 
-        public void Execute(int part)
+        public readonly void Run(int chunk, int start, int length)
         {
-            int end = Math.Min(Batch, (part + 1) * Per);
-            for (int i = part * Per; i < end; i++)
-                Run(Backend, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, B + i * StrideB, Ldb, Beta,
+            for (int i = start; i < start + length; i++)
+                Gemm.Run(Backend, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, B + i * StrideB, Ldb, Beta,
                     C + i * StrideC, Ldc, parallel: false);
         }
     }

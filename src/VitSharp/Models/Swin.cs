@@ -475,7 +475,28 @@ public sealed class SwinTransformer : ImageModel<SwinTransformerConfig>
     protected override Tensor ForwardCore(Tensor img)
     {
         CheckInput(img);
-        var x = Norm.Forward(Features.Forward(img));   // [B, h, w, C]
+        var x = Norm.Forward(ForwardFeatures(img));   // [B, h, w, C]
         return Head.Forward(x.Mean(SpatialAxes));
+    }
+
+    /// <summary><c>features</c>: the patch embedding, stages and mergings, [B, c, H, W] → [B, h, w, C_last] (NHWC).</summary>
+    public Tensor ForwardFeatures(Tensor img)
+    {
+        if (Autograd.IsEnabled || TensorScope.Current is null || HasForwardHooksInTree()) return Features.Forward(img);
+        var x = img;
+        for (int i = 0; i < Features.Count; i++)
+        {
+            // Inference in a scope: each block's (and merging's) intermediates go back to the pool as soon as it is done.
+            if (i > 0 && Features[i] is Sequential stage)
+                for (int j = 0; j < stage.Count; j++) x = Step(stage[j], x);
+            else x = Step(Features[i], x);
+        }
+        return x;
+
+        static Tensor Step(Module m, Tensor x)
+        {
+            using var scope = TensorScope.Begin();
+            return scope.Handover(m.Forward(x));
+        }
     }
 }
