@@ -22,7 +22,22 @@ public static class BenchCommand
     public sealed record Result(
         string Model, int Batch, bool Train, int Threads, int Warmup, int Steps,
         double MedianMs, double MinMs, double MaxMs, double ImagesPerSecond, double GFlopPerStep, double GFlops,
-        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs, bool DataParallel = false);
+        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs, bool DataParallel = false, OnnxRuntimeResult? Onnx = null);
+
+    /// <summary>
+    /// ONNX Runtime's figures for the same model exported to ONNX (<c>--onnx</c>), timed in the same loop: each step runs
+    /// VitSharp and ONNX Runtime on the same images, alternating which goes first.
+    /// </summary>
+    /// <param name="Version">ONNX Runtime's version.</param>
+    /// <param name="Threads">Its intra-op threads (the same count as VitSharp's kernels).</param>
+    /// <param name="MedianMs">Median ms per step.</param>
+    /// <param name="MinMs">Fastest step.</param>
+    /// <param name="MaxMs">Slowest step.</param>
+    /// <param name="TimesMs">Every timed step.</param>
+    /// <param name="MaxAbsDifference">Max |VitSharp − ONNX Runtime| over the logits of the first step.</param>
+    /// <param name="ExportMs">How long the export took.</param>
+    public sealed record OnnxRuntimeResult(string Version, int Threads, double MedianMs, double MinMs, double MaxMs, double[] TimesMs,
+        double MaxAbsDifference, double ExportMs);
 
     /// <summary>Creates the command.</summary>
     public static Command Create(CliContext ctx)
@@ -39,10 +54,11 @@ public static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first", DefaultValueFactory = _ => 3 };
         var steps = new Option<int>("--steps") { Description = "Timed steps", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "End with one JSON object on the last line" };
+        var onnx = new Option<bool>("--onnx") { Description = "Also time the same model exported to ONNX in ONNX Runtime, in the same process, interleaved step by step with VitSharp (inference only)" };
         var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running the two halves of the batch on two cores at once (the default with ≥ 2 threads and batch ≥ 2)" };
         var cmd = new Command("bench", "Time inference or a training step of a model preset on random images (median, min, max ms; images/s; GFLOP/s; memory)")
         {
-            model, set, batch, train, threads, warmup, steps, json, noDataParallel,
+            model, set, batch, train, threads, warmup, steps, json, noDataParallel, onnx,
         };
         cmd.SetAction(pr =>
         {
@@ -57,7 +73,9 @@ public static class BenchCommand
             if (b < 1) throw new ArgumentException($"--batch must be ≥ 1, got {b}");
             if (w < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {w}");
             if (s < 1) throw new ArgumentException($"--steps must be ≥ 1, got {s}");
-            var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel), modelArgs: ModelArgsOption.Parse(pr.GetValue(set)));
+            if (pr.GetValue(onnx) && pr.GetValue(train)) throw new ArgumentException("--onnx times inference only: leave out --train");
+            var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel), modelArgs: ModelArgsOption.Parse(pr.GetValue(set)),
+                onnx: pr.GetValue(onnx));
             Write(ctx.Out, r, pr.GetValue(json));
             return CliApp.ExitOk;
         });
@@ -68,8 +86,11 @@ public static class BenchCommand
     /// <remarks>With <paramref name="dataParallel"/> (and ≥ 2 compute threads, batch ≥ 2), the batch's halves run at once
     /// on two cores (<see cref="DataParallel"/>: a model replica for training, the shared model for
     /// inference), as <c>vit train</c> does.</remarks>
+    /// <remarks>With <paramref name="onnx"/> (inference only) the model is also exported to ONNX (<see cref="VitSharp.Export.OnnxExporter"/>)
+    /// and run in ONNX Runtime on the same images within each step, the two alternating which goes first
+    /// (<see cref="OnnxRuntimeRunner"/>).</remarks>
     public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true,
-        IReadOnlyDictionary<string, string>? modelArgs = null)
+        IReadOnlyDictionary<string, string>? modelArgs = null, bool onnx = false)
     {
         Init.Seed(0);
         var spec = Trainer.WithModelArgs(preset.Spec, modelArgs, preset.Name);
@@ -96,10 +117,18 @@ public static class BenchCommand
         using var trainStep = step;
         using var dp = !train && dataParallel && batch >= 2 && DataParallel.Suits(vit) ? new DataParallel(vit) : null;
         Action<int, Tensor> forwardHalf = (_, x) => vit.Forward(x);   // one delegate for all steps
+        if (onnx && train) throw new ArgumentException("--onnx times inference only");
+        using var ort = onnx ? new OnnxRuntimeRunner(vit, images, VitSharp.Kernels.ComputeThreads.Count) : null;
         var times = new double[steps];
+        var ortTimes = new double[steps];
         long allocated = 0;
         for (int it = 0; it < warmup + steps; it++)
         {
+            if (ort is not null && it % 2 == 1)   // ONNX Runtime first on odd steps, VitSharp first on even ones
+            {
+                double ortMs = ort.Step();
+                if (it >= warmup) ortTimes[it - warmup] = ortMs;
+            }
             // All threads' allocations (the data-parallel step allocates on two).
             long bytes = GC.GetTotalAllocatedBytes(precise: true);
             long start = Stopwatch.GetTimestamp();
@@ -119,16 +148,30 @@ public static class BenchCommand
                 times[it - warmup] = ms;
                 allocated += GC.GetTotalAllocatedBytes(precise: true) - bytes;
             }
+            if (ort is not null && it % 2 == 0)
+            {
+                double ortMs = ort.Step();
+                if (it >= warmup) ortTimes[it - warmup] = ortMs;
+            }
+        }
+        OnnxRuntimeResult? ortResult = null;
+        if (ort is not null)
+        {
+            var o = ortTimes.Order().ToArray();
+            ortResult = new OnnxRuntimeResult(ort.Version, ort.Threads, Median(o), o[0], o[^1], ortTimes, ort.MaxAbsDifference, ort.ExportMs);
         }
 
         var sorted = times.Order().ToArray();
-        double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        double median = Median(sorted);
         double flops = train ? 3.0 * forwardFlops : forwardFlops;
         string name = modelArgs is { Count: > 0 } ? $"{preset.Name} ({string.Join(", ", modelArgs.Select(kv => $"{kv.Key}={kv.Value}"))})" : preset.Name;
         return new Result(name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
-            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, step?.IsDataParallel ?? dp is not null);
+            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, step?.IsDataParallel ?? dp is not null, ortResult);
     }
+
+    private static double Median(double[] sorted) =>
+        sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
 
     /// <summary>
     /// The training step <c>vit bench --train</c> times: the library's <see cref="TrainStep"/> with AdamW (learning rate
@@ -165,6 +208,13 @@ public static class BenchCommand
         o.WriteLine($"step: median {F1(r.MedianMs)} ms, min {F1(r.MinMs)} ms, max {F1(r.MaxMs)} ms");
         o.WriteLine($"throughput: {F1(r.ImagesPerSecond)} images/s (median); {F1(r.GFlops)} GFLOP/s effective ({r.GFlopPerStep.ToString("F2", Inv)} GFLOP per step{(r.Train ? ", 3× forward" : "")})");
         o.WriteLine($"memory: peak working set {F1(r.PeakRssMb)} MB; managed bytes allocated per step (all threads): {r.AllocBytesPerStep.ToString("N0", Inv)}");
+        if (r.Onnx is { } x)
+        {
+            o.WriteLine($"onnx runtime {x.Version} (the same model exported to ONNX in {F1(x.ExportMs)} ms, {x.Threads} intra-op threads, interleaved with VitSharp): " +
+                        $"median {F1(x.MedianMs)} ms, min {F1(x.MinMs)} ms, max {F1(x.MaxMs)} ms; {F1(r.Batch * 1000.0 / x.MedianMs)} images/s");
+            o.WriteLine($"vitsharp / onnx runtime: {(r.MedianMs / x.MedianMs).ToString("F2", Inv)}× the time (median; below 1: VitSharp faster); " +
+                        $"max |logits difference| {x.MaxAbsDifference.ToString("E1", Inv)}");
+        }
         if (!json) return;
         var root = new JsonObject
         {
@@ -185,6 +235,17 @@ public static class BenchCommand
             ["alloc_bytes_per_step"] = r.AllocBytesPerStep,
             ["times_ms"] = new JsonArray(r.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
         };
+        if (r.Onnx is { } ox)
+            root["onnx"] = new JsonObject
+            {
+                ["version"] = ox.Version,
+                ["threads"] = ox.Threads,
+                ["median_ms"] = Math.Round(ox.MedianMs, 3),
+                ["min_ms"] = Math.Round(ox.MinMs, 3),
+                ["max_ms"] = Math.Round(ox.MaxMs, 3),
+                ["max_abs_difference"] = ox.MaxAbsDifference,
+                ["times_ms"] = new JsonArray(ox.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
+            };
         o.WriteLine(root.ToJsonString());
     }
 }

@@ -39,6 +39,7 @@ public static class CliApp
         root.Subcommands.Add(PredictCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
         root.Subcommands.Add(ImportCommand.Create(context));
+        root.Subcommands.Add(ExportCommand.Create(context));
         root.Subcommands.Add(ServeCommand.Create(context));
 
         ParseResult parsed;
@@ -78,7 +79,8 @@ public static class CliApp
         VitSharp.IO.SafeTensorsException or VitSharp.IO.TorchFileException or VitSharp.IO.NpzException or VitSharp.Parity.ParityException or VitSharp.Models.ModelConfigException
             or VitSharp.NN.StateDictException or ArgumentException or IOException or UnauthorizedAccessException
             or System.Text.Json.JsonException or FormatException or InvalidDataException
-            or VitSharp.Data.DataSetException or VitSharp.Training.CheckpointException or VitSharp.Training.NonFiniteLossException or VitSharp.Import.ImportException => e.Message,
+            or VitSharp.Data.DataSetException or VitSharp.Training.CheckpointException or VitSharp.Training.NonFiniteLossException or VitSharp.Import.ImportException
+            or VitSharp.Export.OnnxExportException => e.Message,
         OutOfMemoryException => "out of memory: " + e.Message,
         // Anything else is a bug in VitSharp: say so, with the type, so it can be reported.
         _ => $"internal error ({e.GetType().Name}): {e.Message} (run with --verbose for the stack trace)",

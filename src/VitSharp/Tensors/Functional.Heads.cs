@@ -21,6 +21,7 @@ public static partial class F
         shape[1] = g;
         var y = Tensor.Empty(shape);
         MixHeadsKernel.Forward(x.Data, weight.Data, b, h, g, rest, y.Data);
+        OpTrace.Current?.Op("mix_heads", y, [x, weight], OpAttributes.None);
         var st = new MixHeadsState { X = x, Weight = weight, B = b, H = h, G = g, Rest = rest };
         return Autograd.Record(y, "mix_heads", [x, weight], st, static (in MixHeadsState s, Tensor r) =>
         {

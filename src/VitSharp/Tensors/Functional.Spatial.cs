@@ -58,6 +58,7 @@ public static partial class F
         var y = Tensor.Empty(b, k, l);
         var body = new WindowImages { Src = x.Data, Dst = y.Data, Window = window, C = c, H = h, W = w, L = l, Img = c * h * w, Col = k * l };
         Parallel2.For(b, Parallel2.Chunks(b, body.Col), body);
+        OpTrace.Current?.Op("unfold", y, [x], new OpAttributes { Window = window });
         return Autograd.Record(y, "unfold", [x], new WindowState { X = x, Body = body, B = b }, WindowImagesBackward);
     }
 
@@ -81,6 +82,7 @@ public static partial class F
         var y = Tensor.Empty(b, c, outH, outW);
         var body = new WindowImages { Src = cols.Data, Dst = y.Data, Window = window, C = c, H = outH, W = outW, L = l, Img = c * outH * outW, Col = k * l, Fold = true };
         Parallel2.For(b, Parallel2.Chunks(b, body.Col), body);
+        OpTrace.Current?.Op("fold", y, [cols], new OpAttributes { Window = window, Ints = [outH, outW] });
         return Autograd.Record(y, "fold", [cols], new WindowState { X = cols, Body = body, B = b }, WindowImagesBackward);
     }
 
@@ -114,6 +116,7 @@ public static partial class F
             // Depthwise: a direct kernel (a GEMM per channel would have one row and kh·kw columns of depth).
             int mult = cout / cin, chunks = Parallel2.Chunks(cin, (long)b * mult * g.L * window.KernelH * window.KernelW);
             Parallel2.For(cin, chunks, new Depthwise { G = g, X = x.Data, Weight = weight.Data, Bias = bias?.Data, Out = y.Data });
+            OpTrace.Current?.Op("conv2d_depthwise", y, [x, weight, bias], new OpAttributes { Window = window, Ints = [groups] });
             return Autograd.Record(y, "conv2d_depthwise", [x, weight, bias], new ConvState { X = x, Weight = weight, Bias = bias, G = g, Chunks = chunks },
                 static (in ConvState s, Tensor r) =>
                 {
@@ -129,6 +132,7 @@ public static partial class F
         float[]? cols = Scratch(g.ColumnsLength(nb)), yBlock = Scratch(g.BlockLength(nb));
         Conv2dKernel.Forward(g, nb, x.Data, weight.Data, bias is null ? default : bias.Data.AsSpan(0, cout), cols, yBlock, y.Data);
         Release(cols); Release(yBlock);
+        OpTrace.Current?.Op("conv2d", y, [x, weight, bias], new OpAttributes { Window = window, Ints = [groups] });
         return Autograd.Record(y, "conv2d", [x, weight, bias], new ConvState { X = x, Weight = weight, Bias = bias, G = g },
             static (in ConvState s, Tensor r) =>
             {
@@ -220,6 +224,7 @@ public static partial class F
         var y = Tensor.Empty(x.ShapeSpan);
         var body = new BatchNormChannels { Mode = 1, X = xd, B = b, C = c, S = s, Mean = mean, Rstd = rstd, Weight = weight?.Data, Bias = bias?.Data, Y = y.Data };
         Parallel2.For(c, chunks, body);
+        OpTrace.Current?.Op("batch_norm", y, [x, runningMean, runningVar, weight, bias], new OpAttributes { Scalar = eps, Flag = batchStats });
         var st = new BatchNormState { X = x, Weight = weight, Bias = bias, Body = body, Chunks = chunks, BatchStats = batchStats };
         return Autograd.Record(y, "batch_norm", [x, weight, bias], st, static (in BatchNormState s, Tensor r) =>
         {
@@ -295,6 +300,7 @@ public static partial class F
         int chunks = Parallel2.Chunks(planes, (long)oh * ow * window.KernelH * window.KernelW);
         var body = new PoolPlanes { X = x.Data, Y = y.Data, Window = window, H = h, W = w, OutH = oh, OutW = ow, Max = true };
         Parallel2.For(planes, chunks, body);
+        OpTrace.Current?.Op("max_pool2d", y, [x], new OpAttributes { Window = window });
         return Autograd.Record(y, "max_pool2d", [x], new PoolState { X = x, Body = body, Planes = planes, Chunks = chunks }, PoolBackward);
     }
 
@@ -316,6 +322,7 @@ public static partial class F
         int chunks = Parallel2.Chunks(planes, Math.Max(h * w, outH * outW));
         var body = new PoolPlanes { X = x.Data, Y = y.Data, H = h, W = w, OutH = outH, OutW = outW };
         Parallel2.For(planes, chunks, body);
+        OpTrace.Current?.Op("adaptive_avg_pool2d", y, [x], new OpAttributes { Ints = [outH, outW] });
         return Autograd.Record(y, "adaptive_avg_pool2d", [x], new PoolState { X = x, Body = body, Planes = planes, Chunks = chunks }, PoolBackward);
     }
 }

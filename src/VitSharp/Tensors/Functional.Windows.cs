@@ -21,6 +21,7 @@ public static partial class F
             throw new ArgumentException($"gather_rows: output {Tensor.ShapeString(shape)} is not {b} items of {map.Length} rows of {c}");
         var y = Tensor.Empty(shape);
         GatherRowsKernel.Forward(x.Data, map, b, rowsIn, c, y.Data);
+        OpTrace.Current?.Op("gather_rows", y, [x], new OpAttributes { Ints = [rowsIn], Index = map });
         var st = new GatherRowsState { X = x, Map = map, B = b, RowsIn = rowsIn, C = c };
         return Autograd.Record(y, "gather_rows", [x], st, static (in GatherRowsState s, Tensor r) =>
             GatherRowsKernel.Backward(r.Grad!.Data, s.Map, s.B, s.RowsIn, s.C, s.X.GradSpan()));
@@ -41,6 +42,7 @@ public static partial class F
             if ((uint)i >= (uint)t) throw new ArgumentException($"relative_position_bias: index {i} is outside the table's {t} rows");
         var y = Tensor.Empty(heads, n, n);
         WindowBiasKernel.GatherForward(table.Data, index, heads, y.Data);
+        OpTrace.Current?.Op("relative_position_bias", y, [table], new OpAttributes { Ints = [n], Index = index });
         return Autograd.Record(y, "relative_position_bias", [table], new WindowBiasState { X = table, Index = index, Heads = heads },
             static (in WindowBiasState s, Tensor r) => WindowBiasKernel.GatherBackward(r.Grad!.Data, s.Index!, s.Heads, s.X.GradSpan()));
     }
@@ -60,6 +62,7 @@ public static partial class F
             throw new ArgumentException($"window_bias: mask of {mask.Length} entries for {windows} windows of {p}");
         var y = Tensor.Empty(scores.ShapeSpan);
         WindowBiasKernel.AddForward(scores.Data, bias.Data, mask, g, windows, heads, p, y.Data);
+        OpTrace.Current?.Op("window_bias", y, [scores, bias], new OpAttributes { Ints = [windows], Values = mask });
         var st = new WindowBiasState { X = scores, Bias = bias, Groups = g, Heads = heads, P = p };
         return Autograd.Record(y, "window_bias", [scores, bias], st, static (in WindowBiasState s, Tensor r) =>
             WindowBiasKernel.AddBackward(r.Grad!.Data, s.Groups, s.Heads, s.P,
@@ -86,6 +89,7 @@ public static partial class F
             denom[r] = d;
             System.Numerics.Tensors.TensorPrimitives.Divide(row, d, y.Data.AsSpan(r * c, c));
         }
+        OpTrace.Current?.Op("normalize", y, [x], new OpAttributes { Scalar = eps });
         var st = new NormalizeState { X = x, Denom = denom, Rows = rows, C = c, Eps = eps };
         return Autograd.Record(y, "normalize", [x], st, static (in NormalizeState s, Tensor r) =>
         {

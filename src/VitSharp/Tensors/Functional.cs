@@ -28,6 +28,7 @@ public static partial class F
         }
         Gemm.Sgemm(false, true, rows, outF, inF, 1f, x.Data, inF, weight.Data, inF, beta, y.Data, outF);
         var st = new LinearState { X = x, Weight = weight, Bias = bias, Rows = rows, In = inF, Out = outF };
+        OpTrace.Current?.Op("linear", y, [x, weight, bias], OpAttributes.None);
         return Autograd.Record(y, "linear", [x, weight, bias], st, static (in LinearState s, Tensor r) =>
         {
             var g = r.Grad!.Data;
@@ -80,6 +81,7 @@ public static partial class F
         var rstd = TensorScope.Allocate(rows, clear: false);
         int chunks = Parallel2.Chunks(rows, c);
         Parallel2.For(rows, chunks, new LayerNormChunks { X = x.Data, W = weight.Data, B = bias.Data, Mean = mean, Rstd = rstd, Y = y.Data, Eps = eps, C = c });
+        OpTrace.Current?.Op("layer_norm", y, [x, weight, bias], new OpAttributes { Scalar = eps });
         var st = new LayerNormState { X = x, Weight = weight, Bias = bias, Mean = mean, Rstd = rstd, Rows = rows, C = c, Chunks = chunks };
         return Autograd.Record(y, "layer_norm", [x, weight, bias], st, static (in LayerNormState s, Tensor r) =>
         {
@@ -112,6 +114,7 @@ public static partial class F
         int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
         var y = Tensor.Empty(x.ShapeSpan);
         Kernels.SoftmaxKernel.Forward(x.Data, rows, cols, y.Data);
+        OpTrace.Current?.Op("softmax", y, [x], OpAttributes.None);
         return Autograd.Record(y, "softmax", [x], new RowsState { X = x, Rows = rows, Cols = cols }, static (in RowsState s, Tensor r) =>
             Kernels.SoftmaxKernel.Backward(r.Grad!.Data, r.Data, s.Rows, s.Cols, s.X.GradSpan()));
     }
@@ -124,6 +127,7 @@ public static partial class F
         int cols = x.Dim(-1), rows = cols == 0 ? 0 : x.Size / cols;
         var y = Tensor.Empty(x.ShapeSpan);
         Kernels.SoftmaxKernel.LogForward(x.Data, rows, cols, y.Data);
+        OpTrace.Current?.Op("log_softmax", y, [x], OpAttributes.None);
         return Autograd.Record(y, "log_softmax", [x], new RowsState { X = x, Rows = rows, Cols = cols }, static (in RowsState s, Tensor r) =>
             Kernels.SoftmaxKernel.LogBackward(r.Grad!.Data, r.Data, s.Rows, s.Cols, s.X.GradSpan()));
     }
@@ -138,6 +142,7 @@ public static partial class F
         for (int i = 0; i < mask.Length; i++) mask[i] = rng.NextSingle() >= p ? keep : 0f;
         var y = Tensor.Empty(x.ShapeSpan);
         TensorPrimitives.Multiply(x.Data, mask, y.Data);
+        OpTrace.Current?.Op("dropout", y, [x], new OpAttributes { Scalar = p });
         return Autograd.Record(y, "dropout", [x], new RowsState { X = x, Buf0 = mask }, static (in RowsState s, Tensor r) =>
         {
             var dx = s.X.GradSpan();
@@ -159,6 +164,7 @@ public static partial class F
         float loss = Kernels.CrossEntropyKernel.Forward(logits.Data, lab.AsSpan(0, rows), rows, k, labelSmoothing, logProbs);
         var y = Tensor.Empty(); y.Data[0] = loss;
         if (!Autograd.Needs(logits)) System.Buffers.ArrayPool<int>.Shared.Return(lab);
+        OpTrace.Current?.Op("cross_entropy", y, [logits], OpAttributes.None);
         var st = new RowsState { X = logits, Buf0 = logProbs, Labels = lab, Rows = rows, Cols = k, Value = labelSmoothing };
         return Autograd.Record(y, "cross_entropy", [logits], st, static (in RowsState s, Tensor r) =>
         {
@@ -185,6 +191,7 @@ public static partial class F
         var logP = TensorScope.Allocate(logits.Size, clear: false);
         float loss = Kernels.SoftTargetKLKernel.Forward(logits.Data, targetLogits.Data, rows, k, temperature, logQ, logP);
         var y = Tensor.Empty(); y.Data[0] = loss;
+        OpTrace.Current?.Op("soft_target_kl", y, [logits, targetLogits], OpAttributes.None);
         var st = new RowsState { X = logits, Buf0 = logQ, Buf1 = logP, Rows = rows, Cols = k, Value = temperature };
         return Autograd.Record(y, "soft_target_kl", [logits], st, static (in RowsState s, Tensor r) =>
             Kernels.SoftTargetKLKernel.Backward(r.Grad!.Data[0], s.Buf0, s.Buf1, s.Rows, s.Cols, s.Value, s.X.GradSpan()));
@@ -210,11 +217,13 @@ public static partial class F
         {
             // Inference: each group's probabilities stay in its scratch rows ([B, H, N, N] is never written).
             Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, null, o.Data);
+            OpTrace.Current?.Op("mha", o, [qkv], new OpAttributes { Ints = [heads], Scalar = s });
             OpProfiler.Forward("mha");
             return o;
         }
         var p = TensorScope.Allocate(checked(b * heads * n * n), clear: false);
         Kernels.AttentionKernel.ForwardPacked(qkv.Data, b, n, heads, d, s, p, o.Data);
+        OpTrace.Current?.Op("mha", o, [qkv], new OpAttributes { Ints = [heads], Scalar = s });
         probs?.Invoke(Tensor.Scoped(p, [b, heads, n, n]));
         var st = new AttentionState { Q = qkv, P = p, Groups = b, N = n, M = heads, D = d, Scale = s };
         return Autograd.Record(o, "mha", [qkv], st, static (in AttentionState s, Tensor r) =>
@@ -244,6 +253,7 @@ public static partial class F
         var o = Tensor.Empty(q.ShapeSpan);
         var p = TensorScope.Allocate(checked(groups * n * m), clear: false);
         Kernels.AttentionKernel.Forward(q.Data, k.Data, v.Data, groups, n, m, d, s, p, o.Data);
+        OpTrace.Current?.Op("sdpa", o, [q, k, v], new OpAttributes { Scalar = s });
         if (probs is not null)
         {
             var pShape = q.Shape; pShape[^1] = m;

@@ -77,6 +77,7 @@ public sealed partial class Tensor
             var body = new BinaryForward { A = a.Data, B = b.Data, Out = result.Data, Op = op };
             Broadcast.ForEachRow(bc.OutShape.Values, bc.StridesA.Values, bc.StridesB.Values, ref body);
         }
+        OpTrace.Current?.Op(name, result, [a, b], OpAttributes.None);
         return Autograd.Record(result, name, [a, b], new BinaryState { A = a, B = b, Bc = bc, Op = op, Same = same }, BinaryBackwardFn);
     }
 
@@ -144,6 +145,7 @@ public sealed partial class Tensor
         var result = Empty(_shape);
         TensorPrimitives.Multiply(Data, scale, result.Data);
         if (shift != 0) TensorPrimitives.Add(result.Data, shift, result.Data);
+        OpTrace.Current?.Op("affine", result, [this], new OpAttributes { Scalar = scale, Scalar2 = shift });
         return Autograd.Record(result, "affine", [this], new UnaryState { X = this, Scale = scale }, static (in UnaryState s, Tensor r) =>
         {
             var dx = s.X.GradSpan();
@@ -173,6 +175,7 @@ public sealed partial class Tensor
     {
         var result = Empty(_shape);
         TensorPrimitives.Max(Data, 0f, result.Data);
+        OpTrace.Current?.Op("relu", result, [this], OpAttributes.None);
         return Autograd.Record(result, "relu", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
         {
             var dx = s.X.GradSpan(); var g = r.Grad!.Data; var xd = s.X.Data;
@@ -185,6 +188,7 @@ public sealed partial class Tensor
     {
         var result = Empty(_shape);
         TensorPrimitives.Tanh(Data, result.Data);
+        OpTrace.Current?.Op("tanh", result, [this], OpAttributes.None);
         return Autograd.Record(result, "tanh", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
         {
             var dx = s.X.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
@@ -197,6 +201,7 @@ public sealed partial class Tensor
     {
         var result = Empty(_shape);
         TensorPrimitives.Exp(Data, result.Data);
+        OpTrace.Current?.Op("exp", result, [this], OpAttributes.None);
         return Autograd.Record(result, "exp", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
         {
             var dx = s.X.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
@@ -209,6 +214,7 @@ public sealed partial class Tensor
     {
         var result = Empty(_shape);
         TensorPrimitives.Sigmoid(Data, result.Data);
+        OpTrace.Current?.Op("sigmoid", result, [this], OpAttributes.None);
         return Autograd.Record(result, "sigmoid", [this], new UnaryState { X = this }, static (in UnaryState s, Tensor r) =>
         {
             var dx = s.X.GradSpan(); var g = r.Grad!.Data; var y = r.Data;
@@ -221,6 +227,7 @@ public sealed partial class Tensor
     {
         var result = Empty(_shape);
         TensorPrimitives.Min(Data, max, result.Data);
+        OpTrace.Current?.Op("clamp_max", result, [this], new OpAttributes { Scalar = max });
         return Autograd.Record(result, "clamp_max", [this], new UnaryState { X = this, Scale = max }, static (in UnaryState s, Tensor r) =>
         {
             var dx = s.X.GradSpan(); var g = r.Grad!.Data; var xd = s.X.Data;
@@ -244,6 +251,7 @@ public sealed partial class Tensor
         var result = Empty(_shape);
         int chunks = Kernels.Parallel2.Chunks(Size, 1);
         Kernels.Parallel2.For(Size, chunks, new GeluChunks { X = Data, Y = result.Data });
+        OpTrace.Current?.Op("gelu", result, [this], OpAttributes.None);
         return Autograd.Record(result, "gelu", [this], new UnaryState { X = this, Chunks = chunks }, static (in UnaryState s, Tensor r) =>
         {
             var x = s.X;

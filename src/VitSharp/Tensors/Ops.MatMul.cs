@@ -32,6 +32,7 @@ public sealed partial class Tensor
 
         Batched(transA, transB, m, n, k, a.Data, lda, sA, b.Data, ldb, sB, result.Data, n, sC, batch, 0f);
 
+        OpTrace.Current?.Op("matmul", result, [a, b], new OpAttributes { Flag = transA, Flag2 = transB });
         var st = new MatMulState { A = a, B = b, TransA = transA, TransB = transB, M = m, N = n, K = k, Batch = batch, SA = sA, SB = sB, SC = sC };
         return Autograd.Record(result, "matmul", [a, b], st, static (in MatMulState s, Tensor r) =>
         {

@@ -28,6 +28,7 @@ public sealed partial class Tensor
         }
         if (CheckedSize(dims) != Size) throw new ArgumentException($"cannot reshape {ShapeString(_shape)} ({Size} elements) to {ShapeString(dims)}");
         var result = Scoped(Data, dims);
+        OpTrace.Current?.Op("reshape", result, [this], OpAttributes.None);
         return Autograd.Record(result, "reshape", [this], new ViewState { X = this }, static (in ViewState s, Tensor r) => s.X.AccumulateGrad(r.Grad!.Data));
     }
 
@@ -94,6 +95,12 @@ public sealed partial class Tensor
         var result = Empty(outShape);
         var body = new Gather { Src = Data, Dst = result.Data };
         Broadcast.ForEachRow(outShape, strides, st.Zeros.Values, ref body);
+        if (OpTrace.Current is { } tracer)
+        {
+            var perm = new int[Rank];
+            for (int i = 0; i < Rank; i++) perm[i] = NormDim(dims[i]);
+            tracer.Op("permute", result, [this], new OpAttributes { Ints = perm });
+        }
         return Autograd.Record(result, "permute", [this], st, ScatterBackward);
     }
 
@@ -116,6 +123,7 @@ public sealed partial class Tensor
         var result = Empty(shape);
         var body = new Gather { Src = Data, Dst = result.Data };
         Broadcast.ForEachRow(st.OutShape.Values, st.In.Values, st.Zeros.Values, ref body);
+        OpTrace.Current?.Op("broadcast_to", result, [this], OpAttributes.None);
         return Autograd.Record(result, "broadcast_to", [this], st, ScatterBackward);
     }
 
@@ -162,6 +170,7 @@ public sealed partial class Tensor
             offset += w;
         }
         // Start carries the dimension; the inputs come from the node (their widths give the offsets).
+        OpTrace.Current?.Op("cat", result, tensors.ToArray(), new OpAttributes { Ints = [d] });
         return Autograd.Record(result, "cat", tensors!, new SliceState { Outer = outer, Inner = inner, Start = d, Total = total }, static (in SliceState s, Tensor r) =>
         {
             var g = r.Grad!.Data;
@@ -195,6 +204,7 @@ public sealed partial class Tensor
         for (int o = 0; o < outer; o++)
             Data.AsSpan(o * extent * inner + start * inner, w).CopyTo(result.Data.AsSpan(o * w, w));
         var st = new SliceState { X = this, Outer = outer, Extent = extent, Inner = inner, Start = start, Total = w };
+        OpTrace.Current?.Op("slice", result, [this], new OpAttributes { Ints = [d, start, length] });
         return Autograd.Record(result, "slice", [this], st, static (in SliceState s, Tensor r) =>
         {
             var dx = s.X.GradSpan(); var g = r.Grad!.Data;
@@ -221,6 +231,7 @@ public sealed partial class Tensor
                 Data.AsSpan((o * extent + indices[j]) * inner, inner).CopyTo(result.Data.AsSpan((o * n + j) * inner, inner));
         var x = this;
         var idx = (int[])indices.Clone();
+        OpTrace.Current?.Op("index_select", result, [x], new OpAttributes { Ints = [d], Index = idx });
         return Autograd.Record(result, "index_select", [x], r =>
         {
             var dx = x.GradSpan(); var g = r.Grad!.Data;
@@ -268,6 +279,12 @@ public sealed partial class Tensor
         // Walk the input; the result (in kept layout) is the strided destination.
         var body = new ReduceRows { Src = Data, Dst = result.Data, Scale = st.Scale };
         Broadcast.ForEachRow(_shape, st.Strides.Values, st.Zeros.Values, ref body);
+        if (OpTrace.Current is { } tracer)
+        {
+            var axes = new List<int>();
+            for (int i = 0; i < Rank; i++) if (reduce[i]) axes.Add(i);
+            tracer.Op(mean ? "mean" : "sum", result, [this], new OpAttributes { Ints = axes.ToArray(), Flag = keepDim });
+        }
         return Autograd.Record(result, mean ? "mean" : "sum", [this], st, static (in ReduceState s, Tensor r) =>
         {
             var back = new ExpandRows { G = r.Grad!.Data, Dst = s.X.Grad0(), Scale = s.Scale };

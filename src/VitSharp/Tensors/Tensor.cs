@@ -193,10 +193,17 @@ public sealed partial class Tensor
     }
 
     /// <summary>A copy of the data without history (does not require a gradient).</summary>
-    public Tensor Detach() => Scoped(Data, _shape);
+    public Tensor Detach() => Traced("detach", Scoped(Data, _shape));
 
     /// <summary>A deep copy of the data without history.</summary>
-    public Tensor Clone() => new((float[])Data.Clone(), _shape);
+    public Tensor Clone() => Traced("clone", new((float[])Data.Clone(), _shape));
+
+    /// <summary>Reports a copy of this tensor to the thread's <see cref="IOpTracer"/> (ONNX export sees it as the identity).</summary>
+    private Tensor Traced(string name, Tensor copy)
+    {
+        OpTrace.Current?.Op(name, copy, [this], OpAttributes.None);
+        return copy;
+    }
 
     /// <summary>
     /// Returns the gradient buffer, creating a zero-filled one when absent: leaves (parameters) get their own
