@@ -190,6 +190,10 @@ public static unsafe class ImageDecoder
         string declared = $"IHDR declares {ihdr.Width}×{ihdr.Height} ({ihdr.BitDepth}-bit, colour type {ihdr.ColorType}{(ihdr.InterlaceMethod != 0 ? ", interlaced" : "")}) = {expected} bytes of raw image data";
         if (expected > MaxDeflateRatio * idat.LongLength + 1024)
             throw new DataSetException($"{name}: {declared}, but its IDAT chunks hold only {idat.Length} compressed bytes (deflate expands at most {MaxDeflateRatio}:1)");
+        // zlib's FDICT flag (bit 5 of the header's second byte): inflate would stop asking for a preset dictionary
+        // (Z_NEED_DICT, which .NET reports as a ZLibException); PNG forbids one.
+        if (idat.Length >= 2 && (idat[1] & 0x20) != 0)
+            throw new DataSetException($"{name}: corrupt PNG: the IDAT zlib header {idat[0]:X2} {idat[1]:X2} asks for a preset dictionary (FDICT), which PNG does not allow");
         long got = 0;
         try
         {
@@ -202,9 +206,9 @@ public static unsafe class ImageDecoder
                 if (got > expected) break;
             }
         }
-        catch (InvalidDataException)
+        catch (Exception e) when (e is InvalidDataException or IOException)   // IOException: ZLibException, zlib's other error codes
         {
-            throw new DataSetException($"{name}: corrupt PNG: the IDAT image data is not a valid zlib stream (after {got} of {expected} decompressed bytes)");
+            throw new DataSetException($"{name}: corrupt PNG: the IDAT image data is not a valid zlib stream (after {got} of {expected} decompressed bytes)", e);
         }
         if (got < expected)
             throw new DataSetException($"{name}: {declared}, but the image data decompresses to only {got} bytes (truncated or short IDAT)");
