@@ -85,8 +85,8 @@ public static class BenchCommand
     /// <summary>Builds the preset (seed 0) and times <paramref name="warmup"/> + <paramref name="steps"/> steps.</summary>
     /// <remarks>With <paramref name="dataParallel"/> (and ≥ 2 compute threads, batch ≥ 2), the batch's halves run at once
     /// on two cores (<see cref="DataParallel"/>: a model replica for training, the shared model for
-    /// inference), as <c>vit train</c> does.</remarks>
-    /// <remarks>With <paramref name="onnx"/> (inference only) the model is also exported to ONNX (<see cref="VitSharp.Export.OnnxExporter"/>)
+    /// inference), as <c>vit train</c> does.
+    /// With <paramref name="onnx"/> (inference only) the model is also exported to ONNX (<see cref="VitSharp.Export.OnnxExporter"/>)
     /// and run in ONNX Runtime on the same images within each step, the two alternating which goes first
     /// (<see cref="OnnxRuntimeRunner"/>).</remarks>
     public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true,
@@ -102,7 +102,6 @@ public static class BenchCommand
                 Flops.SwinForwardFlops(sw.Config, batch, preset.ImageSize, preset.ImageSize)),
             _ => throw new ArgumentException($"vit bench supports ViT and Swin presets, '{preset.Name}' is a {module.GetType().Name}"),
         };
-        var vit = module;
         var images = Tensor.RandN(new Random(1), 0, 1, batch, channels, height, width);
         int classes = Math.Max(1, numClasses);
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
@@ -110,15 +109,15 @@ public static class BenchCommand
         if (train)
         {
             if (numClasses <= 0) throw new ArgumentException($"--train needs a preset with classes, '{preset.Name}' has none");
-            step = CreateTrainStep(vit, spec, dataParallel && batch >= 2);
+            step = CreateTrainStep(module, spec, dataParallel && batch >= 2);
         }
-        else vit.Eval();
+        else module.Eval();
 
         using var trainStep = step;
-        using var dp = !train && dataParallel && batch >= 2 && DataParallel.Suits(vit) ? new DataParallel(vit) : null;
-        Action<int, Tensor> forwardHalf = (_, x) => vit.Forward(x);   // one delegate for all steps
+        using var dp = !train && dataParallel && batch >= 2 && DataParallel.Suits(module) ? new DataParallel(module) : null;
+        Action<int, Tensor> forwardHalf = (_, x) => module.Forward(x);   // one delegate for all steps
         if (onnx && train) throw new ArgumentException("--onnx times inference only");
-        using var ort = onnx ? new OnnxRuntimeRunner(vit, images, VitSharp.Kernels.ComputeThreads.Count) : null;
+        using var ort = onnx ? new OnnxRuntimeRunner(module, images, VitSharp.Kernels.ComputeThreads.Count) : null;
         var times = new double[steps];
         var ortTimes = new double[steps];
         long allocated = 0;
@@ -140,7 +139,7 @@ public static class BenchCommand
             {
                 using (TensorScope.Begin(recycleTensors: true))
                 using (Autograd.NoGrad())
-                    vit.Forward(images);
+                    module.Forward(images);
             }
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             if (it >= warmup)

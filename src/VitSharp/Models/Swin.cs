@@ -188,14 +188,13 @@ public class ShiftedWindowAttention : Module
         WindowSize = windowSize; ShiftSize = shiftSize; NumHeads = numHeads;
         Qkv = RegisterModule("qkv", new Linear(dim, dim * 3));
         Proj = RegisterModule("proj", new Linear(dim, dim));
+        Index = RelativePositionIndex(windowSize);
         if (!v2)
         {
             int t = (2 * windowSize.H - 1) * (2 * windowSize.W - 1);
             RelativePositionBiasTable = RegisterParameter("relative_position_bias_table", Init.TruncNormal(0.02f, t, numHeads));
-            Index = RelativePositionIndex(windowSize);
-            RegisterBuffer("relative_position_index", new Tensor(Index.Select(i => (float)i).ToArray(), Index.Length));
+            RegisterIndexBuffer();
         }
-        else Index = RelativePositionIndex(windowSize);
         _attnDropout = RegisterModule("attn_dropout", new Dropout(attentionDropout));
         _dropout = RegisterModule("dropout", new Dropout(dropout));
         Attend = RegisterModule("attend", new AttentionProbabilities());
@@ -204,6 +203,11 @@ public class ShiftedWindowAttention : Module
     /// <summary>Creates a version-1 layer.</summary>
     public ShiftedWindowAttention(int dim, (int H, int W) windowSize, (int H, int W) shiftSize, int numHeads, float attentionDropout = 0f, float dropout = 0f)
         : this(dim, windowSize, shiftSize, numHeads, attentionDropout, dropout, v2: false) { }
+
+    /// <summary>Registers <see cref="Index"/> as the buffer <c>relative_position_index</c> (where torchvision registers it:
+    /// after the bias table in v1, after <c>relative_coords_table</c> in v2).</summary>
+    protected void RegisterIndexBuffer() =>
+        RegisterBuffer("relative_position_index", new Tensor(Index.Select(i => (float)i).ToArray(), Index.Length));
 
     /// <summary>torchvision's <c>relative_position_index</c>: for tokens i, j of a window,
     /// (yi − yj + wh − 1)·(2ww − 1) + (xi − xj + ww − 1), flattened [N·N].</summary>
@@ -271,7 +275,7 @@ public sealed class ShiftedWindowAttentionV2 : ShiftedWindowAttention
     {
         CpbMlp = RegisterModule("cpb_mlp", new Sequential(new Linear(2, 512), new ReLU(), new Linear(512, numHeads, bias: false)));
         RelativeCoordsTable = RegisterBuffer("relative_coords_table", CoordsTable(windowSize));
-        RegisterBuffer("relative_position_index", new Tensor(Index.Select(i => (float)i).ToArray(), Index.Length));
+        RegisterIndexBuffer();
         LogitScale = RegisterParameter("logit_scale", Tensor.Full(MathF.Log(10f), numHeads, 1, 1));
         var mask = new float[3 * dim];
         mask.AsSpan(0, dim).Fill(1f);

@@ -6,13 +6,7 @@ namespace VitSharp.Tests.Cli;
 /// <summary><c>vit bench</c>, run in-process on the small preset (correctness of the output, not timings).</summary>
 public sealed class BenchCliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => TrainCliTests.Run(args);
 
     private static JsonObject LastLineJson(string stdout)
     {

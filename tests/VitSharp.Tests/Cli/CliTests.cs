@@ -20,13 +20,7 @@ public sealed class CliTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => TrainCliTests.Run(args);
 
     /// <summary>Copies the vit fixture into the temp dir (optionally leaving a file out) and returns the new prefix.</summary>
     private string CopyVitFixture(params string[] skipSuffixes)

@@ -19,24 +19,10 @@ public sealed class ExportCliTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => TrainCliTests.Run(args);
 
-    private static void AssertOneLineError((int Code, string Out, string Err) r, params string[] fragments)
-    {
-        Assert.True(r.Code == 2, $"exit code {r.Code}, stdout:\n{r.Out}\nstderr:\n{r.Err}");
-        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{r.Err}");
-        Assert.StartsWith("vit: error: ", lines[0]);
-        Assert.DoesNotContain("   at ", r.Err);
-        Assert.DoesNotContain("internal error", r.Err);
-        foreach (var f in fragments) Assert.Contains(f, lines[0]);
-    }
+    private static void AssertOneLineError((int Code, string Out, string Err) r, params string[] fragments) =>
+        CliAssert.OneLineError(r, fragments);
 
     private static readonly string[] Classes = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"];
 

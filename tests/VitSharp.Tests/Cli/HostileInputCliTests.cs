@@ -14,13 +14,7 @@ public sealed class HostileInputCliTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => TrainCliTests.Run(args);
 
     private static void AssertOneLineError((int Code, string Out, string Err) r, params string[] fragments)
     {

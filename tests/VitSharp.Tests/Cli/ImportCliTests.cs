@@ -18,24 +18,10 @@ public sealed class ImportCliTests : IDisposable
 
     private static string P(string name) => Path.Combine(TestFixtures.Dir, "pretrained", name);
 
-    internal static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CliApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    internal static (int Code, string Out, string Err) Run(params string[] args) => TrainCliTests.Run(args);
 
-    private static void AssertOneLineError((int Code, string Out, string Err) r, params string[] fragments)
-    {
-        Assert.True(r.Code == 2, $"exit code {r.Code}, stdout:\n{r.Out}\nstderr:\n{r.Err}");
-        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{r.Err}");
-        Assert.StartsWith("vit: error: ", lines[0]);
-        Assert.DoesNotContain("   at ", r.Err);
-        Assert.DoesNotContain("internal error", r.Err);
-        foreach (var f in fragments) Assert.Contains(f, lines[0]);
-    }
+    private static void AssertOneLineError((int Code, string Out, string Err) r, params string[] fragments) =>
+        CliAssert.OneLineError(r, fragments);
 
     private static float MaxLogitDiff(string checkpoint, string expectedKey)
     {
