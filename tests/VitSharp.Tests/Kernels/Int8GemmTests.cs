@@ -226,6 +226,10 @@ public class Int8GemmTests
     [InlineData(4, 768)]
     public void EveryPathIsBitIdenticalToTheReferenceWith197Rows(int k, int n) => CheckShape(new Random(k * 31 + n), 197, k, n);
 
+    /// <summary>Above 256 rows the work items are handed out row block by row block (below, column chunk by column chunk).</summary>
+    [Fact]
+    public void EveryPathIsBitIdenticalToTheReferenceWithManyRows() => CheckShape(new Random(9), 389, 67, 130);
+
     private void CheckShape(Random r, int m, int k, int n)
     {
         var x = Random(r, m * k, 3f);
