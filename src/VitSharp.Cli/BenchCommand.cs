@@ -62,6 +62,14 @@ public static class BenchCommand
         };
         cmd.SetAction(pr =>
         {
+            bool mpi = Distributed.IsLaunchedByMpi;
+            if (mpi)
+            {
+                if (!pr.GetValue(train)) throw new ArgumentException("under mpirun vit bench times distributed training steps: add --train");
+                Distributed.Initialize();
+                if (pr.GetValue(threads) is null && VitSharpEnvironment.Threads is null)
+                    VitSharp.Kernels.ComputeThreads.Count = Math.Max(1, Environment.ProcessorCount / Distributed.LocalSize);
+            }
             if (pr.GetValue(threads) is int t)
             {
                 if (t < 1) throw new ArgumentException($"--threads must be ≥ 1, got {t}");
@@ -76,7 +84,8 @@ public static class BenchCommand
             if (pr.GetValue(onnx) && pr.GetValue(train)) throw new ArgumentException("--onnx times inference only: leave out --train");
             var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel), modelArgs: ModelArgsOption.Parse(pr.GetValue(set)),
                 onnx: pr.GetValue(onnx));
-            Write(ctx.Out, r, pr.GetValue(json));
+            if (Distributed.IsRoot) Write(ctx.Out, r, pr.GetValue(json));
+            if (mpi) Distributed.Shutdown();
             return CliApp.ExitOk;
         });
         return cmd;
@@ -88,7 +97,8 @@ public static class BenchCommand
     /// inference), as <c>vit train</c> does.
     /// With <paramref name="onnx"/> (inference only) the model is also exported to ONNX (<see cref="VitSharp.Export.OnnxExporter"/>)
     /// and run in ONNX Runtime on the same images within each step, the two alternating which goes first
-    /// (<see cref="OnnxRuntimeRunner"/>).</remarks>
+    /// (<see cref="OnnxRuntimeRunner"/>). Under MPI (<see cref="Distributed"/> initialised, training only) every rank runs its
+    /// shard of the <paramref name="batch"/> and the gradients are all-reduced: the images/s are the global batch's.</remarks>
     public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true,
         IReadOnlyDictionary<string, string>? modelArgs = null, bool onnx = false)
     {
@@ -106,10 +116,23 @@ public static class BenchCommand
         int classes = Math.Max(1, numClasses);
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
         TrainStep? step = null;
+        Tensor stepImages = images;
+        int[] stepLabels = labels;
+        bool distributed = train && Distributed.Size > 1;
         if (train)
         {
             if (numClasses <= 0) throw new ArgumentException($"--train needs a preset with classes, '{preset.Name}' has none");
-            step = CreateTrainStep(module, spec, dataParallel && batch >= 2);
+            if (distributed)
+            {
+                // This rank's shard of the global batch, as the data loader cuts it.
+                int lo = VitSharp.Data.DataLoader.ShardStart(batch, Distributed.Rank, Distributed.Size);
+                int n = VitSharp.Data.DataLoader.ShardStart(batch, Distributed.Rank + 1, Distributed.Size) - lo;
+                if (n < 1) throw new ArgumentException($"--batch {batch} leaves rank {Distributed.Rank} of {Distributed.Size} without images: give at least one per rank");
+                int per = channels * height * width;
+                stepImages = new Tensor(images.Data.AsSpan(lo * per, n * per).ToArray(), n, channels, height, width);
+                stepLabels = labels[lo..(lo + n)];
+            }
+            step = CreateTrainStep(module, spec, dataParallel && stepLabels.Length >= 2, distributed);
         }
         else module.Eval();
 
@@ -132,7 +155,7 @@ public static class BenchCommand
             long bytes = GC.GetTotalAllocatedBytes(precise: true);
             long start = Stopwatch.GetTimestamp();
             if (step is not null)
-                step.Run(images, labels);
+                step.Run(stepImages, stepLabels, batch, stop: false);
             else if (dp is not null)
                 dp.Forward(images, forwardHalf);
             else
@@ -177,8 +200,8 @@ public static class BenchCommand
     /// 1e-3, weight decay 0.05), cross-entropy with label smoothing 0.1, no clipping, dropout not reseeded; with
     /// <paramref name="dataParallel"/> a replica built from <paramref name="spec"/> runs half of each batch.
     /// </summary>
-    public static TrainStep CreateTrainStep(Module model, ModelSpec spec, bool dataParallel) =>
-        new(model, new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f), new TrainStepOptions { LabelSmoothing = 0.1f },
+    public static TrainStep CreateTrainStep(Module model, ModelSpec spec, bool dataParallel, bool distributed = false) =>
+        new(model, new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f), new TrainStepOptions { LabelSmoothing = 0.1f, Distributed = distributed },
             dataParallel ? spec.Build : null);
 
     /// <summary>Peak resident set size: VmHWM from /proc/self/status on Linux, else the process's peak working set.</summary>
@@ -203,7 +226,8 @@ public static class BenchCommand
     {
         string F1(double x) => x.ToString("F1", Inv);
         o.WriteLine($"{r.Model}, batch {r.Batch}, {(r.Train ? "training step (forward, cross-entropy, backward, AdamW)" : "inference (forward, no grad, eval mode)")}, " +
-                    $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads{(r.DataParallel ? ", data-parallel halves" : "")}");
+                    $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads{(r.DataParallel ? ", data-parallel halves" : "")}" +
+                    $"{(Distributed.Size > 1 ? $"; per rank, {Distributed.Size} MPI ranks (gradients all-reduced)" : "")}");
         o.WriteLine($"step: median {F1(r.MedianMs)} ms, min {F1(r.MinMs)} ms, max {F1(r.MaxMs)} ms");
         o.WriteLine($"throughput: {F1(r.ImagesPerSecond)} images/s (median); {F1(r.GFlops)} GFLOP/s effective ({r.GFlopPerStep.ToString("F2", Inv)} GFLOP per step{(r.Train ? ", 3× forward" : "")})");
         o.WriteLine($"memory: peak working set {F1(r.PeakRssMb)} MB; managed bytes allocated per step (all threads): {r.AllocBytesPerStep.ToString("N0", Inv)}");
@@ -221,6 +245,7 @@ public static class BenchCommand
             ["batch"] = r.Batch,
             ["train"] = r.Train,
             ["threads"] = r.Threads,
+            ["mpi_ranks"] = Distributed.Size,
             ["data_parallel"] = r.DataParallel,
             ["warmup"] = r.Warmup,
             ["steps"] = r.Steps,

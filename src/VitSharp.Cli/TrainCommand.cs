@@ -184,13 +184,31 @@ public static class TrainCommand
         Console.CancelKeyPress += onCancel;
         // SIGTERM (kill, service managers) stops the same way: a background job started by a non-interactive
         // shell ignores SIGINT, so this is how such a run is stopped with its checkpoint saved.
+        bool distributed = Distributed.IsInitialized;
         using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctxSig =>
         {
+            if (distributed)
+            {
+                // mpirun ends a job with SIGTERM (then SIGKILL) when a rank failed or it was interrupted: this rank may be
+                // waiting for the failed one and cannot save; the last checkpoint stays as it is. SIGTERM's default follows.
+                ctx.Err.WriteLine($"vit: error: rank {Distributed.Rank} of {Distributed.Size}: terminated by mpirun (a rank failed or the job was " +
+                    "stopped: see mpirun's message); the last checkpoint is kept (vit train --resume continues it with any number of ranks)");
+                ctx.Err.Flush();
+                return;
+            }
             if (cts.IsCancellationRequested) return;
             ctxSig.Cancel = true;
             cts.Cancel();
             ctx.Err.WriteLine("vit: terminated: finishing the current step and saving a checkpoint");
         });
+        // mpirun forwards SIGUSR1 to every rank: the way to stop a distributed run after the current step with a checkpoint.
+        using var onUsr1 = distributed ? System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)SigUsr1, ctxSig =>
+        {
+            ctxSig.Cancel = true;
+            if (cts.IsCancellationRequested) return;
+            cts.Cancel();
+            if (Distributed.IsRoot) ctx.Err.WriteLine("vit: SIGUSR1: every rank stops after the current step; rank 0 saves a checkpoint");
+        }) : null;
         try
         {
             if (!resume)
@@ -235,6 +253,8 @@ public static class TrainCommand
         }
         finally { Console.CancelKeyPress -= onCancel; }
     }
+
+    private const int SigUsr1 = 10;   // Linux x86-64 and arm64
 
     private static string Quote(string path) => path.Any(c => char.IsWhiteSpace(c) || c is '\'' or '"' or '$' or '\\') ? "'" + path.Replace("'", "'\\''") + "'" : path;
 
