@@ -54,7 +54,8 @@ public static class TrainCommand
         var teacherModel = new Option<string?>("--teacher-model") { Description = "With --teacher: a preset for what the teacher's weights do not say (e.g. resnet18, vit_b_16)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with; any number of MPI ranks)" };
         var mpiTimeout = new Option<double?>("--mpi-timeout") { Description = $"Under mpirun: seconds a rank waits for the others in one all-reduce before it ends the job with an error (default: {Distributed.Timeout.TotalSeconds:0}); see docs/distributed.md" };
-        var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
+        var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last. " +
+            "Under mpirun -np N: data-parallel over N processes or machines (docs/distributed.md)")
         {
             recipe, model, set, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
             flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, teacher, distill, temperature, alpha, teacherModel, init, freeze, resume,
