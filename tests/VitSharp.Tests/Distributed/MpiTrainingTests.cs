@@ -176,10 +176,11 @@ public sealed class MpiTrainingTests(ReferenceRun reference) : IClassFixture<Ref
     [Fact]
     public void ADistributedTrainingStepAllocatesNoManagedMemoryInTheSteadyState()
     {
-        using var job = MpiJob.Start(2, "bench", "--train", "--model", "vit-fmnist", "--set", "depth=2", "--batch", "16", "--warmup", "3", "--steps", "4");
+        // Warm-up long enough for tiered compilation to settle (its background work is counted with all threads').
+        using var job = MpiJob.Start(2, "bench", "--train", "--model", "vit-fmnist", "--set", "depth=2", "--batch", "16", "--warmup", "12", "--steps", "4");
         job.WaitForExit();
         Assert.True(job.ExitCode == 0, job.Transcript());
         Assert.Contains(job.Out, l => l.Contains("2 MPI ranks (gradients all-reduced)", StringComparison.Ordinal));
-        Assert.Contains(job.Out, l => l.EndsWith("managed bytes allocated per step (all threads): 0", StringComparison.Ordinal));
+        Assert.True(job.Out.Any(l => l.EndsWith("managed bytes allocated per step (all threads): 0", StringComparison.Ordinal)), job.Transcript());
     }
 }
