@@ -234,7 +234,10 @@ public static class BenchCommand
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
             PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, step?.IsDataParallel ?? dp is not null, ortResult,
             precision, precisionPath, peak, CpuFeatures.Current, linearGemms.Count,
-            Gemm.Backend == GemmBackend.Auto ? linearGemms.Count(g => g.AutoUsesOpenBlas) : Gemm.Backend == GemmBackend.OpenBlas && Gemm.OpenBlasAvailable ? linearGemms.Count : 0,
+            // Data-parallel halves run each kernel on one core (ComputeThreads.Serial): always the managed kernel.
+            (step?.IsDataParallel ?? dp is not null) ? 0
+                : Gemm.Backend == GemmBackend.Auto ? linearGemms.Count(g => g.AutoUsesOpenBlas)
+                : Gemm.Backend == GemmBackend.OpenBlas && Gemm.OpenBlasAvailable ? linearGemms.Count : 0,
             Gemm.Backend);
     }
 
@@ -286,11 +289,13 @@ public static class BenchCommand
         if (r.Cpu is { } cpu)
         {
             string blasCore = cpu.OpenBlasCore is { } core ? $"openblas {core} loaded" : "openblas not loaded";
-            string auto = r.GemmBackend switch
-            {
-                GemmBackend.Auto => $"auto: openblas for {r.LinearProductsOnOpenBlas} of {r.LinearProducts} Linear products, managed for the rest",
-                _ => $"backend {r.GemmBackend.ToString().ToLowerInvariant()} (VITSHARP_GEMM)",
-            };
+            string auto = r.DataParallel
+                ? $"data-parallel halves: managed on one core each for all {r.LinearProducts} Linear products"
+                : r.GemmBackend switch
+                {
+                    GemmBackend.Auto => $"auto: openblas for {r.LinearProductsOnOpenBlas} of {r.LinearProducts} Linear products, managed for the rest",
+                    _ => $"backend {r.GemmBackend.ToString().ToLowerInvariant()} (VITSHARP_GEMM): openblas for {r.LinearProductsOnOpenBlas} of {r.LinearProducts} Linear products",
+                };
             o.WriteLine($"cpu: {cpu.ModelName}; {string.Join(" ", cpu.Names)}{(cpu.FlagsKnown ? "" : " (vnni/bf16 flags unknown: no /proc/cpuinfo)")}; " +
                         $"fp32 gemm: managed {cpu.ManagedKernel}, {blasCore}, {auto}; precision {r.Precision.Name()}: {r.PrecisionPath}");
         }
