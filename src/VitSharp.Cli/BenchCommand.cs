@@ -119,14 +119,15 @@ public static class BenchCommand
     /// The one place VitSharp's own model is switched to <paramref name="precision"/> for <c>vit bench</c>; returns the
     /// kernel path its Linear layers then run (printed on the cpu line).
     /// </summary>
-    /// <remarks>Only float32 for now: bf16 and int8 for VitSharp's kernels are wired separately (issue 17).</remarks>
     private static string ApplyPrecision(Module module, InferencePrecision precision)
     {
-        // ---- --precision for VitSharp's own kernels: replace this body when bf16/int8 inference is wired ----
-        _ = module;
-        if (precision != InferencePrecision.Float32)
-            throw new ArgumentException("--precision bf16/int8 for VitSharp's own kernels is not wired yet");
-        return CpuFeatures.Current.Fp32Path;
+        module.UsePrecision(precision);
+        return precision switch
+        {
+            InferencePrecision.Int8 => Int8Gemm.PathName(),
+            InferencePrecision.BFloat16 => Bf16Gemm.PathName(),
+            _ => CpuFeatures.Current.Fp32Path,
+        };
     }
 
     /// <summary>Builds the preset (seed 0) and times <paramref name="warmup"/> + <paramref name="steps"/> steps.</summary>
