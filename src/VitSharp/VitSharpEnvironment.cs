@@ -15,6 +15,7 @@ namespace VitSharp;
 /// <item><term><c>VITSHARP_OPENBLAS_PATH</c></term><description>an OpenBLAS library file to load first.</description></item>
 /// <item><term><c>VITSHARP_OPENBLAS_CORETYPE</c></term><description>OpenBLAS kernel to select (<c>keep</c>: leave <c>OPENBLAS_CORETYPE</c> alone).</description></item>
 /// <item><term><c>VITSHARP_OPENBLAS_THREAD_TIMEOUT</c></term><description>OpenBLAS's idle spin when <c>OPENBLAS_THREAD_TIMEOUT</c> is not set (default 16).</description></item>
+/// <item><term><c>VITSHARP_NATIVE_KERNELS</c></term><description><c>off</c>: do not load <c>libvitsharp_kernels.so</c> (<see cref="Kernels.NativeKernels"/>); a file path: load that file first.</description></item>
 /// </list>
 /// The CLI reads <c>VITSHARP_DEBUG</c> itself; the tests read <c>VITSHARP_FIXTURES</c>.
 /// </remarks>
@@ -50,6 +51,9 @@ public static class VitSharpEnvironment
 
     /// <summary><c>VITSHARP_OPENBLAS_CORETYPE</c> trimmed, or null when unset or blank.</summary>
     public static string? OpenBlasCoreType { get; } = Get("VITSHARP_OPENBLAS_CORETYPE")?.Trim() is { Length: > 0 } s ? s : null;
+
+    /// <summary><c>VITSHARP_NATIVE_KERNELS</c> trimmed (<c>off</c> or a library path), or null when unset or blank.</summary>
+    public static string? NativeKernels { get; } = Get("VITSHARP_NATIVE_KERNELS")?.Trim() is { Length: > 0 } s ? s : null;
 
     /// <summary><c>VITSHARP_OPENBLAS_THREAD_TIMEOUT</c>, or null.</summary>
     public static string? OpenBlasThreadTimeout { get; } = Get("VITSHARP_OPENBLAS_THREAD_TIMEOUT");
