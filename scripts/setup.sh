@@ -10,6 +10,7 @@ root="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Debian packages VitSharp uses at run time, and the browser its tests drive.
 packages=(
     libopenblas0-pthread     # BLAS path for GEMM (OpenBLAS, pthreads)
+    gcc                      # builds libvitsharp_kernels.so (int8/bf16 kernels; without it the managed fallbacks run)
     dataset-fashion-mnist    # Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) for training
     libspng0                 # PNG decoding and encoding (image folders, predict, attention maps)
     libturbojpeg0            # JPEG decoding (image folders, predict)

@@ -109,11 +109,12 @@ public class Bf16GemmTests
             1f + 3 * MathF.Pow(2, -8),                // half-way between 1+2^-7 (odd) and 1+2^-6 (even) ⇒ 1+2^-6
             1f + MathF.Pow(2, -8) + MathF.Pow(2, -20),// just above the tie ⇒ 1+2^-7
             -(1f + MathF.Pow(2, -9)),                 // below the tie ⇒ −1
-            float.NaN, float.PositiveInfinity, float.NegativeInfinity,
+            BitConverter.UInt32BitsToSingle(0x7FFF_FFFFu), // NaN whose payload would carry into the sign if rounded like a number
             3.4e38f,                                  // past the largest finite bf16 (≈3.3895e38) ⇒ +∞
             -0f, BitConverter.UInt32BitsToSingle(0x0001_16C2u), // signed zero kept; a subnormal is rounded like any value
+            float.PositiveInfinity, float.NegativeInfinity, float.NaN, BitConverter.UInt32BitsToSingle(0xFFFF_FFFFu),
         };
-        var b = Bf16Weights.Convert(w, 2, 5);
+        var b = Bf16Weights.Convert(w, 2, 6);
         var v = b.Values.ToArray();
         Assert.Equal(one, v[0]);
         Assert.Equal(1f + MathF.Pow(2, -6), v[1]);
@@ -121,10 +122,11 @@ public class Bf16GemmTests
         Assert.Equal(-1f, v[3]);
         Assert.True(float.IsNaN(v[4]));
         Assert.Equal(float.PositiveInfinity, v[5]);
-        Assert.Equal(float.NegativeInfinity, v[6]);
-        Assert.Equal(float.PositiveInfinity, v[7]);
-        Assert.Equal(BitConverter.SingleToInt32Bits(-0f), BitConverter.SingleToInt32Bits(v[8]));
-        Assert.Equal(BitConverter.UInt32BitsToSingle(0x0001_0000u), v[9]); // 0x000116C2: low half 0x16C2 < 0x8000 ⇒ down
+        Assert.Equal(BitConverter.SingleToInt32Bits(-0f), BitConverter.SingleToInt32Bits(v[6]));
+        Assert.Equal(BitConverter.UInt32BitsToSingle(0x0001_0000u), v[7]); // 0x000116C2: low half 0x16C2 < 0x8000 ⇒ down
+        Assert.Equal(float.PositiveInfinity, v[8]);
+        Assert.Equal(float.NegativeInfinity, v[9]);
+        Assert.True(float.IsNaN(v[10]) && float.IsNaN(v[11]));
         // The test's own rounding (used by the references below) agrees with these hand values.
         for (int i = 0; i < w.Length; i++)
             if (!float.IsNaN(w[i])) Assert.Equal(BitConverter.SingleToInt32Bits(v[i]), BitConverter.SingleToInt32Bits(RefBf16(w[i])));
@@ -219,10 +221,11 @@ public class Bf16GemmTests
     [Fact]
     public void NaNInARowGivesNaNOutputsForThatRowOnEveryPath()
     {
-        const int m = 3, k = 37, n = 70;
+        const int m = 4, k = 37, n = 70;
         var r = new Random(5);
         var x = Random(r, m * k);
-        x[1 * k + 20] = float.NaN;
+        x[1 * k + 20] = BitConverter.UInt32BitsToSingle(0x7FFF_FFFFu); // a NaN whose payload would carry into the sign bit
+        x[3 * k + 28] = BitConverter.UInt32BitsToSingle(0xFFFF_FFFFu); // the other half of a 16-value block
         var w = Random(r, n * k);
         var q = Bf16Weights.Convert(w, n, k);
         var paths = new List<(LowPrecisionPath, bool)> { (LowPrecisionPath.Managed, false) };
@@ -233,7 +236,7 @@ public class Bf16GemmTests
             var y = Run(x, m, q, null, path, emulated);
             for (int j = 0; j < n; j++)
             {
-                Assert.True(float.IsNaN(y[n + j]));
+                Assert.True(float.IsNaN(y[n + j]) && float.IsNaN(y[3 * n + j]));
                 Assert.False(float.IsNaN(y[j]) || float.IsNaN(y[2 * n + j]));
             }
         }
