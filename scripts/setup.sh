@@ -16,6 +16,7 @@ packages=(
     libturbojpeg0            # JPEG decoding (image folders, predict)
     chromium                 # the browser test of `vit serve`'s page (headless, driven by Selenium)
     chromium-driver          # chromedriver for it (/usr/bin/chromedriver; Selenium Manager never downloads one)
+    openmpi-bin              # mpirun and Open MPI's libmpi.so.40 (libopenmpi3): distributed training (docs/distributed.md)
 )
 
 say() { echo "setup: $*" >&2; }

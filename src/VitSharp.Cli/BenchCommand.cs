@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using VitSharp.Inference;
+using VitSharp.Kernels;
 using VitSharp.Models;
 using VitSharp.NN;
 using VitSharp.Optim;
@@ -12,7 +14,9 @@ namespace VitSharp.Cli;
 /// <summary>
 /// <c>vit bench</c>: times inference (forward, no grad, eval mode) or a training step (forward, cross-entropy
 /// with label smoothing 0.1, backward, AdamW) of a preset on random images; prints median/min/max ms per step,
-/// images/s, effective GFLOP/s (<see cref="Flops"/>), peak working set and managed bytes allocated per step.
+/// images/s, effective GFLOP/s (<see cref="Flops"/>) and its fraction of the machine's float32 GEMM peak measured in the same
+/// process (<see cref="GemmPeak"/>), the CPU's features and the kernel paths, peak working set and managed bytes allocated
+/// per step.
 /// </summary>
 public static class BenchCommand
 {
@@ -22,7 +26,13 @@ public static class BenchCommand
     public sealed record Result(
         string Model, int Batch, bool Train, int Threads, int Warmup, int Steps,
         double MedianMs, double MinMs, double MaxMs, double ImagesPerSecond, double GFlopPerStep, double GFlops,
-        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs, bool DataParallel = false, OnnxRuntimeResult? Onnx = null);
+        double PeakRssMb, long AllocBytesPerStep, double[] TimesMs, bool DataParallel = false, OnnxRuntimeResult? Onnx = null,
+        InferencePrecision Precision = InferencePrecision.Float32, string PrecisionPath = "", GemmPeakResult? Peak = null,
+        CpuFeatures? Cpu = null, int LinearProducts = 0, int LinearProductsOnOpenBlas = 0, GemmBackend GemmBackend = GemmBackend.Auto)
+    {
+        /// <summary>The model's GFLOP/s as a fraction of <see cref="Peak"/>'s best (null without the peak).</summary>
+        public double? FractionOfPeak => Peak is { } p ? GFlops / p.BestGFlops : null;
+    }
 
     /// <summary>
     /// ONNX Runtime's figures for the same model exported to ONNX (<c>--onnx</c>), timed in the same loop: each step runs
@@ -36,8 +46,15 @@ public static class BenchCommand
     /// <param name="TimesMs">Every timed step.</param>
     /// <param name="MaxAbsDifference">Max |VitSharp − ONNX Runtime| over the logits of the first step.</param>
     /// <param name="ExportMs">How long the export took.</param>
+    /// <param name="Precision">What ONNX Runtime ran: <see cref="InferencePrecision.Int8"/> (the export dynamically quantized,
+    /// <see cref="VitSharp.Export.OnnxQuantization.DynamicInt8"/>) or <see cref="InferencePrecision.Float32"/> (also for
+    /// <c>--precision bf16</c>: ONNX Runtime has no bfloat16 CPU path worth timing).</param>
+    /// <param name="Cosine">Cosine similarity of VitSharp's and ONNX Runtime's logits of the first step (all images at once).</param>
     public sealed record OnnxRuntimeResult(string Version, int Threads, double MedianMs, double MinMs, double MaxMs, double[] TimesMs,
-        double MaxAbsDifference, double ExportMs);
+        double MaxAbsDifference, double ExportMs, InferencePrecision Precision = InferencePrecision.Float32, double Cosine = 1);
+
+    /// <summary>The default time <c>vit bench</c> gives the peak measurement (<see cref="GemmPeak.Measure"/>).</summary>
+    public static readonly TimeSpan DefaultPeakBudget = TimeSpan.FromSeconds(2);
 
     /// <summary>Creates the command.</summary>
     public static Command Create(CliContext ctx)
@@ -55,13 +72,27 @@ public static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "Timed steps", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "End with one JSON object on the last line" };
         var onnx = new Option<bool>("--onnx") { Description = "Also time the same model exported to ONNX in ONNX Runtime, in the same process, interleaved step by step with VitSharp (inference only)" };
+        var precision = new Option<string>("--precision")
+        {
+            Description = "Number format of inference: fp32 (default), bf16 or int8. With --onnx, ONNX Runtime runs the export dynamically quantized to int8 for int8, float32 for fp32 and bf16 (it has no bfloat16 CPU path worth timing)",
+            DefaultValueFactory = _ => "fp32",
+        };
+        var noPeak = new Option<bool>("--no-peak") { Description = "Skip measuring the machine's float32 GEMM peak (2048³ sgemm, managed and OpenBLAS, ~2–4 s) and the model's fraction of it" };
         var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running the two halves of the batch on two cores at once (the default with ≥ 2 threads and batch ≥ 2)" };
         var cmd = new Command("bench", "Time inference or a training step of a model preset on random images (median, min, max ms; images/s; GFLOP/s; memory)")
         {
-            model, set, batch, train, threads, warmup, steps, json, noDataParallel, onnx,
+            model, set, batch, train, threads, warmup, steps, json, noDataParallel, onnx, precision, noPeak,
         };
         cmd.SetAction(pr =>
         {
+            bool mpi = Distributed.IsLaunchedByMpi;
+            if (mpi)
+            {
+                if (!pr.GetValue(train)) throw new ArgumentException("under mpirun vit bench times distributed training steps: add --train");
+                Distributed.Initialize();
+                if (pr.GetValue(threads) is null && VitSharpEnvironment.Threads is null)
+                    VitSharp.Kernels.ComputeThreads.Count = Math.Max(1, Environment.ProcessorCount / Distributed.LocalSize);
+            }
             if (pr.GetValue(threads) is int t)
             {
                 if (t < 1) throw new ArgumentException($"--threads must be ≥ 1, got {t}");
@@ -74,12 +105,38 @@ public static class BenchCommand
             if (w < 0) throw new ArgumentException($"--warmup must be ≥ 0, got {w}");
             if (s < 1) throw new ArgumentException($"--steps must be ≥ 1, got {s}");
             if (pr.GetValue(onnx) && pr.GetValue(train)) throw new ArgumentException("--onnx times inference only: leave out --train");
+            var p = ParsePrecision(pr.GetValue(precision)!);
+            if (p != InferencePrecision.Float32 && pr.GetValue(train))
+                throw new ArgumentException($"--precision {p.Name()} applies to inference only (training runs in fp32): leave out --train");
             var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel), modelArgs: ModelArgsOption.Parse(pr.GetValue(set)),
-                onnx: pr.GetValue(onnx));
-            Write(ctx.Out, r, pr.GetValue(json));
+                onnx: pr.GetValue(onnx), precision: p, peakBudget: pr.GetValue(noPeak) || mpi ? null : DefaultPeakBudget);
+            if (Distributed.IsRoot) Write(ctx.Out, r, pr.GetValue(json));
+            if (mpi) Distributed.Shutdown();
             return CliApp.ExitOk;
         });
         return cmd;
+    }
+
+    /// <summary><c>--precision</c>'s value (<see cref="InferencePrecisions.Parse"/>), its error naming the option.</summary>
+    internal static InferencePrecision ParsePrecision(string text)
+    {
+        try { return InferencePrecisions.Parse(text); }
+        catch (ArgumentException e) { throw new ArgumentException($"--precision: {e.Message}"); }
+    }
+
+    /// <summary>
+    /// The one place VitSharp's own model is switched to <paramref name="precision"/> for <c>vit bench</c>; returns the
+    /// kernel path its Linear layers then run (printed on the cpu line).
+    /// </summary>
+    private static string ApplyPrecision(Module module, InferencePrecision precision)
+    {
+        module.UsePrecision(precision);
+        return precision switch
+        {
+            InferencePrecision.Int8 => Int8Gemm.PathName(),
+            InferencePrecision.BFloat16 => Bf16Gemm.PathName(),
+            _ => CpuFeatures.Current.Fp32Path,
+        };
     }
 
     /// <summary>Builds the preset (seed 0) and times <paramref name="warmup"/> + <paramref name="steps"/> steps.</summary>
@@ -88,10 +145,18 @@ public static class BenchCommand
     /// inference), as <c>vit train</c> does.
     /// With <paramref name="onnx"/> (inference only) the model is also exported to ONNX (<see cref="VitSharp.Export.OnnxExporter"/>)
     /// and run in ONNX Runtime on the same images within each step, the two alternating which goes first
-    /// (<see cref="OnnxRuntimeRunner"/>).</remarks>
+    /// (<see cref="OnnxRuntimeRunner"/>). Under MPI (<see cref="Distributed"/> initialised, training only) every rank runs its
+    /// shard of the <paramref name="batch"/> and the gradients are all-reduced: the images/s are the global batch's. <paramref name="precision"/> int8 the export is dynamically quantized
+    /// (<see cref="VitSharp.Export.OnnxQuantization.DynamicInt8"/>), with bf16 ONNX Runtime runs float32.
+    /// <paramref name="precision"/> other than fp32 is inference only. With <paramref name="peakBudget"/>, after the timed
+    /// steps (ONNX Runtime's session closed), the machine's float32 GEMM peak is measured for about that long
+    /// (<see cref="GemmPeak.Measure"/>).</remarks>
     public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true,
-        IReadOnlyDictionary<string, string>? modelArgs = null, bool onnx = false)
+        IReadOnlyDictionary<string, string>? modelArgs = null, bool onnx = false,
+        InferencePrecision precision = InferencePrecision.Float32, TimeSpan? peakBudget = null)
     {
+        if (train && precision != InferencePrecision.Float32)
+            throw new ArgumentException($"--precision {precision.Name()} applies to inference only (training runs in fp32)");
         Init.Seed(0);
         var spec = Trainer.WithModelArgs(preset.Spec, modelArgs, preset.Name);
         var module = spec.Build();
@@ -106,59 +171,84 @@ public static class BenchCommand
         int classes = Math.Max(1, numClasses);
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
         TrainStep? step = null;
+        Tensor stepImages = images;
+        int[] stepLabels = labels;
+        bool distributed = train && Distributed.Size > 1;
         if (train)
         {
             if (numClasses <= 0) throw new ArgumentException($"--train needs a preset with classes, '{preset.Name}' has none");
-            step = CreateTrainStep(module, spec, dataParallel && batch >= 2);
+            if (distributed)
+            {
+                // This rank's shard of the global batch, as the data loader cuts it.
+                int lo = VitSharp.Data.DataLoader.ShardStart(batch, Distributed.Rank, Distributed.Size);
+                int n = VitSharp.Data.DataLoader.ShardStart(batch, Distributed.Rank + 1, Distributed.Size) - lo;
+                if (n < 1) throw new ArgumentException($"--batch {batch} leaves rank {Distributed.Rank} of {Distributed.Size} without images: give at least one per rank");
+                int per = channels * height * width;
+                stepImages = new Tensor(images.Data.AsSpan(lo * per, n * per).ToArray(), n, channels, height, width);
+                stepLabels = labels[lo..(lo + n)];
+            }
+            step = CreateTrainStep(module, spec, dataParallel && stepLabels.Length >= 2, distributed);
         }
         else module.Eval();
+        string precisionPath = train ? CpuFeatures.Current.Fp32Path : ApplyPrecision(module, precision);
+        var linearGemms = LinearGemms.Of(module, Tensor.RandN(new Random(2), 0, 1, batch, channels, height, width));
 
         using var trainStep = step;
         using var dp = !train && dataParallel && batch >= 2 && DataParallel.Suits(module) ? new DataParallel(module) : null;
         Action<int, Tensor> forwardHalf = (_, x) => module.Forward(x);   // one delegate for all steps
         if (onnx && train) throw new ArgumentException("--onnx times inference only");
-        using var ort = onnx ? new OnnxRuntimeRunner(module, images, VitSharp.Kernels.ComputeThreads.Count) : null;
         var times = new double[steps];
         var ortTimes = new double[steps];
         long allocated = 0;
-        for (int it = 0; it < warmup + steps; it++)
-        {
-            if (ort is not null && it % 2 == 1)   // ONNX Runtime first on odd steps, VitSharp first on even ones
-            {
-                double ortMs = ort.Step();
-                if (it >= warmup) ortTimes[it - warmup] = ortMs;
-            }
-            // All threads' allocations (the data-parallel step allocates on two).
-            long bytes = GC.GetTotalAllocatedBytes(precise: true);
-            long start = Stopwatch.GetTimestamp();
-            if (step is not null)
-                step.Run(images, labels);
-            else if (dp is not null)
-                dp.Forward(images, forwardHalf);
-            else
-            {
-                using (TensorScope.Begin(recycleTensors: true))
-                using (Autograd.NoGrad())
-                    module.Forward(images);
-            }
-            double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            if (it >= warmup)
-            {
-                times[it - warmup] = ms;
-                allocated += GC.GetTotalAllocatedBytes(precise: true) - bytes;
-            }
-            if (ort is not null && it % 2 == 0)
-            {
-                double ortMs = ort.Step();
-                if (it >= warmup) ortTimes[it - warmup] = ortMs;
-            }
-        }
         OnnxRuntimeResult? ortResult = null;
-        if (ort is not null)
+        var ort = onnx ? new OnnxRuntimeRunner(module, images, VitSharp.Kernels.ComputeThreads.Count,
+            precision == InferencePrecision.Int8 ? InferencePrecision.Int8 : InferencePrecision.Float32) : null;
+        try
         {
-            var o = ortTimes.Order().ToArray();
-            ortResult = new OnnxRuntimeResult(ort.Version, ort.Threads, Median(o), o[0], o[^1], ortTimes, ort.MaxAbsDifference, ort.ExportMs);
+            for (int it = 0; it < warmup + steps; it++)
+            {
+                if (ort is not null && it % 2 == 1)   // ONNX Runtime first on odd steps, VitSharp first on even ones
+                {
+                    double ortMs = ort.Step();
+                    if (it >= warmup) ortTimes[it - warmup] = ortMs;
+                }
+                // All threads' allocations (the data-parallel step allocates on two).
+                long bytes = GC.GetTotalAllocatedBytes(precise: true);
+                long start = Stopwatch.GetTimestamp();
+                if (step is not null)
+                    step.Run(stepImages, stepLabels, batch, stop: false);
+                else if (dp is not null)
+                    dp.Forward(images, forwardHalf);
+                else
+                {
+                    using (TensorScope.Begin(recycleTensors: true))
+                    using (Autograd.NoGrad())
+                        module.Forward(images);
+                }
+                double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                if (it >= warmup)
+                {
+                    times[it - warmup] = ms;
+                    allocated += GC.GetTotalAllocatedBytes(precise: true) - bytes;
+                }
+                if (ort is not null && it % 2 == 0)
+                {
+                    double ortMs = ort.Step();
+                    if (it >= warmup) ortTimes[it - warmup] = ortMs;
+                }
+            }
+            if (ort is not null)
+            {
+                var o = ortTimes.Order().ToArray();
+                ortResult = new OnnxRuntimeResult(ort.Version, ort.Threads, Median(o), o[0], o[^1], ortTimes, ort.MaxAbsDifference, ort.ExportMs,
+                    ort.Precision, ort.Cosine);
+            }
         }
+        finally
+        {
+            ort?.Dispose();   // before the peak: its intra-op threads stop
+        }
+        var peak = peakBudget is { } budget ? GemmPeak.Measure(budget) : null;
 
         var sorted = times.Order().ToArray();
         double median = Median(sorted);
@@ -166,7 +256,13 @@ public static class BenchCommand
         string name = modelArgs is { Count: > 0 } ? $"{preset.Name} ({string.Join(", ", modelArgs.Select(kv => $"{kv.Key}={kv.Value}"))})" : preset.Name;
         return new Result(name, batch, train, VitSharp.Kernels.ComputeThreads.Count, warmup, steps,
             median, sorted[0], sorted[^1], batch * 1000.0 / median, flops / 1e9, flops / 1e6 / median,
-            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, step?.IsDataParallel ?? dp is not null, ortResult);
+            PeakRssBytes() / (1024.0 * 1024.0), allocated / steps, times, step?.IsDataParallel ?? dp is not null, ortResult,
+            precision, precisionPath, peak, CpuFeatures.Current, linearGemms.Count,
+            // Data-parallel halves run each kernel on one core (ComputeThreads.Serial): always the managed kernel.
+            (step?.IsDataParallel ?? dp is not null) ? 0
+                : Gemm.Backend == GemmBackend.Auto ? linearGemms.Count(g => g.AutoUsesOpenBlas)
+                : Gemm.Backend == GemmBackend.OpenBlas && Gemm.OpenBlasAvailable ? linearGemms.Count : 0,
+            Gemm.Backend);
     }
 
     private static double Median(double[] sorted) =>
@@ -177,8 +273,8 @@ public static class BenchCommand
     /// 1e-3, weight decay 0.05), cross-entropy with label smoothing 0.1, no clipping, dropout not reseeded; with
     /// <paramref name="dataParallel"/> a replica built from <paramref name="spec"/> runs half of each batch.
     /// </summary>
-    public static TrainStep CreateTrainStep(Module model, ModelSpec spec, bool dataParallel) =>
-        new(model, new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f), new TrainStepOptions { LabelSmoothing = 0.1f },
+    public static TrainStep CreateTrainStep(Module model, ModelSpec spec, bool dataParallel, bool distributed = false) =>
+        new(model, new AdamW(model.NamedParameters(), 1e-3f, weightDecay: 0.05f), new TrainStepOptions { LabelSmoothing = 0.1f, Distributed = distributed },
             dataParallel ? spec.Build : null);
 
     /// <summary>Peak resident set size: VmHWM from /proc/self/status on Linux, else the process's peak working set.</summary>
@@ -202,17 +298,42 @@ public static class BenchCommand
     private static void Write(TextWriter o, Result r, bool json)
     {
         string F1(double x) => x.ToString("F1", Inv);
+        string Percent(double fraction) => (100 * fraction).ToString("F1", Inv) + "%";
         o.WriteLine($"{r.Model}, batch {r.Batch}, {(r.Train ? "training step (forward, cross-entropy, backward, AdamW)" : "inference (forward, no grad, eval mode)")}, " +
-                    $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads{(r.DataParallel ? ", data-parallel halves" : "")}");
+                    $"{r.Steps} timed steps after {r.Warmup} warm-up, {r.Threads} threads{(r.DataParallel ? ", data-parallel halves" : "")}" +
+                    $"{(Distributed.Size > 1 ? $"; per rank, {Distributed.Size} MPI ranks (gradients all-reduced)" : "")}");
         o.WriteLine($"step: median {F1(r.MedianMs)} ms, min {F1(r.MinMs)} ms, max {F1(r.MaxMs)} ms");
         o.WriteLine($"throughput: {F1(r.ImagesPerSecond)} images/s (median); {F1(r.GFlops)} GFLOP/s effective ({r.GFlopPerStep.ToString("F2", Inv)} GFLOP per step{(r.Train ? ", 3× forward" : "")})");
         o.WriteLine($"memory: peak working set {F1(r.PeakRssMb)} MB; managed bytes allocated per step (all threads): {r.AllocBytesPerStep.ToString("N0", Inv)}");
+        if (r.Peak is { } pk)
+        {
+            string blas = pk.OpenBlasGFlops is { } ob ? $"openblas {F1(ob)}" : "openblas not loaded";
+            o.WriteLine($"peak: {pk.Size}³ sgemm managed {F1(pk.ManagedGFlops)}, {blas} GFLOP/s (best: {pk.Best}; medians of {pk.ManagedTimesMs.Length} runs, {pk.Threads} threads); " +
+                        $"model {F1(r.GFlops)} GFLOP/s = {Percent(r.FractionOfPeak!.Value)} of peak");
+        }
+        if (r.Cpu is { } cpu)
+        {
+            string blasCore = cpu.OpenBlasCore is { } core ? $"openblas {core} loaded" : "openblas not loaded";
+            string auto = r.DataParallel
+                ? $"data-parallel halves: managed on one core each for all {r.LinearProducts} Linear products"
+                : r.GemmBackend switch
+                {
+                    GemmBackend.Auto => $"auto: openblas for {r.LinearProductsOnOpenBlas} of {r.LinearProducts} Linear products, managed for the rest",
+                    _ => $"backend {r.GemmBackend.ToString().ToLowerInvariant()} (VITSHARP_GEMM): openblas for {r.LinearProductsOnOpenBlas} of {r.LinearProducts} Linear products",
+                };
+            o.WriteLine($"cpu: {cpu.ModelName}; {string.Join(" ", cpu.Names)}{(cpu.FlagsKnown ? "" : " (vnni/bf16 flags unknown: no /proc/cpuinfo)")}; " +
+                        $"fp32 gemm: managed {cpu.ManagedKernel}, {blasCore}, {auto}; precision {r.Precision.Name()}: {r.PrecisionPath}");
+        }
         if (r.Onnx is { } x)
         {
-            o.WriteLine($"onnx runtime {x.Version} (the same model exported to ONNX in {F1(x.ExportMs)} ms, {x.Threads} intra-op threads, interleaved with VitSharp): " +
-                        $"median {F1(x.MedianMs)} ms, min {F1(x.MinMs)} ms, max {F1(x.MaxMs)} ms; {F1(r.Batch * 1000.0 / x.MedianMs)} images/s");
-            o.WriteLine($"vitsharp / onnx runtime: {(r.MedianMs / x.MedianMs).ToString("F2", Inv)}× the time (median; below 1: VitSharp faster); " +
-                        $"max |logits difference| {x.MaxAbsDifference.ToString("E1", Inv)}");
+            string ortPrecision = x.Precision == InferencePrecision.Int8
+                ? "int8 (the export dynamically quantized: DynamicQuantizeLinear + MatMulInteger, fused into DynamicQuantizeMatMul)"
+                : r.Precision == InferencePrecision.BFloat16 ? "fp32 (ONNX Runtime has no bfloat16 CPU path worth timing)" : "fp32";
+            o.WriteLine($"onnx runtime {x.Version} {ortPrecision} (the same model exported to ONNX in {F1(x.ExportMs)} ms, {x.Threads} intra-op threads, interleaved with VitSharp): " +
+                        $"median {F1(x.MedianMs)} ms, min {F1(x.MinMs)} ms, max {F1(x.MaxMs)} ms; {F1(r.Batch * 1000.0 / x.MedianMs)} images/s" +
+                        (r.Peak is { } p2 ? $"; {F1(r.GFlopPerStep * 1000 / x.MedianMs)} GFLOP/s = {Percent(r.GFlopPerStep * 1000 / x.MedianMs / p2.BestGFlops)} of peak" : ""));
+            o.WriteLine($"vitsharp {r.Precision.Name()} / onnx runtime {x.Precision.Name()}: {(r.MedianMs / x.MedianMs).ToString("F2", Inv)}× the time (median; below 1: VitSharp faster); " +
+                        $"logits max |difference| {x.MaxAbsDifference.ToString("E1", Inv)}, cosine {x.Cosine.ToString("F6", Inv)}");
         }
         if (!json) return;
         var root = new JsonObject
@@ -221,6 +342,7 @@ public static class BenchCommand
             ["batch"] = r.Batch,
             ["train"] = r.Train,
             ["threads"] = r.Threads,
+            ["mpi_ranks"] = Distributed.Size,
             ["data_parallel"] = r.DataParallel,
             ["warmup"] = r.Warmup,
             ["steps"] = r.Steps,
@@ -233,7 +355,35 @@ public static class BenchCommand
             ["peak_rss_mb"] = Math.Round(r.PeakRssMb, 1),
             ["alloc_bytes_per_step"] = r.AllocBytesPerStep,
             ["times_ms"] = new JsonArray(r.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
+            ["precision"] = r.Precision.Name(),
         };
+        if (r.Peak is { } peak)
+            root["peak"] = new JsonObject
+            {
+                ["size"] = peak.Size,
+                ["threads"] = peak.Threads,
+                ["managed_gflops"] = Math.Round(peak.ManagedGFlops, 3),
+                ["openblas_gflops"] = peak.OpenBlasGFlops is { } g ? Math.Round(g, 3) : null,
+                ["best"] = peak.Best,
+                ["best_gflops"] = Math.Round(peak.BestGFlops, 3),
+                ["fraction"] = Math.Round(r.FractionOfPeak!.Value, 4),
+                ["managed_times_ms"] = new JsonArray(peak.ManagedTimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
+                ["openblas_times_ms"] = new JsonArray(peak.OpenBlasTimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
+            };
+        if (r.Cpu is { } c)
+            root["cpu"] = new JsonObject
+            {
+                ["model"] = c.ModelName,
+                ["features"] = new JsonArray(c.Names.Select(n => (JsonNode?)n).ToArray()),
+                ["flags_known"] = c.FlagsKnown,
+                ["managed_kernel"] = c.ManagedKernel,
+                ["fp32_path"] = c.Fp32Path,
+                ["openblas_core"] = c.OpenBlasCore,
+                ["gemm_backend"] = r.GemmBackend.ToString().ToLowerInvariant(),
+                ["linear_products"] = r.LinearProducts,
+                ["linear_products_on_openblas"] = r.LinearProductsOnOpenBlas,
+                ["precision_path"] = r.PrecisionPath,
+            };
         if (r.Onnx is { } ox)
             root["onnx"] = new JsonObject
             {
@@ -242,7 +392,9 @@ public static class BenchCommand
                 ["median_ms"] = Math.Round(ox.MedianMs, 3),
                 ["min_ms"] = Math.Round(ox.MinMs, 3),
                 ["max_ms"] = Math.Round(ox.MaxMs, 3),
+                ["precision"] = ox.Precision.Name(),
                 ["max_abs_difference"] = ox.MaxAbsDifference,
+                ["cosine"] = Math.Round(ox.Cosine, 8),
                 ["times_ms"] = new JsonArray(ox.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
             };
         o.WriteLine(root.ToJsonString());

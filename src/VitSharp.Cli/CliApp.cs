@@ -80,7 +80,7 @@ public static class CliApp
             or VitSharp.NN.StateDictException or ArgumentException or IOException or UnauthorizedAccessException
             or System.Text.Json.JsonException or FormatException or InvalidDataException
             or VitSharp.Data.DataSetException or VitSharp.Training.CheckpointException or VitSharp.Training.NonFiniteLossException or VitSharp.Import.ImportException
-            or VitSharp.Export.OnnxExportException => e.Message,
+            or VitSharp.Export.OnnxExportException or VitSharp.DistributedException => e.Message,
         OutOfMemoryException => "out of memory: " + e.Message,
         // Anything else is a bug in VitSharp: say so, with the type, so it can be reported.
         _ => $"internal error ({e.GetType().Name}): {e.Message} (run with --verbose for the stack trace)",

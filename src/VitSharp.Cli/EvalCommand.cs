@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Spectre.Console;
+using VitSharp.Inference;
 using VitSharp.Training;
 
 namespace VitSharp.Cli;
@@ -20,9 +21,10 @@ public static class EvalCommand
         var batchSize = new Option<int>("--batch-size", "-b") { Description = "Images per forward pass", DefaultValueFactory = _ => 256 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (accuracy, per_class, confusion, count, …) instead of tables" };
         var allowNonFinite = new Option<bool>("--allow-nonfinite") { Description = "Load weights holding NaN or ±∞ with a warning instead of refusing them" };
+        var precision = PrecisionOption.Create();
         var cmd = new Command("eval", "Evaluate a checkpoint on its data set's test split: accuracy, per-class accuracy, confusion matrix")
         {
-            checkpoint, data, limit, batchSize, json, allowNonFinite,
+            checkpoint, data, limit, batchSize, json, allowNonFinite, precision,
         };
         cmd.SetAction(pr =>
         {
@@ -31,10 +33,12 @@ public static class EvalCommand
             int bs = pr.GetValue(batchSize);
             if (bs < 1) throw new ArgumentException($"--batch-size must be ≥ 1, got {bs}");
             string path = pr.GetValue(checkpoint)!;
+            var prec = PrecisionOption.Parse(pr.GetValue(precision));
             var ckpt = VitSharp.Import.WeightImporter.LoadCheckpoint(path, new VitSharp.Import.ImportOptions
             {
                 AllowNonFinite = pr.GetValue(allowNonFinite), Warn = m => ctx.Err.WriteLine("vit: warning: " + m),
             });
+            ckpt.Model.UsePrecision(prec);
             var info = DataInfo.FromJson(ckpt.Info.Data, path);
             var trained = ckpt.Info.Training["options"] is JsonObject o ? TrainOptions.FromJson(o) : null;
             string? dir = pr.GetValue(data) ?? trained?.DataDir;
@@ -42,8 +46,8 @@ public static class EvalCommand
             var result = Evaluator.Evaluate(ckpt.Model, test, info.Normalize(), bs);
             if (result.Count > 0 && (!double.IsFinite(result.Loss) || !double.IsFinite(result.Accuracy)))
                 throw new CheckpointException($"{path}: the model's outputs are not finite (loss {result.Loss}); its weights are corrupt, so there is no accuracy to report");
-            if (pr.GetValue(json)) ctx.Out.WriteLine(ToJson(path, info, result).ToJsonString());
-            else WriteTables(ctx, path, info, result);
+            if (pr.GetValue(json)) { var j = ToJson(path, info, result); j["precision"] = prec.Name(); ctx.Out.WriteLine(j.ToJsonString()); }
+            else WriteTables(ctx, path, info, result, prec);
             return CliApp.ExitOk;
         });
         return cmd;
@@ -72,7 +76,7 @@ public static class EvalCommand
         };
     }
 
-    private static void WriteTables(CliContext ctx, string path, DataInfo info, EvalResult r)
+    private static void WriteTables(CliContext ctx, string path, DataInfo info, EvalResult r, VitSharp.Inference.InferencePrecision precision)
     {
         int k = r.ClassNames.Count;
         var perClass = new Table().Border(TableBorder.Rounded).Title("Per class")
@@ -107,7 +111,7 @@ public static class EvalCommand
         }
         else ctx.Out.WriteLine($"(the {k}×{k} confusion matrix is too wide for a table; --json prints it)");
 
-        ctx.Out.WriteLine($"{path}: {info.Name} test split, {r.Count} images, loss {r.Loss.ToString("0.0000", Inv)}");
+        ctx.Out.WriteLine($"{path}: {info.Name} test split, {r.Count} images, precision {PrecisionOption.Describe(precision)}, loss {r.Loss.ToString("0.0000", Inv)}");
         ctx.Out.WriteLine($"Accuracy: {TrainCommand.Pct(r.Accuracy)}");
     }
 }

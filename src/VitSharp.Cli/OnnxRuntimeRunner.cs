@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using VitSharp.Export;
+using VitSharp.Inference;
 using VitSharp.NN;
 
 namespace VitSharp.Cli;
@@ -8,7 +9,9 @@ namespace VitSharp.Cli;
 /// <summary>
 /// <c>vit bench --onnx</c>'s peer: the benchmarked model exported to ONNX in memory (<see cref="OnnxExporter"/>, opset 17,
 /// dynamic batch) and run by ONNX Runtime on the same images, with its default graph optimisations (all levels) and as
-/// many intra-op threads as VitSharp's kernels use.
+/// many intra-op threads as VitSharp's kernels use. For <see cref="InferencePrecision.Int8"/> the export is dynamically
+/// quantized (<see cref="OnnxQuantization.DynamicInt8"/>, the pattern ONNX Runtime fuses into its DynamicQuantizeMatMul
+/// int8 kernel).
 /// </summary>
 internal sealed class OnnxRuntimeRunner : IDisposable
 {
@@ -18,10 +21,20 @@ internal sealed class OnnxRuntimeRunner : IDisposable
     private readonly string[] _inputNames, _outputNames;
 
     /// <summary>Exports <paramref name="model"/> (in eval mode) for <paramref name="images"/>' size and opens the session.</summary>
-    public OnnxRuntimeRunner(Module model, Tensor images, int threads)
+    /// <param name="model">The model, in eval mode.</param>
+    /// <param name="images">The batch every step runs.</param>
+    /// <param name="threads">Intra-op threads.</param>
+    /// <param name="precision">Float32, or Int8 for the dynamically quantized export (BFloat16 is not an ONNX Runtime CPU path).</param>
+    public OnnxRuntimeRunner(Module model, Tensor images, int threads, InferencePrecision precision = InferencePrecision.Float32)
     {
+        if (precision == InferencePrecision.BFloat16)
+            throw new ArgumentException("ONNX Runtime has no bfloat16 CPU path worth timing: compare bf16 against its fp32");
+        Precision = precision;
         long start = Stopwatch.GetTimestamp();
-        var bytes = OnnxExporter.ToBytes(model, images.Dim(1), images.Dim(2), images.Dim(3));
+        var bytes = OnnxExporter.ToBytes(model, images.Dim(1), images.Dim(2), images.Dim(3), new OnnxExportOptions
+        {
+            Quantization = precision == InferencePrecision.Int8 ? OnnxQuantization.DynamicInt8 : OnnxQuantization.None,
+        });
         ExportMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         var options = new SessionOptions
         {
@@ -46,11 +59,23 @@ internal sealed class OnnxRuntimeRunner : IDisposable
             expected = model.Forward(images);
             using var outputs = _session.Run(_run, _inputNames, [_input], _outputNames);
             var actual = outputs[0].GetTensorDataAsSpan<float>();
-            double diff = 0;
-            for (int i = 0; i < actual.Length; i++) diff = Math.Max(diff, Math.Abs(actual[i] - expected.Data[i]));
+            double diff = 0, ab = 0, aa = 0, bb = 0;
+            for (int i = 0; i < actual.Length; i++)
+            {
+                float x = actual[i], y = expected.Data[i];
+                diff = Math.Max(diff, Math.Abs(x - y));
+                ab += (double)x * y; aa += (double)x * x; bb += (double)y * y;
+            }
             MaxAbsDifference = diff;
+            Cosine = aa > 0 && bb > 0 ? ab / Math.Sqrt(aa * bb) : aa == bb ? 1 : 0;
         }
     }
+
+    /// <summary>What ONNX Runtime runs: float32 or the int8-quantized export.</summary>
+    public InferencePrecision Precision { get; }
+
+    /// <summary>Cosine similarity of VitSharp's and ONNX Runtime's logits over the images (all logits as one vector).</summary>
+    public double Cosine { get; }
 
     /// <summary>ONNX Runtime's version.</summary>
     public string Version { get; }

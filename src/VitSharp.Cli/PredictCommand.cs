@@ -24,18 +24,20 @@ public static class PredictCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object with every image's top classes instead of tables" };
         var allowNonFinite = new Option<bool>("--allow-nonfinite") { Description = "Load weights holding NaN or ±∞ with a warning instead of refusing them" };
         var attention = new Option<string?>("--attention") { Description = "Also write each image's attention rollout as a heat map over it to this PNG (several images: OUT-1.png, OUT-2.png, …)" };
+        var precision = PrecisionOption.Create();
         var cmd = new Command("predict", "Classify images with a trained checkpoint: the top classes and their probabilities")
         {
-            checkpoint, images, top, json, attention, allowNonFinite,
+            checkpoint, images, top, json, attention, allowNonFinite, precision,
         };
         cmd.SetAction(pr =>
         {
             int k = pr.GetValue(top);
             if (k < 1) throw new ArgumentException($"--top must be ≥ 1, got {k}");
+            var p = PrecisionOption.Parse(pr.GetValue(precision));
             var classifier = ImageClassifier.Load(pr.GetValue(checkpoint)!, new VitSharp.Import.ImportOptions
             {
                 AllowNonFinite = pr.GetValue(allowNonFinite), Warn = m => ctx.Err.WriteLine("vit: warning: " + m),
-            });
+            }, p);
             var paths = pr.GetValue(images)!;
             string? outPng = pr.GetValue(attention);
             if (outPng is not null && !classifier.SupportsAttention)

@@ -23,9 +23,10 @@ public static class ServeCommand
         var top = new Option<int>("--top", "-k") { Description = "Classes returned when a request has no ?top=K", DefaultValueFactory = _ => 5 };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "Do not print a line per request" };
         var allowNonFinite = new Option<bool>("--allow-nonfinite") { Description = "Load weights holding NaN or ±∞ with a warning instead of refusing them" };
+        var precision = PrecisionOption.Create();
         var cmd = new Command("serve", "Serve a checkpoint over HTTP: POST /v1/predict (JSON top-k), POST /v1/attention (PNG), GET /healthz, and a web page at / to try it")
         {
-            checkpoint, port, host, maxBody, top, quiet, allowNonFinite,
+            checkpoint, port, host, maxBody, top, quiet, allowNonFinite, precision,
         };
         cmd.SetAction(pr =>
         {
@@ -38,6 +39,7 @@ public static class ServeCommand
             string h = pr.GetValue(host)!;
             try { ClassifierServerOptions.ParseHost(h); }
             catch (ArgumentException e) { throw new ArgumentException("--host: " + e.Message); }
+            var prec = PrecisionOption.Parse(pr.GetValue(precision));
             bool logRequests = !pr.GetValue(quiet);
             var options = new ClassifierServerOptions
             {
@@ -47,12 +49,12 @@ public static class ServeCommand
             var classifier = ImageClassifier.Load(pr.GetValue(checkpoint)!, new VitSharp.Import.ImportOptions
             {
                 AllowNonFinite = pr.GetValue(allowNonFinite), Warn = m => ctx.Err.WriteLine("vit: warning: " + m),
-            });
+            }, prec);
             var server = ClassifierServer.StartAsync(classifier, options).GetAwaiter().GetResult();
             try
             {
                 var (c, ih, iw) = classifier.InputShape;
-                ctx.Out.WriteLine($"Serving {classifier.Checkpoint.Path} ({classifier.Checkpoint.Info.Model.Constructor}, {classifier.ClassNames.Count} classes, input {c}×{ih}×{iw})");
+                ctx.Out.WriteLine($"Serving {classifier.Checkpoint.Path} ({classifier.Checkpoint.Info.Model.Constructor}, {classifier.ClassNames.Count} classes, input {c}×{ih}×{iw}, precision {PrecisionOption.Describe(prec)})");
                 ctx.Out.WriteLine($"Listening on {server.Address} (the page: {server.Address}; API: POST {server.Address}v1/predict); Ctrl-C stops");
                 ctx.Out.Flush();
                 server.WaitForShutdownAsync().GetAwaiter().GetResult();

@@ -52,14 +52,29 @@ public static class TrainCommand
         var init = new Option<string?>("--init") { Description = "Start from pretrained weights (a checkpoint, .pth, .safetensors, .npz or Hugging Face folder): new classifier for the data's classes, position embedding resampled to --image-size (default: the weights' own size)" };
         var freeze = new Option<bool>("--freeze") { Description = "With --init: train only the classifier" };
         var teacherModel = new Option<string?>("--teacher-model") { Description = "With --teacher: a preset for what the teacher's weights do not say (e.g. resnet18, vit_b_16)" };
-        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with)" };
-        var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last")
+        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its checkpoint (with the options it was started with; any number of MPI ranks)" };
+        var mpiTimeout = new Option<double?>("--mpi-timeout") { Description = $"Under mpirun: seconds a rank waits for the others in one all-reduce before it ends the job with an error (default: {Distributed.Timeout.TotalSeconds:0}); see docs/distributed.md" };
+        var cmd = new Command("train", "Train a model preset on a data set (default: vit-fmnist on Fashion-MNIST); prints the checkpoint's path last. " +
+            "Under mpirun -np N: data-parallel over N processes or machines (docs/distributed.md)")
         {
             recipe, model, set, dataset, data, imageSize, channels, epochs, batchSize, lr, minLr, weightDecay, warmup, smoothing, clip, shift,
             flip, noFlip, seed, trainLimit, testLimit, outDir, threads, noDataParallel, teacher, distill, temperature, alpha, teacherModel, init, freeze, resume,
+            mpiTimeout,
         };
         cmd.SetAction(pr =>
         {
+            if (pr.GetValue(mpiTimeout) is double timeout)
+            {
+                if (!(timeout > 0) || double.IsInfinity(timeout)) throw new ArgumentException($"--mpi-timeout must be a number of seconds > 0, got {timeout.ToString(Inv)}");
+                Distributed.Timeout = TimeSpan.FromSeconds(timeout);
+            }
+            if (Distributed.IsLaunchedByMpi)
+            {
+                Distributed.Initialize();
+                // Ranks on one machine share its cores (mpirun also binds each to its own by default).
+                if (pr.GetValue(threads) is null && VitSharpEnvironment.Threads is null)
+                    VitSharp.Kernels.ComputeThreads.Count = Math.Max(1, Environment.ProcessorCount / Distributed.LocalSize);
+            }
             if (pr.GetValue(threads) is int nThreads) VitSharp.Kernels.ComputeThreads.Count = nThreads;
             var o = TrainRecipes.Get(pr.GetValue(recipe) ?? "default");
             var given = new List<string>();
@@ -114,7 +129,12 @@ public static class TrainCommand
                 var orphan = new[] { distill.Name, temperature.Name, alpha.Name, teacherModel.Name }.Where(given.Contains).ToList();
                 if (orphan.Count > 0) throw new ArgumentException($"{string.Join(", ", orphan)} need(s) --teacher CHECKPOINT");
             }
-            return Run(ctx, o, pr.GetValue(resume), given);
+            if (!Distributed.IsInitialized) return Run(ctx, o, pr.GetValue(resume), given);
+            // Every rank trains; rank 0 alone prints (errors still go to stderr from any rank). MPI is finalised only
+            // after a run that ended normally: a rank that failed exits without it, so that mpirun ends the job.
+            int code = Run(Distributed.IsRoot ? ctx : new CliContext(TextWriter.Null, ctx.Err), o, pr.GetValue(resume), given);
+            Distributed.Shutdown();
+            return code;
         });
         return cmd;
     }
@@ -165,13 +185,31 @@ public static class TrainCommand
         Console.CancelKeyPress += onCancel;
         // SIGTERM (kill, service managers) stops the same way: a background job started by a non-interactive
         // shell ignores SIGINT, so this is how such a run is stopped with its checkpoint saved.
+        bool distributed = Distributed.IsInitialized;
         using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctxSig =>
         {
+            if (distributed)
+            {
+                // mpirun ends a job with SIGTERM (then SIGKILL) when a rank failed or it was interrupted: this rank may be
+                // waiting for the failed one and cannot save; the last checkpoint stays as it is. SIGTERM's default follows.
+                ctx.Err.WriteLine($"vit: error: rank {Distributed.Rank} of {Distributed.Size}: terminated by mpirun (a rank failed or the job was " +
+                    "stopped: see mpirun's message); the last checkpoint is kept (vit train --resume continues it with any number of ranks)");
+                ctx.Err.Flush();
+                return;
+            }
             if (cts.IsCancellationRequested) return;
             ctxSig.Cancel = true;
             cts.Cancel();
             ctx.Err.WriteLine("vit: terminated: finishing the current step and saving a checkpoint");
         });
+        // mpirun forwards SIGUSR1 to every rank: the way to stop a distributed run after the current step with a checkpoint.
+        using var onUsr1 = distributed ? System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)SigUsr1, ctxSig =>
+        {
+            ctxSig.Cancel = true;
+            if (cts.IsCancellationRequested) return;
+            cts.Cancel();
+            if (Distributed.IsRoot) ctx.Err.WriteLine("vit: SIGUSR1: every rank stops after the current step; rank 0 saves a checkpoint");
+        }) : null;
         try
         {
             if (!resume)
@@ -182,7 +220,8 @@ public static class TrainCommand
             TrainResult result;
             try
             {
-                result = ctx.IsTerminal
+                // mpirun gives its ranks a pseudo-terminal: plain lines there, not a live display.
+                result = ctx.IsTerminal && !Distributed.IsInitialized
                     ? RunLive(ctx, options, resume, cts.Token)
                     : Trainer.Run(options, resume, new PlainReporter(ctx.Out), cts.Token);
             }
@@ -215,6 +254,8 @@ public static class TrainCommand
         }
         finally { Console.CancelKeyPress -= onCancel; }
     }
+
+    private const int SigUsr1 = 10;   // Linux x86-64 and arm64
 
     private static string Quote(string path) => path.Any(c => char.IsWhiteSpace(c) || c is '\'' or '"' or '$' or '\\') ? "'" + path.Replace("'", "'\\''") + "'" : path;
 

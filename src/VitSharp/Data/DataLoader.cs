@@ -29,11 +29,20 @@ public sealed class DataLoader
     /// <param name="transform">Applied to every sample (C×H×W floats in [0, 1]); null for none.</param>
     /// <param name="dropLast">Drop the last batch of an epoch when it is smaller than <paramref name="batchSize"/>.</param>
     /// <param name="prefetch">How many finished batches the background thread may keep ready (≥ 1).</param>
-    public DataLoader(IImageDataset dataset, int batchSize, bool shuffle, int seed, ITransform? transform, bool dropLast = false, int prefetch = 2)
+    /// <param name="shard">With <paramref name="shards"/> &gt; 1: which part of every batch this loader builds (0 …
+    /// shards − 1), e.g. the MPI rank. A batch of n samples is cut into contiguous parts at ⌈k·n/shards⌉, so the global
+    /// batches, their order and augmentation do not depend on the number of shards.</param>
+    /// <param name="shards">Parts every batch is cut into (≥ 1); 1: whole batches.</param>
+    public DataLoader(IImageDataset dataset, int batchSize, bool shuffle, int seed, ITransform? transform, bool dropLast = false, int prefetch = 2,
+        int shard = 0, int shards = 1)
     {
         ArgumentNullException.ThrowIfNull(dataset);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(prefetch, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
+        if ((uint)shard >= (uint)shards) throw new ArgumentOutOfRangeException(nameof(shard), shard, $"the shard must lie in [0, {shards})");
+        Shard = shard;
+        Shards = shards;
         _dataset = dataset;
         BatchSize = batchSize;
         Shuffle = shuffle;
@@ -57,6 +66,16 @@ public sealed class DataLoader
 
     /// <summary>Whether a smaller last batch is dropped.</summary>
     public bool DropLast { get; }
+
+    /// <summary>The part of every batch this loader builds (0 when not sharded).</summary>
+    public int Shard { get; }
+
+    /// <summary>Parts every batch is cut into (1: whole batches).</summary>
+    public int Shards { get; }
+
+    /// <summary>The start of part <paramref name="shard"/> of <paramref name="shards"/> in a batch of <paramref name="count"/>
+    /// samples: ⌈shard·count/shards⌉ (part k holds [Start(k), Start(k + 1))).</summary>
+    public static int ShardStart(int count, int shard, int shards) => (int)(((long)shard * count + shards - 1) / shards);
 
     /// <summary>Background threads of all loaders still running (for tests and diagnostics).</summary>
     internal static int ActiveWorkers => Volatile.Read(ref _activeWorkers);
@@ -215,8 +234,10 @@ public sealed class DataLoader
 
     private Batch Build(int[] order, int epoch, int batchIndex, SampleRandom rng)
     {
-        int start = batchIndex * BatchSize;
-        int count = Math.Min(BatchSize, order.Length - start);
+        int globalStart = batchIndex * BatchSize;
+        int globalCount = Math.Min(BatchSize, order.Length - globalStart);
+        int lo = ShardStart(globalCount, Shard, Shards);
+        int start = globalStart + lo, count = ShardStart(globalCount, Shard + 1, Shards) - lo;
         int c = _dataset.Channels, h = _dataset.Height, w = _dataset.Width;
         int sample = c * h * w;
         var data = new float[(long)count * sample];
@@ -235,6 +256,6 @@ public sealed class DataLoader
                 _transform.Apply(dst, c, h, w, rng);
             }
         }
-        return new Batch(new Tensor(data, count, c, h, w), labels, indices);
+        return new Batch(new Tensor(data, count, c, h, w), labels, indices, globalCount);
     }
 }

@@ -30,6 +30,12 @@ public sealed record OnnxExportOptions
     /// <summary>The graph output's name: logits [batch, classes], float32.</summary>
     public string OutputName { get; init; } = "logits";
 
+    /// <summary>
+    /// Whether the Linear layers are written quantized (<see cref="OnnxQuantization"/>; default
+    /// <see cref="OnnxQuantization.None"/>: float32 MatMul/Gemm).
+    /// </summary>
+    public OnnxQuantization Quantization { get; init; } = OnnxQuantization.None;
+
     /// <summary>More <c>metadata_props</c> entries (added after the exporter's own; a key given here replaces the exporter's).</summary>
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
 
@@ -39,9 +45,35 @@ public sealed record OnnxExportOptions
         if (Opset < MinOpset || Opset > MaxOpset)
             throw new ArgumentException($"opset {Opset} is not supported: the exporter writes opsets {MinOpset} to {MaxOpset}");
         if (!DynamicBatch && BatchSize < 1) throw new ArgumentException($"the fixed batch size must be ≥ 1, got {BatchSize}");
+        if (!Enum.IsDefined(Quantization)) throw new ArgumentException($"unknown quantization {(int)Quantization}: expected None, DynamicInt8 or DynamicInt8PerChannel");
         if (string.IsNullOrEmpty(InputName) || string.IsNullOrEmpty(OutputName) || InputName == OutputName)
             throw new ArgumentException($"the input and output names must be distinct and non-empty, got '{InputName}' and '{OutputName}'");
     }
+}
+
+/// <summary>
+/// How <see cref="OnnxExporter"/> writes the Linear layers (every MatMul or Gemm whose second operand is a weight parameter;
+/// products of two activations, such as attention's, stay float32).
+/// </summary>
+public enum OnnxQuantization
+{
+    /// <summary>float32 MatMul (rank ≥ 3 input) or Gemm (rank 2), the weight a float32 initializer.</summary>
+    None,
+
+    /// <summary>
+    /// Dynamic int8, as ONNX Runtime's <c>quantize_dynamic</c> writes it: the activation → DynamicQuantizeLinear (uint8,
+    /// one scale and zero point per tensor, computed at run time), the weight stored once as an int8 initializer,
+    /// symmetric with one scale per tensor (max|w|/127, zero point 0), then MatMulInteger → Cast(float) → Mul(activation
+    /// scale · weight scale) → Add(bias). ONNX Runtime fuses the chain into its DynamicQuantizeMatMul int8 kernel.
+    /// </summary>
+    DynamicInt8,
+
+    /// <summary>
+    /// As <see cref="DynamicInt8"/> with one weight scale per output channel (a 1-D scale and zero point of the output
+    /// width), which ONNX Runtime's MatMulInteger and DynamicQuantizeMatMul accept and fuse the same way (closer to the
+    /// float32 model than one scale per tensor).
+    /// </summary>
+    DynamicInt8PerChannel,
 }
 
 /// <summary>

@@ -158,7 +158,7 @@ public static class OnnxExporter
             if (wasTraining) model.Train();
         }
 
-        var builder = new OnnxGraphBuilder(a, b, parameters, options.Opset);
+        var builder = new OnnxGraphBuilder(a, b, parameters, options.Opset, options.Quantization);
         var graph = builder.Build(options.InputName, options.OutputName, out var inShape, out var outShape);
         graph.Name = model.GetType().Name;
         var proto = new ModelProto
@@ -172,6 +172,10 @@ public static class OnnxExporter
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = options.Opset });
         var metadata = new Dictionary<string, string>();
+        if (options.Quantization != OnnxQuantization.None)
+            metadata["quantization"] = options.Quantization == OnnxQuantization.DynamicInt8PerChannel
+                ? "dynamic int8 (onnxruntime quantize_dynamic pattern): Linear weights int8 symmetric per output channel, activations uint8 per tensor (DynamicQuantizeLinear), MatMulInteger"
+                : "dynamic int8 (onnxruntime quantize_dynamic pattern): Linear weights int8 symmetric per tensor, activations uint8 per tensor (DynamicQuantizeLinear), MatMulInteger";
         if (options.Metadata is { } m) foreach (var (k, v) in m) metadata[k] = v;
         foreach (var (k, v) in metadata) proto.MetadataProps.Add(new StringStringEntryProto { Key = k, Value = v });
         long bytes = proto.CalculateSize();

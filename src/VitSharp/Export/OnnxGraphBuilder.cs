@@ -14,10 +14,12 @@ namespace VitSharp.Export;
 /// </summary>
 internal sealed class OnnxGraphBuilder
 {
-    private const int Float = (int)TensorProto.Types.DataType.Float, Int64 = (int)TensorProto.Types.DataType.Int64;
+    private const int Float = (int)TensorProto.Types.DataType.Float, Int64 = (int)TensorProto.Types.DataType.Int64,
+        Int8 = (int)TensorProto.Types.DataType.Int8;
 
     private readonly Trace _a, _b;
     private readonly int _opset;
+    private readonly OnnxQuantization _quantization;
     private readonly bool _dynamic;
     private readonly GraphProto _graph = new();
     private readonly Dictionary<Tensor, string> _names = new(ReferenceEqualityComparer.Instance);
@@ -31,9 +33,10 @@ internal sealed class OnnxGraphBuilder
     private int _counter;
     private string _where = "";
 
-    public OnnxGraphBuilder(Trace a, Trace b, IReadOnlyDictionary<string, Tensor> parameters, int opset)
+    public OnnxGraphBuilder(Trace a, Trace b, IReadOnlyDictionary<string, Tensor> parameters, int opset,
+        OnnxQuantization quantization = OnnxQuantization.None)
     {
-        _a = a; _b = b; _opset = opset;
+        _a = a; _b = b; _opset = opset; _quantization = quantization;
         _dynamic = a.Batch != b.Batch;
         foreach (var (name, t) in parameters) _parameters.TryAdd(t, name);
     }
@@ -239,6 +242,82 @@ internal sealed class OnnxGraphBuilder
         return output;
     }
 
+    /// <summary>Adds a node with several outputs (named after the op); returns their names.</summary>
+    private string[] NodeOutputs(string opType, string[] inputs, int outputs)
+    {
+        var n = new NodeProto { OpType = opType, Name = $"{opType}_node_{_counter++}" };
+        n.Input.AddRange(inputs);
+        var names = new string[outputs];
+        for (int i = 0; i < outputs; i++) n.Output.Add(names[i] = $"{opType}_{_counter++}");
+        _graph.Node.Add(n);
+        OpTypes[opType] = OpTypes.GetValueOrDefault(opType) + 1;
+        return names;
+    }
+
+    /// <summary>
+    /// x · Wᵀ (+ bias) with W [out, in] a weight parameter, dynamically quantized as ONNX Runtime's <c>quantize_dynamic</c>
+    /// writes it (operators/matmul.py, MatMulInteger): DynamicQuantizeLinear(x) → (x_q uint8, x_scale, x_zero_point);
+    /// Wᵀ [in, out] as an int8 initializer, symmetric (zero point 0, scale max|w|/127 per tensor or per output column);
+    /// MatMulInteger(x_q, Wᵀ_q, x_zero_point, w_zero_point) → Cast(float) → Mul(·, Mul(x_scale, w_scale)) → Add(bias).
+    /// Each product gets its own DynamicQuantizeLinear and scale Mul: ONNX Runtime fuses the chain
+    /// (MatMulIntegerToFloatFusion, then DynamicQuantizeMatMulFusion) only when their outputs have one consumer.
+    /// </summary>
+    private string QuantizedLinear(string x, Tensor w, string key, string? bias)
+    {
+        bool perChannel = _quantization == OnnxQuantization.DynamicInt8PerChannel;
+        string wq = key + (perChannel ? ".T.int8_per_channel" : ".T.int8");
+        string ws = wq + ".scale", wzp = wq + ".zero_point";
+        if (_initialized.Add(wq))
+        {
+            var (q, scales) = QuantizeWeightTransposed(w, perChannel);
+            int o = w.Dim(0), i = w.Dim(1);
+            var t = new TensorProto { Name = wq, DataType = Int8 };
+            t.Dims.Add(i);
+            t.Dims.Add(o);
+            t.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(q.AsSpan()));
+            _graph.Initializer.Add(t);
+            var s = new TensorProto { Name = ws, DataType = Float };
+            var z = new TensorProto { Name = wzp, DataType = Int8 };
+            if (perChannel) { s.Dims.Add(o); z.Dims.Add(o); }
+            s.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(scales.AsSpan()));
+            z.RawData = ByteString.CopyFrom(new byte[scales.Length]);
+            _graph.Initializer.Add(s);
+            _graph.Initializer.Add(z);
+        }
+        var dq = NodeOutputs("DynamicQuantizeLinear", [x], 3);   // x_q, x_scale, x_zero_point
+        var product = Node("MatMulInteger", [dq[0], wq, dq[2], wzp]);
+        var asFloat = Node("Cast", [product], attrs: [Attr("to", (long)Float)]);
+        var y = Node("Mul", [asFloat, Node("Mul", [dq[1], ws])]);
+        return bias is null ? y : Node("Add", [y, bias]);
+    }
+
+    /// <summary>
+    /// Wᵀ ([in, out] of W [out, in]) in int8, symmetric: q = round(w / scale) (half to even) clamped to ±127, with
+    /// scale = max|w| / 127 over the whole tensor or over each output channel (1 where that is all zeros).
+    /// </summary>
+    internal static (sbyte[] Q, float[] Scales) QuantizeWeightTransposed(Tensor w, bool perChannel)
+    {
+        int o = w.Dim(0), i = w.Dim(1);
+        var d = w.Data;
+        var scales = new float[perChannel ? o : 1];
+        for (int r = 0; r < o; r++)
+        {
+            float m = 0;
+            for (int c = 0; c < i; c++) m = MathF.Max(m, MathF.Abs(d[r * i + c]));
+            int at = perChannel ? r : 0;
+            scales[at] = MathF.Max(scales[at], m);
+        }
+        for (int k = 0; k < scales.Length; k++) scales[k] = scales[k] > 0 ? scales[k] / 127f : 1f;
+        var q = new sbyte[o * i];
+        for (int r = 0; r < o; r++)
+        {
+            float s = scales[perChannel ? r : 0];
+            for (int c = 0; c < i; c++)
+                q[c * o + r] = (sbyte)Math.Clamp(MathF.Round(d[r * i + c] / s, MidpointRounding.ToEven), -127f, 127f);
+        }
+        return (q, scales);
+    }
+
     private OnnxExportException Unsupported(string op, string why) => new($"{_where}: {why}", op);
 
     private static long[] Pads(VitSharp.Kernels.Window2d w) => [w.PadH, w.PadW, w.PadH, w.PadW];
@@ -258,6 +337,8 @@ internal sealed class OnnxGraphBuilder
             {
                 var w = op.Inputs[1]!;
                 int rank = op.Inputs[0]!.Rank;
+                if (_quantization != OnnxQuantization.None && _parameters.TryGetValue(w, out var weightKey) && w.Rank == 2)
+                    return QuantizedLinear(x[0]!, w, weightKey, x[2]);
                 if (rank == 2) return Node("Gemm", [x[0], x[1], x[2]], attrs: [Attr("transB", 1L)]);
                 // [..., in] · Wᵀ: a parameter is stored transposed once ([in, out]); a computed weight is transposed in the graph.
                 string wt;

@@ -58,9 +58,14 @@ public sealed class ImageClassifier
     private readonly object _lock = new();
 
     /// <summary>Wraps a loaded checkpoint (its model is switched to eval mode).</summary>
-    public ImageClassifier(LoadedCheckpoint checkpoint)
+    /// <param name="checkpoint">The checkpoint.</param>
+    /// <param name="precision">The number format of the model's Linear layers (<see cref="ModelPrecision.UsePrecision"/>);
+    /// float32 by default.</param>
+    public ImageClassifier(LoadedCheckpoint checkpoint, InferencePrecision precision = InferencePrecision.Float32)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
+        checkpoint.Model.UsePrecision(precision);
+        Precision = precision;
         Checkpoint = checkpoint;
         Data = DataInfo.FromJson(checkpoint.Info.Data, checkpoint.Path);
         var inner = checkpoint.Model is DistillWrapper dw ? dw.Student : checkpoint.Model;
@@ -73,8 +78,15 @@ public sealed class ImageClassifier
     /// <see cref="WeightImporter.LoadCheckpoint"/> reads (.pth, .safetensors, .npz, a Hugging Face folder).
     /// </summary>
     /// <exception cref="CheckpointException">The file is missing, malformed, or does not say what the model is.</exception>
-    public static ImageClassifier Load(string checkpointOrWeights, ImportOptions? options = null) =>
-        new(WeightImporter.LoadCheckpoint(checkpointOrWeights, options));
+    /// <param name="checkpointOrWeights">The file or folder.</param>
+    /// <param name="options">How to read pretrained weights (preset, class names, non-finite weights).</param>
+    /// <param name="precision">The number format of the model's Linear layers; float32 by default.</param>
+    public static ImageClassifier Load(string checkpointOrWeights, ImportOptions? options = null,
+        InferencePrecision precision = InferencePrecision.Float32) =>
+        new(WeightImporter.LoadCheckpoint(checkpointOrWeights, options), precision);
+
+    /// <summary>The number format the model's Linear layers run in.</summary>
+    public InferencePrecision Precision { get; }
 
     /// <summary>The loaded checkpoint (model, spec, metadata).</summary>
     public LoadedCheckpoint Checkpoint { get; }

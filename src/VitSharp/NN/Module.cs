@@ -268,7 +268,11 @@ public abstract class Module
         if (misShaped.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
             throw new StateDictException(strict ? missing : new List<string>(), strict ? unexpected : new List<string>(), misShaped);
         foreach (var (key, dst) in own)
-            if (stateDict.TryGetValue(key, out var src)) src.Data.AsSpan().CopyTo(dst.Data);
+            if (stateDict.TryGetValue(key, out var src))
+            {
+                src.Data.AsSpan().CopyTo(dst.Data);
+                if (dst.Packed is { } p) dst.Packed = Inference.PackedLinearWeights.Pack(dst, p.Precision, p.Path);  // converted weights follow
+            }
     }
 
     private static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;

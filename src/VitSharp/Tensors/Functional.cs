@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using VitSharp.Inference;
 using VitSharp.Kernels;
 
 namespace VitSharp;
@@ -20,6 +21,14 @@ public static partial class F
         x.ShapeSpan.CopyTo(shape);
         shape[^1] = outF;
         var y = Tensor.Empty(shape);
+        if (weight.Packed is { } packed && OpTrace.Current is null)
+        {
+            if (Autograd.Needs(x, weight))
+                throw new InvalidOperationException($"linear: this layer runs {packed.Precision.Name()} inference (UsePrecision) and has no gradient; " +
+                    "run it under Autograd.NoGrad(), or call UsePrecision(InferencePrecision.Float32) before training");
+            packed.Linear(x.Data, rows, bias is null ? default : bias.Data, y.Data);
+            return y;
+        }
         float beta = 0f;
         if (bias is not null)
         {

@@ -32,6 +32,9 @@ public sealed partial class Tensor
     /// <summary>The node that produced this tensor (null for leaves and for results computed without gradient).</summary>
     internal Node? Creator { get; set; }
 
+    /// <summary>This weight converted for low-precision inference (<see cref="Inference.ModelPrecision.UsePrecision"/>), or null.</summary>
+    internal Inference.PackedLinearWeights? Packed { get; set; }
+
     /// <summary>Creates a zero-filled tensor of the given shape.</summary>
     public Tensor(params int[] shape) : this(new float[ChargedSize(shape)], shape) { }
 

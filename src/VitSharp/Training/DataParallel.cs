@@ -115,11 +115,16 @@ public sealed class DataParallel : IDisposable
     /// Runs <paramref name="step"/> on both halves of the batch at once and adds the replica's gradients into the
     /// model's. Returns the combined result. Batches of one sample run on the model alone.
     /// </summary>
-    public HalfResult Step(Tensor images, int[] labels, HalfStep step)
+    /// <param name="images">The batch (or this process's shard of a distributed global batch).</param>
+    /// <param name="labels">Its labels.</param>
+    /// <param name="step">The work on one half.</param>
+    /// <param name="globalCount">The samples of the whole global batch when <paramref name="images"/> is one rank's shard of
+    /// it (each half is then weighted by its share of the global batch); null: the batch is whole.</param>
+    public HalfResult Step(Tensor images, int[] labels, HalfStep step, int? globalCount = null)
     {
         if (_replica is null) throw new InvalidOperationException("training steps need a replica (construct DataParallel with buildReplica)");
         int b = labels.Length;
-        if (b < 2) return step(_model, images, labels, 1f, 0);
+        if (b < 2) return step(_model, images, labels, b / (float)(globalCount ?? b), 0);
         int n0 = (b + 1) / 2;
         SplitReusing(images, n0);
         for (int h = 0; h < 2; h++)
@@ -130,7 +135,7 @@ public sealed class DataParallel : IDisposable
         }
         _replica.Train(_model.Training);
         foreach (var p in _replicaParams) if (p.Grad is not null) Array.Clear(p.Grad.Data);
-        (_step, _batch) = (step, b);
+        (_step, _batch) = (step, globalCount ?? b);
         try { Run(_runHalf); }
         finally { _step = null; _halves[0] = _halves[1] = null; }
         var results = _results;

@@ -11,10 +11,13 @@ public static class Evaluator
 {
     /// <summary>Evaluates <paramref name="model"/> (switched to eval mode) on <paramref name="data"/> preprocessed by <paramref name="transform"/>.</summary>
     /// <remarks>With <paramref name="parallel"/> (a <see cref="DataParallel"/> over this model), each batch's two halves
-    /// run at once on two cores.</remarks>
+    /// run at once on two cores. With <paramref name="distributed"/> (MPI initialised, see <see cref="VitSharp.Distributed"/>)
+    /// each rank evaluates its shard of every batch and the confusion matrix and loss are summed over the ranks: every rank
+    /// must call it, and gets the same result.</remarks>
     public static EvalResult Evaluate(Module model, IImageDataset data, ITransform? transform, int batchSize = 256,
-        CancellationToken cancel = default, DataParallel? parallel = null)
+        CancellationToken cancel = default, DataParallel? parallel = null, bool distributed = false)
     {
+        distributed &= VitSharp.Distributed.Size > 1;
         bool wasTraining = model.Training;
         model.Eval();
         int k = data.NumClasses;
@@ -23,11 +26,14 @@ public static class Evaluator
         int count = 0;
         try
         {
-            var loader = new DataLoader(data, batchSize, shuffle: false, seed: 0, transform);
+            var loader = distributed
+                ? new DataLoader(data, batchSize, shuffle: false, seed: 0, transform, shard: VitSharp.Distributed.Rank, shards: VitSharp.Distributed.Size)
+                : new DataLoader(data, batchSize, shuffle: false, seed: 0, transform);
             using var noGrad = Autograd.NoGrad();
             foreach (var batch in loader.Epoch(0))
             {
                 cancel.ThrowIfCancellationRequested();
+                if (batch.Count == 0) continue;   // a shard of a last batch smaller than the ranks
                 if (parallel is not null && batch.Count >= 2)
                 {
                     int n0 = (batch.Count + 1) / 2;
@@ -54,6 +60,15 @@ public static class Evaluator
             }
         }
         finally { model.Train(wasTraining); }
+        if (distributed)
+        {
+            var sums = new double[k * k + 2];
+            for (int t = 0; t < k; t++) for (int p = 0; p < k; p++) sums[t * k + p] = confusion[t, p];
+            (sums[^2], sums[^1]) = (lossSum, count);
+            VitSharp.Distributed.AllReduceSum(sums);
+            for (int t = 0; t < k; t++) for (int p = 0; p < k; p++) confusion[t, p] = (int)Math.Round(sums[t * k + p]);
+            (lossSum, count) = (sums[^2], (int)Math.Round(sums[^1]));
+        }
         var perClass = new double[k];
         int correct = 0;
         for (int c = 0; c < k; c++)

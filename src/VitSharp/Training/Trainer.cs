@@ -141,6 +141,10 @@ public static class Trainer
         IProgress<TrainEvent>? progress, CancellationToken cancel)
     {
         options.Validate();
+        // Over MPI: every rank trains on its shard of each global batch; rank 0 alone reports and writes files.
+        bool distributed = Distributed.Size > 1;
+        bool root = Distributed.IsRoot;
+        if (!root) progress = null;
         if (train.Count == 0) throw new ArgumentException("the training set is empty");
         var spec = options.Spec ?? DescribeModel(model);
         string? outDir = options.OutDir;
@@ -158,8 +162,14 @@ public static class Trainer
         // Frozen parameters (a distillation teacher's, a fine-tuning run's backbone) are not optimised.
         var optimizer = new AdamW(model.NamedParameters().Where(p => p.Parameter.RequiresGrad), options.LearningRate, weightDecay: options.WeightDecay);
         var transforms = options.Augmentation.Append(norm).OfType<ITransform>().ToArray();
-        var loader = new DataLoader(train, options.BatchSize, shuffle: true, options.Seed, transforms.Length == 0 ? null : new Compose(transforms));
+        var loader = new DataLoader(train, options.BatchSize, shuffle: true, options.Seed, transforms.Length == 0 ? null : new Compose(transforms),
+            shard: Distributed.Rank, shards: Distributed.Size);
         int batches = loader.BatchCount;
+        if (distributed)
+        {
+            Distributed.CheckSame(train.Count, "the number of training images");
+            Distributed.CheckSame(batches, "the batches per epoch");
+        }
         long totalSteps = (long)batches * options.Epochs;
         var schedule = new WarmupCosine(options.LearningRate, (long)Math.Round(options.WarmupEpochs * batches), totalSteps, options.MinLearningRate);
 
@@ -184,9 +194,11 @@ public static class Trainer
         void Save(int epoch, int batch, EpochSums sums)
         {
             if (ckptPath is null) return;
+            // Checked on every rank (their parameters are the same), written by rank 0 alone.
             foreach (var (name, p) in model.NamedParameters())
                 if (!float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum<float>(p.Data)))
                     throw new NonFiniteLossException($"parameter '{name}' is not finite; the checkpoint was not overwritten");
+            if (!root) return;
             var training = new JsonObject
             {
                 ["options"] = recorded.DeepClone(), ["epoch"] = epoch, ["batch"] = batch, ["step"] = step,
@@ -196,12 +208,17 @@ public static class Trainer
             Checkpoint.Save(ckptPath, model, new CheckpointInfo(spec!, info.ToJson(), training), optimizer);
         }
         string Saved(string what) => ckptPath is null ? $"{what} (no checkpoint written)" : $"{what}: checkpoint saved to {ckptPath}";
+        // Distributed: sharded over the ranks and not cancellable half-way (every rank must finish it).
         EvalResult? Evaluate(DataParallel? parallel) =>
-            test is null ? null : Evaluator.Evaluate(model, test, norm, options.EvalBatchSize, cancel, parallel);
+            test is null ? null : Evaluator.Evaluate(model, test, norm, options.EvalBatchSize, distributed ? default : cancel, parallel, distributed);
 
         using var stepper = new TrainStep(model, optimizer,
-            new TrainStepOptions { LabelSmoothing = options.LabelSmoothing, ClipGradNorm = options.ClipGradNorm, Seed = options.Seed },
+            new TrainStepOptions { LabelSmoothing = options.LabelSmoothing, ClipGradNorm = options.ClipGradNorm, Seed = options.Seed, Distributed = distributed },
             options.DataParallel && spec is not null ? () => BuildReplica(spec, model) : null) { Step = step };
+        if (distributed)
+            progress?.Report(new TrainMessage($"distributed over {Distributed.Size} MPI ranks ({Distributed.LibraryVersion}): global batch {options.BatchSize}, " +
+                $"{stepper.Reducer!.Elements:N0} gradient floats all-reduced per step in {stepper.Reducer.Buckets} bucket(s); " +
+                $"{Kernels.ComputeThreads.Count} kernel thread(s) per rank{(stepper.IsDataParallel ? ", two half-shards per rank" : "")}"));
         EvalResult? lastEval = null;
         var total = Stopwatch.StartNew();
         long stepsThisRun = 0;
@@ -214,7 +231,7 @@ public static class Trainer
             foreach (var b in loader.Epoch(epoch))
             {
                 if (batch < skip) { batch++; continue; }
-                if (cancel.IsCancellationRequested)
+                if (distributed ? stepper.Stopping : cancel.IsCancellationRequested)
                 {
                     Save(epoch, batch, sums);
                     progress?.Report(new TrainMessage(Saved($"interrupted at epoch {epoch + 1}, batch {batch}")));
@@ -223,7 +240,7 @@ public static class Trainer
                 float lr = schedule.At(step);
                 optimizer.LearningRate = lr;
                 StepResult r;
-                try { r = stepper.Run(b.Images, b.Labels); }
+                try { r = stepper.Run(b.Images, b.Labels, b.GlobalCount, stop: cancel.IsCancellationRequested); }
                 catch (NonFiniteLossException e)
                 {
                     throw new NonFiniteLossException($"{e.Message} (epoch {epoch + 1}); training stopped. " +
@@ -232,7 +249,7 @@ public static class Trainer
                 sums.Correct += r.Correct;
                 sums.LossSum += r.LossSum;
                 sums.DistillLossSum += r.DistillLossSum;
-                sums.Seen += b.Count;
+                sums.Seen += r.Count;
                 step++; batch++; stepsThisRun++;
                 if (progress is not null && (lastReport.Elapsed >= options.ProgressInterval || batch == batches))
                 {
@@ -261,7 +278,7 @@ public static class Trainer
             };
             history.Add(metrics);
             Save(epoch + 1, 0, new EpochSums());
-            if (outDir is not null) WriteRecords(outDir, history);
+            if (outDir is not null && root) WriteRecords(outDir, history);
             progress?.Report(metrics);
         }
         // A resumed run that had already finished still reports its evaluation.
