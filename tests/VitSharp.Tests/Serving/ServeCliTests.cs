@@ -117,7 +117,7 @@ public sealed class ServeCliTests : IClassFixture<ServingAssets>
                 seen.Add(line!);
                 if (Regex.Match(line!, @"^Listening on (http://127\.0\.0\.1:\d+/)") is { Success: true } m) address = new Uri(m.Groups[1].Value);
             }
-            Assert.Contains(seen, l => l.StartsWith("Serving " + _assets.VitCheckpoint + " (vit_pytorch.vit.ViT, 10 classes, input 3×32×32)", StringComparison.Ordinal));
+            Assert.Contains(seen, l => l.StartsWith("Serving " + _assets.VitCheckpoint + " (vit_pytorch.vit.ViT, 10 classes, input 3×32×32, precision fp32)", StringComparison.Ordinal));
 
             using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
             var health = JsonNode.Parse(await http.GetStringAsync(new Uri(address, "healthz")))!;
