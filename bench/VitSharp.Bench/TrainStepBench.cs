@@ -25,6 +25,9 @@ public static class TrainStepBench
             args.Select((a, i) => (a, i)).Where(t => t.a == "--set" && t.i + 1 < args.Length).Select(t => args[t.i + 1]).ToList());
         var model = Trainer.WithModelArgs(p.Spec, sets, preset).Build();
         if (infer) model.Eval(); else model.Train();
+        // --precision bf16|int8 (inference only): the Linear layers in that precision (VitSharp.Inference.ModelPrecision).
+        if (Arg(args, "--precision") is { } precision)
+            VitSharp.Inference.ModelPrecision.UsePrecision(model, VitSharp.Inference.InferencePrecisions.Parse(precision));
         var images = Tensor.RandN(new Random(1), 0, 1, batch, p.Channels, p.ImageSize, p.ImageSize);
         int classes = ((ViT)model).Config.NumClasses;
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();

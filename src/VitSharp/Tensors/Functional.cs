@@ -27,6 +27,7 @@ public static partial class F
                 throw new InvalidOperationException($"linear: this layer runs {packed.Precision.Name()} inference (UsePrecision) and has no gradient; " +
                     "run it under Autograd.NoGrad(), or call UsePrecision(InferencePrecision.Float32) before training");
             packed.Linear(x.Data, rows, bias is null ? default : bias.Data, y.Data);
+            OpProfiler.Forward("linear");
             return y;
         }
         float beta = 0f;
