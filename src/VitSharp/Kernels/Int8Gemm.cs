@@ -86,14 +86,8 @@ public static unsafe class Int8Gemm
         LowPrecisionPath path = LowPrecisionPath.Auto)
     {
         ArgumentNullException.ThrowIfNull(w);
-        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), $"m must be ≥ 0, got {m}");
+        LowPrecisionBuffers.ValidateLinear(x, m, w.InFeatures, bias, y, w.OutFeatures);
         int k = w.InFeatures, n = w.OutFeatures;
-        if (x.Length != (long)m * k)
-            throw new ArgumentException($"x has {x.Length} elements, expected m·in = {m}·{k} = {(long)m * k}", nameof(x));
-        if (y.Length != (long)m * n)
-            throw new ArgumentException($"y has {y.Length} elements, expected m·out = {m}·{n} = {(long)m * n}", nameof(y));
-        if (bias.Length != 0 && bias.Length != n)
-            throw new ArgumentException($"bias has {bias.Length} elements, expected 0 (none) or out = {n}", nameof(bias));
         bool native = UseNative(path);
         if (m == 0) return;
         int kp = w.Groups * 4;

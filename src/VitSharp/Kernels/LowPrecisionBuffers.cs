@@ -14,6 +14,19 @@ internal sealed unsafe class LowPrecisionBuffers
     private int* _zeroPoints;
     private nuint _rows;
 
+    /// <summary>The argument checks <see cref="Int8Gemm"/> and <see cref="Bf16Gemm"/>'s Linear share: x [m, k], y [m, n],
+    /// bias empty or [n].</summary>
+    public static void ValidateLinear(ReadOnlySpan<float> x, int m, int k, ReadOnlySpan<float> bias, Span<float> y, int n)
+    {
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), $"m must be ≥ 0, got {m}");
+        if (x.Length != (long)m * k)
+            throw new ArgumentException($"x has {x.Length} elements, expected m·in = {m}·{k} = {(long)m * k}", nameof(x));
+        if (y.Length != (long)m * n)
+            throw new ArgumentException($"y has {y.Length} elements, expected m·out = {m}·{n} = {(long)m * n}", nameof(y));
+        if (bias.Length != 0 && bias.Length != n)
+            throw new ArgumentException($"bias has {bias.Length} elements, expected 0 (none) or out = {n}", nameof(bias));
+    }
+
     /// <summary>This thread's buffers.</summary>
     public static LowPrecisionBuffers Current => t_current ??= new LowPrecisionBuffers();
 
