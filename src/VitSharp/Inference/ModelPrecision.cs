@@ -87,10 +87,10 @@ internal sealed class PackedLinearWeights
         };
     }
 
-    /// <summary>y[rows, out] = x[rows, in]·Wᵀ (+ bias) in this precision.</summary>
-    public void Linear(ReadOnlySpan<float> x, int rows, ReadOnlySpan<float> bias, Span<float> y)
+    /// <summary>y[rows, out] = x[rows, in]·Wᵀ (+ bias) in this precision, then GELU when <paramref name="gelu"/>.</summary>
+    public void Linear(ReadOnlySpan<float> x, int rows, ReadOnlySpan<float> bias, Span<float> y, bool gelu = false)
     {
-        if (Int8 is not null) Int8Gemm.Linear(x, rows, Int8, bias, y, Path);
-        else Bf16Gemm.Linear(x, rows, Bf16!, bias, y, Path);
+        if (Int8 is not null) Int8Gemm.Linear(x, rows, Int8, bias, y, Path, gelu);
+        else Bf16Gemm.Linear(x, rows, Bf16!, bias, y, Path, gelu);
     }
 }

@@ -127,6 +127,58 @@ public static class Gemm
         }
     }
 
+    /// <summary>
+    /// A Linear with its epilogue fused: <c>y[m, n] = epilogue(x[m, k]·wᵀ)</c> with w stored [n, k] and
+    /// <see cref="GemmEpilogue"/> adding the bias and applying GELU. The managed kernel applies the epilogue to each block
+    /// of y as it finishes (one pass over y instead of three); where the backend rule picks OpenBLAS or the naive loop,
+    /// the epilogue follows as a separate parallel pass.
+    /// </summary>
+    internal static unsafe void LinearFused(int m, int n, int k, float* x, float* w, GemmEpilogue epilogue, float* y, bool parallel = true)
+        => LinearFused(Backend, m, n, k, x, w, epilogue, y, parallel);
+
+    /// <summary>As above with an explicit backend (tests cover each one without changing the process-wide <see cref="Backend"/>).</summary>
+    internal static unsafe void LinearFused(GemmBackend backend, int m, int n, int k, float* x, float* w, GemmEpilogue epilogue, float* y,
+        bool parallel = true)
+    {
+        if (m <= 0 || n <= 0) return;
+        parallel &= !ComputeThreads.IsSerialThread;
+        bool useBlas = parallel && k > 0 && OpenBlas.IsAvailable && backend switch
+        {
+            GemmBackend.OpenBlas => true,
+            GemmBackend.Auto => AutoUsesOpenBlas(m, n, k) && !FusedPrefersManaged,
+            _ => false,
+        };
+        if (backend == GemmBackend.Naive || useBlas)
+        {
+            Run(backend, false, true, m, n, k, 1f, x, k, w, k, 0f, y, n, parallel);
+            ApplyEpilogue(y, m, n, epilogue, parallel);
+            return;
+        }
+        GemmManaged.Sgemm(GemmManaged.DefaultKind, false, true, m, n, k, 1f, x, k, w, k, 0f, y, n, parallel, epilogue);
+    }
+
+    /// <summary>Applies <paramref name="epilogue"/> to all of y[m, n] as a separate pass (rows split over the cores when <paramref name="parallel"/>).</summary>
+    internal static unsafe void ApplyEpilogue(float* y, int m, int n, GemmEpilogue epilogue, bool parallel = true)
+    {
+        if (epilogue.IsNone || m <= 0 || n <= 0) return;
+        var body = new EpilogueRows { Epilogue = epilogue, Y = y, N = n };
+        if (parallel && !ComputeThreads.IsSerialThread) Parallel2.For(m, Parallel2.Chunks(m, n), body);
+        else body.Run(0, 0, m);
+    }
+
+    /// <summary>Under <see cref="GemmBackend.Auto"/>, fused products (<see cref="LinearFused"/>) run on the managed kernel even
+    /// where a plain product of that size would go to OpenBLAS, since only the managed kernel applies the epilogue in cache.</summary>
+    internal static bool FusedPrefersManaged { get; set; } = true;
+
+    private unsafe struct EpilogueRows : Parallel2.IChunkBody
+    {
+        public GemmEpilogue Epilogue;
+        public float* Y;
+        public int N;
+
+        public readonly void Run(int chunk, int start, int length) => Epilogue.Apply(Y + (long)start * N, N, length, N, 0);
+    }
+
     private unsafe struct BatchJob : Parallel2.IChunkBody
     {
         public GemmBackend Backend;

@@ -10,7 +10,7 @@ internal static unsafe partial class GemmManaged
 
     /// <summary>Parallel GEMM with shared packing and dynamic distribution of row blocks or column chunks.</summary>
     private static void RunParallel(KernelKind kind, int threads, bool transA, bool transB, int m, int n, int k,
-        float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, GemmEpilogue epilogue)
     {
         int nr = NrOf(kind);
         int kc = Math.Max(1, KC);
@@ -27,7 +27,7 @@ internal static unsafe partial class GemmManaged
         job.Busy = true;
         job.Kind = kind; job.TransA = transA; job.TransB = transB; job.M = m; job.Alpha = alpha; job.A = a;
         job.Lda = lda; job.B = b; job.Ldb = ldb; job.C = c; job.Ldc = ldc; job.Nr = nr; job.Mc = mc; job.Kc = kc;
-        job.Nc = nc;
+        job.Nc = nc; job.K = k; job.Epilogue = epilogue;
         try
         {
             for (int jc = 0; jc < n; jc += nc)
@@ -85,7 +85,8 @@ internal static unsafe partial class GemmManaged
     {
         public KernelKind Kind;
         public bool TransA, TransB, Busy;
-        public int M, Lda, Ldb, Ldc, Nr, Mc, Kc, Nc, Jc, Nb, Pc, Kb, W;
+        public int M, K, Lda, Ldb, Ldc, Nr, Mc, Kc, Nc, Jc, Nb, Pc, Kb, W;
+        public GemmEpilogue Epilogue;
         public float Alpha, Beta;
         public float* A, B, C, Shared;
         public int PackPer;
@@ -112,6 +113,7 @@ internal static unsafe partial class GemmManaged
             var buf = PackBuffers.Get(Mc, Kc, Nc, Nr);
             PackB(TransB, B, Ldb, Pc, Jc + j0, Kb, w, Nr, buf.B);
             Macro(Kind, M, w, Kb, Nr, Alpha, Beta, Shared, buf.B, C + Jc + j0, Ldc, buf.Tmp);
+            if (Pc + Kb >= K) Epilogue.Apply(C + Jc + j0, Ldc, M, w, Jc + j0);
         }
 
         private void RunM(int block)
@@ -121,6 +123,7 @@ internal static unsafe partial class GemmManaged
             var buf = PackBuffers.Get(Mc, Kc, Nc, Nr);
             PackA(TransA, A, Lda, i0, Pc, mb, Kb, buf.A);
             Macro(Kind, mb, Nb, Kb, Nr, Alpha, Beta, buf.A, Shared, C + (long)i0 * Ldc + Jc, Ldc, buf.Tmp);
+            if (Pc + Kb >= K) Epilogue.Apply(C + (long)i0 * Ldc + Jc, Ldc, mb, Nb, Jc);
         }
     }
 }

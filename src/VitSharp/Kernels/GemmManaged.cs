@@ -76,27 +76,34 @@ internal static unsafe partial class GemmManaged
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
         => Sgemm(DefaultKind, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
 
-    /// <summary>As above with an explicit micro-kernel (tests use it to cover every kernel on any CPU).</summary>
+    /// <summary>As above with an explicit micro-kernel (tests use it to cover every kernel on any CPU) and an optional
+    /// <paramref name="epilogue"/> applied to each finished block of C while it is still in cache.</summary>
     internal static void Sgemm(KernelKind kind, bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel, GemmEpilogue epilogue = default)
     {
         if (m <= 0 || n <= 0) return;
         int threads = parallel ? GemmWorkers.Threads : 1;
         double flops = 2.0 * m * n * k;
         if (threads <= 1 || flops < ParallelThresholdFlops || k == 0 || alpha == 0)
-            Run(kind, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            Run(kind, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
         else
-            RunParallel(kind, threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            RunParallel(kind, threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
     }
 
     /// <summary>Single-threaded packed GEMM on the calling thread.</summary>
     public static void Run(KernelKind kind, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Run(kind, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, default);
+
+    /// <summary>Single-threaded packed GEMM with an epilogue on each finished block of C.</summary>
+    internal static void Run(KernelKind kind, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, GemmEpilogue epilogue)
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0 || alpha == 0)
         {
             ScaleC(m, n, beta, c, ldc);
+            epilogue.Apply(c, ldc, m, n, 0);
             return;
         }
         int nr = NrOf(kind);
@@ -118,6 +125,7 @@ internal static unsafe partial class GemmManaged
                     int mb = Math.Min(mc, m - ic);
                     PackA(transA, a, lda, ic, pc, mb, kb, buf.A);
                     Macro(kind, mb, nb, kb, nr, alpha, betaEff, buf.A, buf.B, c + (long)ic * ldc + jc, ldc, buf.Tmp);
+                    if (pc + kb >= k) epilogue.Apply(c + (long)ic * ldc + jc, ldc, mb, nb, jc);
                 }
             }
         }

@@ -84,6 +84,12 @@ public static unsafe class Int8Gemm
     /// <exception cref="PlatformNotSupportedException"><see cref="LowPrecisionPath.Native"/> without the native VNNI kernel.</exception>
     public static void Linear(ReadOnlySpan<float> x, int m, Int8Weights w, ReadOnlySpan<float> bias, Span<float> y,
         LowPrecisionPath path = LowPrecisionPath.Auto)
+        => Linear(x, m, w, bias, y, path, gelu: false);
+
+    /// <summary>As <see cref="Linear(ReadOnlySpan{float}, int, Int8Weights, ReadOnlySpan{float}, Span{float}, LowPrecisionPath)"/>,
+    /// then GELU on each block of y as it finishes (<see cref="F.LinearGelu"/>) when <paramref name="gelu"/>.</summary>
+    internal static void Linear(ReadOnlySpan<float> x, int m, Int8Weights w, ReadOnlySpan<float> bias, Span<float> y,
+        LowPrecisionPath path, bool gelu)
     {
         ArgumentNullException.ThrowIfNull(w);
         LowPrecisionBuffers.ValidateLinear(x, m, w.InFeatures, bias, y, w.OutFeatures);
@@ -107,7 +113,7 @@ public static unsafe class Int8Gemm
             {
                 Native = native, Isa = BestManagedIsa, A = qa, Kp = kp, M = m, N = n, Groups = w.Groups, B = w.Packed,
                 Y = py, Sx = sx, Zp = zp, Sw = sw, ColSums = colSums, Bias = bias.Length == 0 ? null : pb,
-                RowBlocks = rowBlocks, ColBlocks = colBlocks, ColumnMajor = m <= 256,
+                RowBlocks = rowBlocks, ColBlocks = colBlocks, ColumnMajor = m <= 256, Gelu = gelu,
             };
             int items = rowBlocks * colBlocks;
             if (items == 1 || ComputeThreads.IsSerialThread) for (int i = 0; i < items; i++) job.Run(i);
@@ -188,7 +194,7 @@ public static unsafe class Int8Gemm
 
     private struct GemmBody : GemmWorkers.IItemBody
     {
-        public bool Native, ColumnMajor;
+        public bool Native, ColumnMajor, Gelu;
         public ManagedIsa Isa;
         public byte* A; public int Kp, M, N, Groups; public sbyte* B;
         public float* Y, Sx, Sw, Bias; public int* Zp, ColSums;
@@ -207,6 +213,7 @@ public static unsafe class Int8Gemm
             if (Native) NativeKernels.U8S8GemmVnni(a, Kp, mb, b, nb, Groups, c, N);
             else Int8ManagedKernels.Gemm(Isa, a, Kp, mb, b, nb, Groups, c, N);
             Epilogue(c, N, mb, nb, Sx + i0, Zp + i0, Sw + j0, ColSums + j0, Bias == null ? null : Bias + j0);
+            if (Gelu) new GemmEpilogue(null, gelu: true).Apply((float*)c, N, mb, nb, j0);
         }
     }
 

@@ -127,7 +127,14 @@ public sealed class TimmMlp : Module
     }
 
     /// <inheritdoc/>
-    protected override Tensor ForwardCore(Tensor x) => _drop2.Forward(Fc2.Forward(_drop1.Forward(_act.Forward(Fc1.Forward(x)))));
+    /// <remarks>Without gradients and hooks on fc1 and act, fc1 and GELU run fused (<see cref="F.LinearGelu"/>).</remarks>
+    protected override Tensor ForwardCore(Tensor x)
+    {
+        var h = !Autograd.IsEnabled && F.FuseEpilogues && !Fc1.HasForwardHooks && !_act.HasForwardHooks
+            ? F.LinearGelu(x, Fc1.Weight, Fc1.Bias)
+            : _act.Forward(Fc1.Forward(x));
+        return _drop2.Forward(Fc2.Forward(_drop1.Forward(h)));
+    }
 }
 
 /// <summary>

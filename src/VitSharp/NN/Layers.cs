@@ -156,9 +156,21 @@ public sealed class Sequential : IndexedModules
     }
 
     /// <inheritdoc/>
+    /// <remarks>Without gradients, a <see cref="Linear"/> directly followed by a <see cref="GELU"/>, neither of them hooked,
+    /// runs as the fused <see cref="F.LinearGelu"/> (the same values to float rounding; one pass over the output).</remarks>
     protected override Tensor ForwardCore(Tensor input)
     {
-        for (int i = 0; i < Count; i++) input = this[i].Forward(input);
+        for (int i = 0; i < Count; i++)
+        {
+            if (this[i] is Linear linear && i + 1 < Count && this[i + 1] is GELU gelu && !linear.HasForwardHooks && !gelu.HasForwardHooks
+                && !Autograd.IsEnabled && F.FuseEpilogues)
+            {
+                input = F.LinearGelu(input, linear.Weight, linear.Bias);
+                i++;
+                continue;
+            }
+            input = this[i].Forward(input);
+        }
         return input;
     }
 }

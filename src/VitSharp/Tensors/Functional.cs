@@ -57,6 +57,46 @@ public static partial class F
         });
     }
 
+    /// <summary>Whether the modules run a Linear followed by GELU as <see cref="LinearGelu"/> when they may (benchmarks
+    /// switch it off to time the unfused pair in the same process).</summary>
+    internal static bool FuseEpilogues { get; set; } = true;
+
+    /// <summary>
+    /// <c>gelu(x·Wᵀ + b)</c> as one op, for inference: the bias and GELU are applied to each block of the product while it
+    /// is still in cache (<see cref="GemmEpilogue"/>: in the managed fp32 GEMM, and in the int8 and bf16 kernels of a layer
+    /// converted by <c>UsePrecision</c>) instead of in two more passes over the output. When gradients are recorded, or an
+    /// ONNX export traces the model, it is <see cref="Linear"/> followed by <see cref="Tensor.Gelu"/> (the same values to
+    /// float rounding). x [..., in], weight [out, in], bias [out] or null → [..., out].
+    /// </summary>
+    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias)
+    {
+        if (OpTrace.Current is not null || Autograd.Needs([x, weight, bias])) return Linear(x, weight, bias).Gelu();
+        int inF = weight.Dim(1), outF = weight.Dim(0);
+        if (x.Rank == 0 || x.Dim(-1) != inF)
+            throw new ArgumentException($"linear: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {inF} features (weight {Tensor.ShapeString(weight.ShapeSpan)})");
+        if (bias is not null && bias.Size != outF)
+            throw new ArgumentException($"linear: bias {Tensor.ShapeString(bias.ShapeSpan)} does not match {outF} output features");
+        int rows = 1;
+        for (int i = 0; i < x.Rank - 1; i++) rows *= x.Dim(i);
+        Span<int> shape = stackalloc int[x.Rank];
+        x.ShapeSpan.CopyTo(shape);
+        shape[^1] = outF;
+        var y = Tensor.Empty(shape);
+        if (weight.Packed is { } packed)
+            packed.Linear(x.Data.AsSpan(0, rows * inF), rows, bias is null ? default : bias.Data.AsSpan(0, outF), y.Data.AsSpan(0, rows * outF), gelu: true);
+        else
+            unsafe
+            {
+                fixed (float* px = x.Data)
+                fixed (float* pw = weight.Data)
+                fixed (float* pb = bias?.Data)
+                fixed (float* py = y.Data)
+                    Gemm.LinearFused(rows, outF, inF, px, pw, new GemmEpilogue(bias is null ? null : pb, gelu: true), py);
+            }
+        OpProfiler.Forward("linear_gelu");
+        return y;
+    }
+
     private struct LayerNormState { public Tensor X, Weight, Bias; public float[] Mean, Rstd; public int Rows, C, Chunks; }
 
     /// <summary>LayerNorm rows split into chunks: forward when <see cref="G"/> is null, else backward with per-chunk weight/bias partials in <see cref="Partials"/>.</summary>

@@ -1,0 +1,229 @@
+using VitSharp.Inference;
+using VitSharp.Kernels;
+using VitSharp.Models;
+using VitSharp.NN;
+
+namespace VitSharp.Tests.Kernels;
+
+/// <summary>
+/// The fused inference op gelu(x·Wᵀ + b) (<see cref="F.LinearGelu"/>, <see cref="GemmEpilogue"/>): every backend and
+/// managed micro-kernel against a double-precision twin, the fused op against Linear followed by GELU, and the models'
+/// blocks choosing it only where nothing can observe the difference (no gradients, no hooks, no export trace).
+/// </summary>
+public class LinearGeluTests
+{
+    // k ≤ KC (256) and k > KC (the epilogue must wait for the last K block); m below and above SplitNMaxM (256: the two
+    // parallel splits); n with edge tiles; m = 1; products below the parallel threshold.
+    private static readonly (int M, int N, int K)[] Shapes =
+    {
+        (1, 1, 1), (7, 13, 5), (33, 65, 17), (197, 130, 67), (50, 192, 96), (197, 300, 520), (400, 96, 300), (1, 200, 31), (64, 1, 40), (6, 64, 0),
+    };
+
+    private static float[] Random(int len, int seed, float scale = 1f)
+    {
+        var r = new Random(seed);
+        var x = new float[len];
+        for (int i = 0; i < len; i++) x[i] = (float)(r.NextDouble() * 2 - 1) * scale;
+        return x;
+    }
+
+    /// <summary>gelu(x·wᵀ + b) in double; also returns Σ_k |x·w| + |b| per element, the scale of the float rounding error.</summary>
+    private static (double[] Y, double[] Scale) Reference(float[] x, float[] w, float[]? b, int m, int n, int k)
+    {
+        var y = new double[m * n];
+        var scale = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = b?[j] ?? 0, a = Math.Abs(b?[j] ?? 0);
+                for (int p = 0; p < k; p++) { s += (double)x[i * k + p] * w[j * k + p]; a += Math.Abs((double)x[i * k + p] * w[j * k + p]); }
+                y[i * n + j] = ReferenceMath.Gelu(s);
+                scale[i * n + j] = a;
+            }
+        return (y, scale);
+    }
+
+    private static void AssertNear(double[] expected, double[] scale, float[] actual, int k, string what)
+    {
+        // Float accumulation of k products: |error| ≲ k·6e-8·Σ|x·w| in the worst case; GELU's slope is ≤ 1.13 and its own
+        // error < 1e-6 (GeluKernel). Observed errors are ~10× below this bound.
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double tol = 1.2 * Math.Max(1, k) * 6e-8 * scale[i] + 2e-6 * Math.Max(1, Math.Abs(expected[i]));
+            double d = Math.Abs(expected[i] - actual[i]);
+            Assert.True(d <= tol, $"{what}: y[{i}] expected {expected[i]:R} got {actual[i]:R} (|diff| {d:g3} > {tol:g3})");
+        }
+    }
+
+    public static IEnumerable<object[]> Backends()
+    {
+        yield return new object[] { GemmBackend.Managed };
+        yield return new object[] { GemmBackend.OpenBlas };
+        yield return new object[] { GemmBackend.Naive };
+        yield return new object[] { GemmBackend.Auto };
+    }
+
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public unsafe void EveryBackendMatchesTheDoubleTwinWithAndWithoutBias(GemmBackend backend)
+    {
+        Assert.True(backend != GemmBackend.OpenBlas || Gemm.OpenBlasAvailable, "OpenBLAS is not available (scripts/setup.sh installs it)");
+        int seed = 10;
+        foreach (var (m, n, k) in Shapes)
+            foreach (bool withBias in new[] { true, false })
+                foreach (bool parallel in new[] { true, false })
+                {
+                    var x = Random(m * k, seed++, 2f);
+                    var w = Random(n * k, seed++, 1f / MathF.Sqrt(Math.Max(k, 1)));
+                    var b = withBias ? Random(n, seed++) : null;
+                    var y = Enumerable.Repeat(float.NaN, m * n).ToArray();   // every element must be written
+                    fixed (float* px = x) fixed (float* pw = w) fixed (float* pb = b) fixed (float* py = y)
+                        Gemm.LinearFused(backend, m, n, k, px, pw, new GemmEpilogue(pb, gelu: true), py, parallel);
+                    var (e, s) = Reference(x, w, b, m, n, k);
+                    AssertNear(e, s, y, k, $"{backend} m={m} n={n} k={k} bias={withBias} parallel={parallel}");
+                }
+    }
+
+    /// <summary>The epilogue inside each managed micro-kernel's loop nest (the 6×64 Vector512 one is software-emulated
+    /// where the CPU lacks AVX-512), serial and parallel.</summary>
+    [SkippableTheory]
+    [InlineData((int)GemmManaged.KernelKind.V512x64)]
+    [InlineData((int)GemmManaged.KernelKind.Avx2x16)]
+    [InlineData((int)GemmManaged.KernelKind.Scalar16)]
+    public unsafe void EveryManagedKernelAppliesTheEpilogueAfterTheLastKBlock(int kernel)
+    {
+        var kind = (GemmManaged.KernelKind)kernel;
+        Skip.If(kind == GemmManaged.KernelKind.Avx2x16 && !(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported),
+            "this CPU lacks AVX2/FMA, which the 6×16 AVX2 kernel needs");
+        int seed = 500;
+        foreach (var (m, n, k) in new[] { (7, 13, 5), (197, 130, 300), (300, 70, 600), (6, 64, 0) })
+            foreach (bool parallel in new[] { true, false })
+            {
+                var x = Random(m * k, seed++, 2f);
+                var w = Random(n * k, seed++, 1f / MathF.Sqrt(Math.Max(k, 1)));
+                var b = Random(n, seed++);
+                var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                fixed (float* px = x) fixed (float* pw = w) fixed (float* pb = b) fixed (float* py = y)
+                    GemmManaged.Sgemm(kind, false, true, m, n, k, 1f, px, k, pw, k, 0f, py, n, parallel, new GemmEpilogue(pb, gelu: true));
+                var (e, s) = Reference(x, w, b, m, n, k);
+                AssertNear(e, s, y, k, $"{kind} m={m} n={n} k={k} parallel={parallel}");
+            }
+    }
+
+    [Fact]
+    public void TheFusedOpEqualsLinearThenGeluWithinFloatRounding()
+    {
+        foreach (var (rows, inF, outF) in new[] { (50, 96, 192), (197, 384, 1536), (3, 5, 7) })
+        {
+            var x = Tensor.RandN(new Random(rows), 0, 1, 2, rows, inF);
+            var w = Tensor.RandN(new Random(inF), 0, 1f / MathF.Sqrt(inF), outF, inF);
+            var b = Tensor.RandN(new Random(outF), 0, 0.5f, outF);
+            using var _ = VitSharp.Autograd.NoGrad();
+            var fused = F.LinearGelu(x, w, b);
+            var plain = F.Linear(x, w, b).Gelu();
+            Assert.Equal(plain.Shape, fused.Shape);
+            double worst = 0;
+            for (int i = 0; i < plain.Size; i++) worst = Math.Max(worst, Math.Abs(plain.Data[i] - fused.Data[i]));
+            // Both are float products of the same operands: they differ only in summation order (bias first or last,
+            // OpenBLAS or the managed kernel); observed ≤ 1e-6 at k = 384.
+            Assert.True(worst < 1e-5, $"[{rows}, {inF}] → {outF}: fused and unfused differ by {worst:g3}");
+        }
+    }
+
+    [Fact]
+    public void AMismatchedInputOrBiasIsRefusedWithItsShapes()
+    {
+        using var _ = VitSharp.Autograd.NoGrad();
+        var w = Tensor.Zeros(4, 3);
+        var e = Assert.Throws<ArgumentException>(() => F.LinearGelu(Tensor.Zeros(2, 5), w, null));
+        Assert.Contains("[2, 5]", e.Message);
+        Assert.Contains("3 features", e.Message);
+        var e2 = Assert.Throws<ArgumentException>(() => F.LinearGelu(Tensor.Zeros(2, 3), w, Tensor.Zeros(5)));
+        Assert.Contains("bias [5]", e2.Message);
+    }
+
+    [Fact]
+    public void WithGradientsItRecordsLinearAndGeluAndBackpropagates()
+    {
+        var x = Tensor.RandN(new Random(1), 0, 1, 4, 6);
+        var w = Tensor.RandN(new Random(2), 0, 0.5f, 5, 6);
+        var b = Tensor.RandN(new Random(3), 0, 0.5f, 5);
+        var x2 = x.Clone(); var w2 = w.Clone(); var b2 = b.Clone();
+        foreach (var t in new[] { x, w, b, x2, w2, b2 }) t.RequiresGrad = true;
+        var y = F.LinearGelu(x, w, b);
+        y.Sum().Backward();
+        F.Linear(x2, w2, b2).Gelu().Sum().Backward();
+        Assert.Equal(x2.Grad!.Data, x.Grad!.Data);
+        Assert.Equal(w2.Grad!.Data, w.Grad!.Data);
+        Assert.Equal(b2.Grad!.Data, b.Grad!.Data);
+    }
+
+    private static IReadOnlyList<(string Op, double Ms, long Calls, long Bytes)> Profile(Func<Tensor> forward, out Tensor output)
+    {
+        OpProfiler.Enable();
+        output = forward();
+        return OpProfiler.Disable();
+    }
+
+    [Fact]
+    public void AViTRunsItsMlpFusedWithoutGradientsAndGivesTheUnfusedLogits()
+    {
+        var model = Presets.Get("vit-fmnist").Spec.Build();
+        model.Eval();
+        var images = Tensor.RandN(new Random(5), 0, 1, 3, 1, 28, 28);
+        Tensor fused, unfused;
+        IReadOnlyList<(string Op, double Ms, long Calls, long Bytes)> pf, pu;
+        using (VitSharp.Autograd.NoGrad())
+        {
+            pf = Profile(() => model.Forward(images), out fused);
+            // A hook on each GELU makes its output observable: the blocks then run Linear and GELU apart.
+            var hooks = model.NamedModules().Select(t => t.Module).Where(m => m is GELU).Select(m => m.RegisterForwardHook((_, _, _) => { })).ToList();
+            pu = Profile(() => model.Forward(images), out unfused);
+            foreach (var h in hooks) h.Dispose();
+        }
+        Assert.Equal(6, pf.Single(r => r.Op == "fwd linear_gelu").Calls);
+        Assert.DoesNotContain(pf, r => r.Op == "fwd gelu");
+        Assert.DoesNotContain(pu, r => r.Op == "fwd linear_gelu");
+        Assert.Equal(6, pu.Single(r => r.Op == "fwd gelu").Calls);
+        double worst = 0;
+        for (int i = 0; i < fused.Size; i++) worst = Math.Max(worst, Math.Abs(fused.Data[i] - unfused.Data[i]));
+        Assert.True(worst < 1e-5, $"fused and unfused logits differ by {worst:g3}");
+    }
+
+    [Fact]
+    public void TrainingForwardsDoNotFuse()
+    {
+        var model = Presets.Get("vit-fmnist").Spec.Build();
+        model.Train();
+        var images = Tensor.RandN(new Random(6), 0, 1, 2, 1, 28, 28);
+        var p = Profile(() => model.Forward(images), out var logits);
+        Assert.DoesNotContain(p, r => r.Op == "fwd linear_gelu");
+        logits.Sum().Backward();
+        Assert.All(model.Parameters(), t => Assert.NotNull(t.Grad));
+    }
+
+    [Theory]
+    [InlineData(InferencePrecision.Int8)]
+    [InlineData(InferencePrecision.BFloat16)]
+    public void LowPrecisionLayersFuseGeluIntoTheirBlocks(InferencePrecision precision)
+    {
+        var model = Presets.Get("vit-fmnist").Spec.Build();
+        model.Eval();
+        model.UsePrecision(precision);
+        var images = Tensor.RandN(new Random(7), 0, 1, 3, 1, 28, 28);
+        Tensor fused, unfused;
+        IReadOnlyList<(string Op, double Ms, long Calls, long Bytes)> pf;
+        using (VitSharp.Autograd.NoGrad())
+        {
+            pf = Profile(() => model.Forward(images), out fused);
+            var hooks = model.NamedModules().Select(t => t.Module).Where(m => m is GELU).Select(m => m.RegisterForwardHook((_, _, _) => { })).ToList();
+            unfused = model.Forward(images);
+            foreach (var h in hooks) h.Dispose();
+        }
+        Assert.Equal(6, pf.Single(r => r.Op == "fwd linear_gelu").Calls);
+        // The same low-precision products and the same GELU kernel: only the vector/scalar split of GELU may differ.
+        double worst = 0;
+        for (int i = 0; i < fused.Size; i++) worst = Math.Max(worst, Math.Abs(fused.Data[i] - unfused.Data[i]));
+        Assert.True(worst < 1e-5, $"{precision}: fused and unfused logits differ by {worst:g3}");
+    }
+}
