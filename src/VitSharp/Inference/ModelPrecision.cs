@@ -87,10 +87,11 @@ internal sealed class PackedLinearWeights
         };
     }
 
-    /// <summary>y[rows, out] = x[rows, in]·Wᵀ (+ bias) in this precision, then GELU when <paramref name="gelu"/>.</summary>
-    public void Linear(ReadOnlySpan<float> x, int rows, ReadOnlySpan<float> bias, Span<float> y, bool gelu = false)
+    /// <summary>y[rows, out] = x[rows, in]·Wᵀ (+ bias) in this precision, then GELU when <paramref name="gelu"/>, plus <paramref name="residual"/> when it is not empty.</summary>
+    public void Linear(ReadOnlySpan<float> x, int rows, ReadOnlySpan<float> bias, Span<float> y, bool gelu = false,
+        ReadOnlySpan<float> residual = default)
     {
-        if (Int8 is not null) Int8Gemm.Linear(x, rows, Int8, bias, y, Path, gelu);
-        else Bf16Gemm.Linear(x, rows, Bf16!, bias, y, Path, gelu);
+        if (Int8 is not null) Int8Gemm.Linear(x, rows, Int8, bias, y, Path, gelu, residual);
+        else Bf16Gemm.Linear(x, rows, Bf16!, bias, y, Path, gelu, residual);
     }
 }

@@ -53,13 +53,14 @@ public static unsafe class Bf16Gemm
     /// <exception cref="PlatformNotSupportedException"><see cref="LowPrecisionPath.Native"/> without the native bf16 kernel.</exception>
     public static void Linear(ReadOnlySpan<float> x, int m, Bf16Weights w, ReadOnlySpan<float> bias, Span<float> y,
         LowPrecisionPath path = LowPrecisionPath.Auto)
-        => Linear(x, m, w, bias, y, path, gelu: false);
+        => Linear(x, m, w, bias, y, path, gelu: false, residual: default);
 
     /// <summary>As <see cref="Linear(ReadOnlySpan{float}, int, Bf16Weights, ReadOnlySpan{float}, Span{float}, LowPrecisionPath)"/>,
-    /// then GELU on y (<see cref="F.LinearGelu"/>) when <paramref name="gelu"/>: on each block as it finishes in the native
-    /// kernel's path, as one more pass in the fallback's.</summary>
+    /// then GELU when <paramref name="gelu"/> (<see cref="F.LinearGelu"/>) and the <paramref name="residual"/> [m, out] when it
+    /// is not empty (<see cref="F.LinearResidual"/>): on each block as it finishes in the native kernel's path, as one more
+    /// pass in the fallback's.</summary>
     internal static void Linear(ReadOnlySpan<float> x, int m, Bf16Weights w, ReadOnlySpan<float> bias, Span<float> y,
-        LowPrecisionPath path, bool gelu)
+        LowPrecisionPath path, bool gelu, ReadOnlySpan<float> residual)
     {
         ArgumentNullException.ThrowIfNull(w);
         LowPrecisionBuffers.ValidateLinear(x, m, w.InFeatures, bias, y, w.OutFeatures);
@@ -67,10 +68,13 @@ public static unsafe class Bf16Gemm
         bool native = UseNative(path);
         if (m == 0) return;
         var buffers = LowPrecisionBuffers.Current;
+        if (residual.Length != 0 && residual.Length < (long)m * n) throw new ArgumentException("residual shorter than the output", nameof(residual));
         fixed (float* px = x)
         fixed (float* pb = bias)
         fixed (float* py = y)
+        fixed (float* pr = residual)
         {
+            var post = new GemmEpilogue(null, gelu, residual.Length == 0 ? null : pr);
             if (native)
             {
                 int kp = w.Pairs * 2;
@@ -82,7 +86,7 @@ public static unsafe class Bf16Gemm
                 {
                     Kernel = NativeKernels.HasAvx512Bf16 ? NativeKernels.Bf16GemmNative : NativeKernels.Bf16GemmEmulated,
                     A = a, Kp = kp, M = m, N = n, Pairs = w.Pairs, B = w.Packed(), Y = py, Bias = bias.Length == 0 ? null : pb,
-                    RowBlocks = rowBlocks, ColBlocks = colBlocks, ColumnMajor = m <= 256, Gelu = gelu,
+                    RowBlocks = rowBlocks, ColBlocks = colBlocks, ColumnMajor = m <= 256, Post = post,
                 };
                 int items = rowBlocks * colBlocks;
                 if (items == 1 || ComputeThreads.IsSerialThread) for (int i = 0; i < items; i++) job.Run(i);
@@ -96,7 +100,7 @@ public static unsafe class Bf16Gemm
                 Gemm.Sgemm(false, true, m, n, k, 1f, new ReadOnlySpan<float>(a, checked((int)total)), k, w.Values, k, 0f, y, n);
                 if (bias.Length != 0)
                     for (int i = 0; i < m; i++) AddBias(py + (long)i * n, pb, n);
-                if (gelu) Gemm.ApplyEpilogue(py, m, n, new GemmEpilogue(null, gelu: true));
+                Gemm.ApplyEpilogue(py, m, n, post);
             }
         }
         GC.KeepAlive(w);
@@ -178,7 +182,8 @@ public static unsafe class Bf16Gemm
     private struct GemmBody : GemmWorkers.IItemBody
     {
         public delegate* unmanaged<ushort*, nint, int, ushort*, int, int, float*, nint, void> Kernel;
-        public bool ColumnMajor, Gelu;
+        public bool ColumnMajor;
+        public GemmEpilogue Post;
         public ushort* A, B; public int Kp, M, N, Pairs;
         public float* Y, Bias;
         public int RowBlocks, ColBlocks;
@@ -194,7 +199,7 @@ public static unsafe class Bf16Gemm
             Kernel(A + (long)i0 * Kp, Kp, mb, B + (long)(j0 / 64) * Pairs * 128, nb, Pairs, c, N);
             if (Bias != null)
                 for (int r = 0; r < mb; r++) AddBias(c + (long)r * N, Bias + j0, nb);
-            if (Gelu) new GemmEpilogue(null, gelu: true).Apply(c, N, mb, nb, j0);
+            Post.Apply(c, N, mb, nb, i0, j0);
         }
     }
 }

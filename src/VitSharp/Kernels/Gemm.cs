@@ -176,7 +176,7 @@ public static class Gemm
         public float* Y;
         public int N;
 
-        public readonly void Run(int chunk, int start, int length) => Epilogue.Apply(Y + (long)start * N, N, length, N, 0);
+        public readonly void Run(int chunk, int start, int length) => Epilogue.Apply(Y + (long)start * N, N, length, N, start, 0);
     }
 
     private unsafe struct BatchJob : Parallel2.IChunkBody

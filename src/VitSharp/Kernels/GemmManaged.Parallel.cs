@@ -113,7 +113,7 @@ internal static unsafe partial class GemmManaged
             var buf = PackBuffers.Get(Mc, Kc, Nc, Nr);
             PackB(TransB, B, Ldb, Pc, Jc + j0, Kb, w, Nr, buf.B);
             Macro(Kind, M, w, Kb, Nr, Alpha, Beta, Shared, buf.B, C + Jc + j0, Ldc, buf.Tmp);
-            if (Pc + Kb >= K) Epilogue.Apply(C + Jc + j0, Ldc, M, w, Jc + j0);
+            if (Pc + Kb >= K) Epilogue.Apply(C + Jc + j0, Ldc, M, w, 0, Jc + j0);
         }
 
         private void RunM(int block)
@@ -123,7 +123,7 @@ internal static unsafe partial class GemmManaged
             var buf = PackBuffers.Get(Mc, Kc, Nc, Nr);
             PackA(TransA, A, Lda, i0, Pc, mb, Kb, buf.A);
             Macro(Kind, mb, Nb, Kb, Nr, Alpha, Beta, buf.A, Shared, C + (long)i0 * Ldc + Jc, Ldc, buf.Tmp);
-            if (Pc + Kb >= K) Epilogue.Apply(C + (long)i0 * Ldc + Jc, Ldc, mb, Nb, Jc);
+            if (Pc + Kb >= K) Epilogue.Apply(C + (long)i0 * Ldc + Jc, Ldc, mb, Nb, i0, Jc);
         }
     }
 }

@@ -103,7 +103,7 @@ internal static unsafe partial class GemmManaged
         if (k <= 0 || alpha == 0)
         {
             ScaleC(m, n, beta, c, ldc);
-            epilogue.Apply(c, ldc, m, n, 0);
+            epilogue.Apply(c, ldc, m, n, 0, 0);
             return;
         }
         int nr = NrOf(kind);
@@ -125,7 +125,7 @@ internal static unsafe partial class GemmManaged
                     int mb = Math.Min(mc, m - ic);
                     PackA(transA, a, lda, ic, pc, mb, kb, buf.A);
                     Macro(kind, mb, nb, kb, nr, alpha, betaEff, buf.A, buf.B, c + (long)ic * ldc + jc, ldc, buf.Tmp);
-                    if (pc + kb >= k) epilogue.Apply(c + (long)ic * ldc + jc, ldc, mb, nb, jc);
+                    if (pc + kb >= k) epilogue.Apply(c + (long)ic * ldc + jc, ldc, mb, nb, ic, jc);
                 }
             }
         }

@@ -84,12 +84,13 @@ public static unsafe class Int8Gemm
     /// <exception cref="PlatformNotSupportedException"><see cref="LowPrecisionPath.Native"/> without the native VNNI kernel.</exception>
     public static void Linear(ReadOnlySpan<float> x, int m, Int8Weights w, ReadOnlySpan<float> bias, Span<float> y,
         LowPrecisionPath path = LowPrecisionPath.Auto)
-        => Linear(x, m, w, bias, y, path, gelu: false);
+        => Linear(x, m, w, bias, y, path, gelu: false, residual: default);
 
     /// <summary>As <see cref="Linear(ReadOnlySpan{float}, int, Int8Weights, ReadOnlySpan{float}, Span{float}, LowPrecisionPath)"/>,
-    /// then GELU on each block of y as it finishes (<see cref="F.LinearGelu"/>) when <paramref name="gelu"/>.</summary>
+    /// then on each block of y as it finishes GELU when <paramref name="gelu"/> (<see cref="F.LinearGelu"/>) and the
+    /// <paramref name="residual"/> [m, out] when it is not empty (<see cref="F.LinearResidual"/>).</summary>
     internal static void Linear(ReadOnlySpan<float> x, int m, Int8Weights w, ReadOnlySpan<float> bias, Span<float> y,
-        LowPrecisionPath path, bool gelu)
+        LowPrecisionPath path, bool gelu, ReadOnlySpan<float> residual)
     {
         ArgumentNullException.ThrowIfNull(w);
         LowPrecisionBuffers.ValidateLinear(x, m, w.InFeatures, bias, y, w.OutFeatures);
@@ -100,9 +101,11 @@ public static unsafe class Int8Gemm
         var buffers = LowPrecisionBuffers.Current;
         byte* qa = (byte*)buffers.Activations((long)m * kp);
         buffers.Rows(m, out float* sx, out int* zp);
+        if (residual.Length != 0 && residual.Length < (long)m * n) throw new ArgumentException("residual shorter than the output", nameof(residual));
         fixed (float* px = x)
         fixed (float* pb = bias)
         fixed (float* py = y)
+        fixed (float* pr = residual)
         fixed (float* sw = w.Scales)
         fixed (int* colSums = w.ColumnSums)
         {
@@ -113,7 +116,7 @@ public static unsafe class Int8Gemm
             {
                 Native = native, Isa = BestManagedIsa, A = qa, Kp = kp, M = m, N = n, Groups = w.Groups, B = w.Packed,
                 Y = py, Sx = sx, Zp = zp, Sw = sw, ColSums = colSums, Bias = bias.Length == 0 ? null : pb,
-                RowBlocks = rowBlocks, ColBlocks = colBlocks, ColumnMajor = m <= 256, Gelu = gelu,
+                RowBlocks = rowBlocks, ColBlocks = colBlocks, ColumnMajor = m <= 256, Post = new GemmEpilogue(null, gelu, residual.Length == 0 ? null : pr),
             };
             int items = rowBlocks * colBlocks;
             if (items == 1 || ComputeThreads.IsSerialThread) for (int i = 0; i < items; i++) job.Run(i);
@@ -194,7 +197,8 @@ public static unsafe class Int8Gemm
 
     private struct GemmBody : GemmWorkers.IItemBody
     {
-        public bool Native, ColumnMajor, Gelu;
+        public bool Native, ColumnMajor;
+        public GemmEpilogue Post;
         public ManagedIsa Isa;
         public byte* A; public int Kp, M, N, Groups; public sbyte* B;
         public float* Y, Sx, Sw, Bias; public int* Zp, ColSums;
@@ -213,7 +217,7 @@ public static unsafe class Int8Gemm
             if (Native) NativeKernels.U8S8GemmVnni(a, Kp, mb, b, nb, Groups, c, N);
             else Int8ManagedKernels.Gemm(Isa, a, Kp, mb, b, nb, Groups, c, N);
             Epilogue(c, N, mb, nb, Sx + i0, Zp + i0, Sw + j0, ColSums + j0, Bias == null ? null : Bias + j0);
-            if (Gelu) new GemmEpilogue(null, gelu: true).Apply((float*)c, N, mb, nb, j0);
+            Post.Apply((float*)c, N, mb, nb, i0, j0);
         }
     }
 

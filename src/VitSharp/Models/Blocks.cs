@@ -56,6 +56,31 @@ public sealed class Attention : Module
         else o = F.MultiHeadAttention(qkv, _heads, probs: Attend.WhenObserved(_dropout));  // [B, N, H·D]
         return ToOut.Forward(o);
     }
+
+    /// <summary><c>Forward(x) + x</c> with the add in the output projection's epilogue (<see cref="F.LinearResidual"/>),
+    /// for <see cref="Transformer"/> at inference with no hooks in the tree; otherwise the two steps.</summary>
+    internal Tensor ForwardPlusInput(Tensor x)
+    {
+        var last = Blocks.LastLinear(ToOut, Training);
+        if (last is null || Training && _dropout.P > 0) return Forward(x) + x;
+        var qkv = ToQkv.Forward(Norm.Forward(x));
+        var o = F.MultiHeadAttention(qkv, _heads, probs: Attend.WhenObserved(_dropout));
+        return F.LinearResidual(o, last.Weight, last.Bias, x);
+    }
+}
+
+/// <summary>Helpers of the blocks' fused inference paths.</summary>
+internal static class Blocks
+{
+    /// <summary>The Linear that ends <paramref name="m"/> when nothing but an inactive dropout follows it: m itself, or the
+    /// last Linear of a Sequential [.., Linear, (Dropout)]; null otherwise.</summary>
+    public static Linear? LastLinear(Module m, bool training) => m switch
+    {
+        Linear l => l,
+        Sequential s when s.Count >= 1 && s[s.Count - 1] is Linear l => l,
+        Sequential s when s.Count >= 2 && s[s.Count - 1] is Dropout d && (!training || d.P == 0) && s[s.Count - 2] is Linear l => l,
+        _ => null,
+    };
 }
 
 /// <summary>
@@ -78,6 +103,16 @@ public sealed class FeedForward : Module
 
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x) => Net.Forward(x);
+
+    /// <summary><c>Forward(x) + x</c> with the add in the second Linear's epilogue (<see cref="F.LinearResidual"/>),
+    /// for <see cref="Transformer"/> at inference with no hooks in the tree; otherwise the two steps.</summary>
+    internal Tensor ForwardPlusInput(Tensor x)
+    {
+        var last = Blocks.LastLinear(Net, Training);
+        if (last is null) return Forward(x) + x;
+        int lastIndex = Net[Net.Count - 1] == last ? Net.Count - 1 : Net.Count - 2;
+        return F.LinearResidual(Net.ForwardRange(x, 0, lastIndex), last.Weight, last.Bias, x);
+    }
 }
 
 /// <summary>
@@ -114,6 +149,14 @@ public sealed class Transformer : Module
         }
     }
 
+    /// <summary>m(x) + x; vit-pytorch's own blocks fuse the add into their last Linear (<see cref="F.LinearResidual"/>).</summary>
+    private static Tensor PlusInput(Module m, Tensor x) => m switch
+    {
+        Attention a => a.ForwardPlusInput(x),
+        FeedForward f => f.ForwardPlusInput(x),
+        _ => m.Forward(x) + x,
+    };
+
     /// <summary>The <see cref="Attention"/> blocks, in order (none when the layers use another attention block).</summary>
     public IEnumerable<Attention> AttentionBlocks()
     {
@@ -128,10 +171,20 @@ public sealed class Transformer : Module
     /// block's input (what a hook on <c>layers.i.1</c> sees).</remarks>
     protected override Tensor ForwardCore(Tensor x)
     {
-        bool layerScopes = !Autograd.IsEnabled && TensorScope.Current is not null && !HasForwardHooksInTree();
+        bool inference = !Autograd.IsEnabled && !HasForwardHooksInTree();
+        bool layerScopes = inference && TensorScope.Current is not null;
+        bool fuse = inference && F.FuseEpilogues;
         for (int i = 0; i < Layers.Count; i++)
         {
             var pair = (ModuleList)Layers[i];
+            if (fuse)
+            {
+                using var scope = layerScopes ? TensorScope.Begin() : null;
+                var y = PlusInput(pair[0], x);
+                var z = PlusInput(pair[1], y);
+                x = scope is null ? z : scope.Handover(z);
+                continue;
+            }
             if (layerScopes)
             {
                 using var scope = TensorScope.Begin();

@@ -158,11 +158,15 @@ public sealed class Sequential : IndexedModules
     /// <inheritdoc/>
     /// <remarks>Without gradients, a <see cref="Linear"/> directly followed by a <see cref="GELU"/>, neither of them hooked,
     /// runs as the fused <see cref="F.LinearGelu"/> (the same values to float rounding; one pass over the output).</remarks>
-    protected override Tensor ForwardCore(Tensor input)
+    protected override Tensor ForwardCore(Tensor input) => ForwardRange(input, 0, Count);
+
+    /// <summary>Runs modules [start, end) in order, with <see cref="ForwardCore"/>'s fusion (a block that adds its own
+    /// last layer differently runs the rest through this).</summary>
+    internal Tensor ForwardRange(Tensor input, int start, int end)
     {
-        for (int i = 0; i < Count; i++)
+        for (int i = start; i < end; i++)
         {
-            if (this[i] is Linear linear && i + 1 < Count && this[i + 1] is GELU gelu && !linear.HasForwardHooks && !gelu.HasForwardHooks
+            if (this[i] is Linear linear && i + 1 < end && this[i + 1] is GELU gelu && !linear.HasForwardHooks && !gelu.HasForwardHooks
                 && !Autograd.IsEnabled && F.FuseEpilogues)
             {
                 input = F.LinearGelu(input, linear.Weight, linear.Bias);

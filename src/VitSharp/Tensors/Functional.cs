@@ -57,8 +57,9 @@ public static partial class F
         });
     }
 
-    /// <summary>Whether the modules run a Linear followed by GELU as <see cref="LinearGelu"/> when they may (benchmarks
-    /// switch it off to time the unfused pair in the same process).</summary>
+    /// <summary>Whether the modules run a Linear followed by GELU as <see cref="LinearGelu"/>, and a block's output
+    /// projection plus its residual as <see cref="LinearResidual"/>, when they may (benchmarks switch it off to time the
+    /// unfused ops in the same process).</summary>
     internal static bool FuseEpilogues { get; set; } = true;
 
     /// <summary>
@@ -71,6 +72,24 @@ public static partial class F
     public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias)
     {
         if (OpTrace.Current is not null || Autograd.Needs([x, weight, bias])) return Linear(x, weight, bias).Gelu();
+        return LinearFused(x, weight, bias, gelu: true, residual: null, "linear_gelu");
+    }
+
+    /// <summary>
+    /// <c>residual + (x·Wᵀ + b)</c> as one op, for inference: a pre-norm block's output projection and the residual add
+    /// after it, the add applied to each block of the product while it is still in cache (<see cref="GemmEpilogue"/>), as
+    /// <see cref="LinearGelu"/>. When gradients are recorded, or an ONNX export traces the model, it is
+    /// <see cref="Linear"/> followed by an add (the same values to float rounding). x [..., in], weight [out, in],
+    /// bias [out] or null, residual of the output's shape [..., out] → [..., out].
+    /// </summary>
+    public static Tensor LinearResidual(Tensor x, Tensor weight, Tensor? bias, Tensor residual)
+    {
+        if (OpTrace.Current is not null || Autograd.Needs([x, weight, bias, residual])) return Linear(x, weight, bias) + residual;
+        return LinearFused(x, weight, bias, gelu: false, residual, "linear_residual");
+    }
+
+    private static Tensor LinearFused(Tensor x, Tensor weight, Tensor? bias, bool gelu, Tensor? residual, string name)
+    {
         int inF = weight.Dim(1), outF = weight.Dim(0);
         if (x.Rank == 0 || x.Dim(-1) != inF)
             throw new ArgumentException($"linear: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {inF} features (weight {Tensor.ShapeString(weight.ShapeSpan)})");
@@ -81,19 +100,23 @@ public static partial class F
         Span<int> shape = stackalloc int[x.Rank];
         x.ShapeSpan.CopyTo(shape);
         shape[^1] = outF;
+        if (residual is not null && !residual.ShapeSpan.SequenceEqual(shape))
+            throw new ArgumentException($"linear: residual {Tensor.ShapeString(residual.ShapeSpan)} does not match the output {Tensor.ShapeString(shape)}");
         var y = Tensor.Empty(shape);
         if (weight.Packed is { } packed)
-            packed.Linear(x.Data.AsSpan(0, rows * inF), rows, bias is null ? default : bias.Data.AsSpan(0, outF), y.Data.AsSpan(0, rows * outF), gelu: true);
+            packed.Linear(x.Data.AsSpan(0, rows * inF), rows, bias is null ? default : bias.Data.AsSpan(0, outF), y.Data.AsSpan(0, rows * outF),
+                gelu, residual is null ? default : residual.Data.AsSpan(0, rows * outF));
         else
             unsafe
             {
                 fixed (float* px = x.Data)
                 fixed (float* pw = weight.Data)
                 fixed (float* pb = bias?.Data)
+                fixed (float* pr = residual?.Data)
                 fixed (float* py = y.Data)
-                    Gemm.LinearFused(rows, outF, inF, px, pw, new GemmEpilogue(bias is null ? null : pb, gelu: true), py);
+                    Gemm.LinearFused(rows, outF, inF, px, pw, new GemmEpilogue(bias is null ? null : pb, gelu, residual is null ? null : pr), py);
             }
-        OpProfiler.Forward("linear_gelu");
+        OpProfiler.Forward(name);
         return y;
     }
 

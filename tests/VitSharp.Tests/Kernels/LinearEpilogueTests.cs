@@ -6,11 +6,12 @@ using VitSharp.NN;
 namespace VitSharp.Tests.Kernels;
 
 /// <summary>
-/// The fused inference op gelu(x·Wᵀ + b) (<see cref="F.LinearGelu"/>, <see cref="GemmEpilogue"/>): every backend and
+/// The fused inference ops gelu(x·Wᵀ + b) and residual + x·Wᵀ + b (<see cref="F.LinearGelu"/>, <see cref="F.LinearResidual"/>,
+/// <see cref="GemmEpilogue"/>): every backend and
 /// managed micro-kernel against a double-precision twin, the fused op against Linear followed by GELU, and the models'
 /// blocks choosing it only where nothing can observe the difference (no gradients, no hooks, no export trace).
 /// </summary>
-public class LinearGeluTests
+public class LinearEpilogueTests
 {
     // k ≤ KC (256) and k > KC (the epilogue must wait for the last K block); m below and above SplitNMaxM (256: the two
     // parallel splits); n with edge tiles; m = 1; products below the parallel threshold.
@@ -27,8 +28,9 @@ public class LinearGeluTests
         return x;
     }
 
-    /// <summary>gelu(x·wᵀ + b) in double; also returns Σ_k |x·w| + |b| per element, the scale of the float rounding error.</summary>
-    private static (double[] Y, double[] Scale) Reference(float[] x, float[] w, float[]? b, int m, int n, int k)
+    /// <summary>act(x·wᵀ + b) + residual in double (act = GELU or identity); also returns Σ_k |x·w| + |b| + |residual| per
+    /// element, the scale of the float rounding error.</summary>
+    private static (double[] Y, double[] Scale) Reference(float[] x, float[] w, float[]? b, int m, int n, int k, bool gelu = true, float[]? residual = null)
     {
         var y = new double[m * n];
         var scale = new double[m * n];
@@ -37,8 +39,9 @@ public class LinearGeluTests
             {
                 double s = b?[j] ?? 0, a = Math.Abs(b?[j] ?? 0);
                 for (int p = 0; p < k; p++) { s += (double)x[i * k + p] * w[j * k + p]; a += Math.Abs((double)x[i * k + p] * w[j * k + p]); }
-                y[i * n + j] = ReferenceMath.Gelu(s);
-                scale[i * n + j] = a;
+                double r = residual?[i * n + j] ?? 0;
+                y[i * n + j] = (gelu ? ReferenceMath.Gelu(s) : s) + r;
+                scale[i * n + j] = a + Math.Abs(r);
             }
         return (y, scale);
     }
@@ -72,16 +75,18 @@ public class LinearGeluTests
         foreach (var (m, n, k) in Shapes)
             foreach (bool withBias in new[] { true, false })
                 foreach (bool parallel in new[] { true, false })
-                {
-                    var x = Random(m * k, seed++, 2f);
-                    var w = Random(n * k, seed++, 1f / MathF.Sqrt(Math.Max(k, 1)));
-                    var b = withBias ? Random(n, seed++) : null;
-                    var y = Enumerable.Repeat(float.NaN, m * n).ToArray();   // every element must be written
-                    fixed (float* px = x) fixed (float* pw = w) fixed (float* pb = b) fixed (float* py = y)
-                        Gemm.LinearFused(backend, m, n, k, px, pw, new GemmEpilogue(pb, gelu: true), py, parallel);
-                    var (e, s) = Reference(x, w, b, m, n, k);
-                    AssertNear(e, s, y, k, $"{backend} m={m} n={n} k={k} bias={withBias} parallel={parallel}");
-                }
+                    foreach (var (gelu, withResidual) in new[] { (true, false), (false, true), (true, true) })
+                    {
+                        var x = Random(m * k, seed++, 2f);
+                        var w = Random(n * k, seed++, 1f / MathF.Sqrt(Math.Max(k, 1)));
+                        var b = withBias ? Random(n, seed++) : null;
+                        var res = withResidual ? Random(m * n, seed++, 3f) : null;
+                        var y = Enumerable.Repeat(float.NaN, m * n).ToArray();   // every element must be written
+                        fixed (float* px = x) fixed (float* pw = w) fixed (float* pb = b) fixed (float* pr = res) fixed (float* py = y)
+                            Gemm.LinearFused(backend, m, n, k, px, pw, new GemmEpilogue(pb, gelu, pr), py, parallel);
+                        var (e, s) = Reference(x, w, b, m, n, k, gelu, res);
+                        AssertNear(e, s, y, k, $"{backend} m={m} n={n} k={k} bias={withBias} gelu={gelu} residual={withResidual} parallel={parallel}");
+                    }
     }
 
     /// <summary>The epilogue inside each managed micro-kernel's loop nest (the 6×64 Vector512 one is software-emulated
@@ -102,10 +107,11 @@ public class LinearGeluTests
                 var x = Random(m * k, seed++, 2f);
                 var w = Random(n * k, seed++, 1f / MathF.Sqrt(Math.Max(k, 1)));
                 var b = Random(n, seed++);
+                var res = Random(m * n, seed++, 3f);
                 var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                fixed (float* px = x) fixed (float* pw = w) fixed (float* pb = b) fixed (float* py = y)
-                    GemmManaged.Sgemm(kind, false, true, m, n, k, 1f, px, k, pw, k, 0f, py, n, parallel, new GemmEpilogue(pb, gelu: true));
-                var (e, s) = Reference(x, w, b, m, n, k);
+                fixed (float* px = x) fixed (float* pw = w) fixed (float* pb = b) fixed (float* pr = res) fixed (float* py = y)
+                    GemmManaged.Sgemm(kind, false, true, m, n, k, 1f, px, k, pw, k, 0f, py, n, parallel, new GemmEpilogue(pb, gelu: true, pr));
+                var (e, s) = Reference(x, w, b, m, n, k, gelu: true, res);
                 AssertNear(e, s, y, k, $"{kind} m={m} n={n} k={k} parallel={parallel}");
             }
     }
@@ -119,14 +125,21 @@ public class LinearGeluTests
             var w = Tensor.RandN(new Random(inF), 0, 1f / MathF.Sqrt(inF), outF, inF);
             var b = Tensor.RandN(new Random(outF), 0, 0.5f, outF);
             using var _ = VitSharp.Autograd.NoGrad();
-            var fused = F.LinearGelu(x, w, b);
-            var plain = F.Linear(x, w, b).Gelu();
-            Assert.Equal(plain.Shape, fused.Shape);
-            double worst = 0;
-            for (int i = 0; i < plain.Size; i++) worst = Math.Max(worst, Math.Abs(plain.Data[i] - fused.Data[i]));
-            // Both are float products of the same operands: they differ only in summation order (bias first or last,
-            // OpenBLAS or the managed kernel); observed ≤ 1e-6 at k = 384.
-            Assert.True(worst < 1e-5, $"[{rows}, {inF}] → {outF}: fused and unfused differ by {worst:g3}");
+            var residual = Tensor.RandN(new Random(rows + 1), 0, 1, 2, rows, outF);
+            foreach (var (fused, plain, what) in new[]
+            {
+                (F.LinearGelu(x, w, b), F.Linear(x, w, b).Gelu(), "gelu"),
+                (F.LinearResidual(x, w, b, residual), F.Linear(x, w, b) + residual, "residual"),
+                (F.LinearResidual(x, w, null, residual), F.Linear(x, w, null) + residual, "residual without bias"),
+            })
+            {
+                Assert.Equal(plain.Shape, fused.Shape);
+                double worst = 0;
+                for (int i = 0; i < plain.Size; i++) worst = Math.Max(worst, Math.Abs(plain.Data[i] - fused.Data[i]));
+                // Both are float products of the same operands: they differ only in summation order (bias first or last,
+                // OpenBLAS or the managed kernel); observed ≤ 1e-6 at k = 384.
+                Assert.True(worst < 1e-5, $"{what} [{rows}, {inF}] → {outF}: fused and unfused differ by {worst:g3}");
+            }
         }
     }
 
@@ -140,6 +153,9 @@ public class LinearGeluTests
         Assert.Contains("3 features", e.Message);
         var e2 = Assert.Throws<ArgumentException>(() => F.LinearGelu(Tensor.Zeros(2, 3), w, Tensor.Zeros(5)));
         Assert.Contains("bias [5]", e2.Message);
+        var e3 = Assert.Throws<ArgumentException>(() => F.LinearResidual(Tensor.Zeros(2, 3), w, null, Tensor.Zeros(2, 5)));
+        Assert.Contains("residual [2, 5]", e3.Message);
+        Assert.Contains("output [2, 4]", e3.Message);
     }
 
     [Fact]
@@ -150,9 +166,12 @@ public class LinearGeluTests
         var b = Tensor.RandN(new Random(3), 0, 0.5f, 5);
         var x2 = x.Clone(); var w2 = w.Clone(); var b2 = b.Clone();
         foreach (var t in new[] { x, w, b, x2, w2, b2 }) t.RequiresGrad = true;
-        var y = F.LinearGelu(x, w, b);
-        y.Sum().Backward();
-        F.Linear(x2, w2, b2).Gelu().Sum().Backward();
+        var r = Tensor.RandN(new Random(4), 0, 1, 4, 5);
+        var r2 = r.Clone();
+        r.RequiresGrad = true; r2.RequiresGrad = true;
+        (F.LinearGelu(x, w, b).Sum() + F.LinearResidual(x, w, b, r).Sum()).Backward();
+        (F.Linear(x2, w2, b2).Gelu().Sum() + (F.Linear(x2, w2, b2) + r2).Sum()).Backward();
+        Assert.Equal(r2.Grad!.Data, r.Grad!.Data);
         Assert.Equal(x2.Grad!.Data, x.Grad!.Data);
         Assert.Equal(w2.Grad!.Data, w.Grad!.Data);
         Assert.Equal(b2.Grad!.Data, b.Grad!.Data);
@@ -166,7 +185,7 @@ public class LinearGeluTests
     }
 
     [Fact]
-    public void AViTRunsItsMlpFusedWithoutGradientsAndGivesTheUnfusedLogits()
+    public void AViTRunsItsMlpAndResidualsFusedWithoutGradientsAndGivesTheUnfusedLogits()
     {
         var model = Presets.Get("vit-fmnist").Spec.Build();
         model.Eval();
@@ -182,8 +201,12 @@ public class LinearGeluTests
             foreach (var h in hooks) h.Dispose();
         }
         Assert.Equal(6, pf.Single(r => r.Op == "fwd linear_gelu").Calls);
+        Assert.Equal(12, pf.Single(r => r.Op == "fwd linear_residual").Calls);   // each layer's attention and MLP outputs
         Assert.DoesNotContain(pf, r => r.Op == "fwd gelu");
+        Assert.Equal(1, pf.Single(r => r.Op == "fwd add").Calls);   // only the position embedding's
+        Assert.Equal(13, pu.Single(r => r.Op == "fwd add").Calls);
         Assert.DoesNotContain(pu, r => r.Op == "fwd linear_gelu");
+        Assert.DoesNotContain(pu, r => r.Op == "fwd linear_residual");
         Assert.Equal(6, pu.Single(r => r.Op == "fwd gelu").Calls);
         double worst = 0;
         for (int i = 0; i < fused.Size; i++) worst = Math.Max(worst, Math.Abs(fused.Data[i] - unfused.Data[i]));
@@ -198,6 +221,7 @@ public class LinearGeluTests
         var images = Tensor.RandN(new Random(6), 0, 1, 2, 1, 28, 28);
         var p = Profile(() => model.Forward(images), out var logits);
         Assert.DoesNotContain(p, r => r.Op == "fwd linear_gelu");
+        Assert.DoesNotContain(p, r => r.Op == "fwd linear_residual");
         logits.Sum().Backward();
         Assert.All(model.Parameters(), t => Assert.NotNull(t.Grad));
     }
@@ -221,6 +245,7 @@ public class LinearGeluTests
             foreach (var h in hooks) h.Dispose();
         }
         Assert.Equal(6, pf.Single(r => r.Op == "fwd linear_gelu").Calls);
+        Assert.Equal(12, pf.Single(r => r.Op == "fwd linear_residual").Calls);
         // The same low-precision products and the same GELU kernel: only the vector/scalar split of GELU may differ.
         double worst = 0;
         for (int i = 0; i < fused.Size; i++) worst = Math.Max(worst, Math.Abs(fused.Data[i] - unfused.Data[i]));
