@@ -129,9 +129,9 @@ public static class Gemm
 
     /// <summary>
     /// A Linear with its epilogue fused: <c>y[m, n] = epilogue(x[m, k]·wᵀ)</c> with w stored [n, k] and
-    /// <see cref="GemmEpilogue"/> adding the bias and applying GELU. The managed kernel applies the epilogue to each block
-    /// of y as it finishes (one pass over y instead of three); where the backend rule picks OpenBLAS or the naive loop,
-    /// the epilogue follows as a separate parallel pass.
+    /// <see cref="GemmEpilogue"/> adding the bias, applying GELU and adding a residual. The managed kernel applies the
+    /// epilogue to each block of y as it finishes (no further pass over y); where the backend rule picks OpenBLAS or the
+    /// naive loop, the epilogue follows as one separate parallel pass.
     /// </summary>
     internal static unsafe void LinearFused(int m, int n, int k, float* x, float* w, GemmEpilogue epilogue, float* y, bool parallel = true)
         => LinearFused(Backend, m, n, k, x, w, epilogue, y, parallel);
