@@ -39,6 +39,17 @@ public static class LowPrecisionTable
                 ("fp32 sgemm (managed)", () => { Gemm.Sgemm(GemmBackend.Managed, false, true, m, n, k, 1f, x, k, w, k, 0f, y, n); }),
             };
             if (NativeKernels.HasVnni) paths.Add(("int8 native vnni", () => Int8Gemm.Linear(x, m, q8, b, y, LowPrecisionPath.Native)));
+            if (NativeKernels.HasVnni && args.Contains("--parts"))
+            {
+                // The pieces of the int8 call on the calling thread: quantizing the activations, the VNNI kernel alone
+                // over the whole product, the int32 → float epilogue alone.
+                int kp = q8.Groups * 4;
+                var qa = new byte[m * kp]; var sx = new float[m]; var zp = new int[m]; var acc = new int[m * n];
+                var sw = new float[n]; var cs = new int[n];
+                paths.Add(("int8 quantize 1t", () => { unsafe { fixed (float* px = x) fixed (byte* pq = qa) for (int i = 0; i < m; i++) Int8Gemm.QuantizeRow(px + (long)i * k, k, pq + (long)i * kp, kp, out sx[i], out zp[i]); } }));
+                paths.Add(("int8 vnni kernel 1t", () => { unsafe { fixed (byte* pq = qa) fixed (int* pc = acc) NativeKernels.U8S8GemmVnni(pq, kp, m, q8.Packed, n, q8.Groups, pc, n); } }));
+                paths.Add(("int8 epilogue 1t", () => { unsafe { fixed (int* pc = acc) fixed (float* psx = sx) fixed (int* pz = zp) fixed (float* psw = sw) fixed (int* pcs = cs) fixed (float* pb = b) Int8Gemm.Epilogue(pc, n, m, n, psx, pz, psw, pcs, pb); } }));
+            }
             paths.Add(($"int8 managed {Int8Gemm.PathName(LowPrecisionPath.Managed)}", () => Int8Gemm.Linear(x, m, q8, b, y, LowPrecisionPath.Managed)));
             if (NativeKernels.HasAvx512Bf16) paths.Add(("bf16 native", () => Bf16Gemm.Linear(x, m, q16, b, y, LowPrecisionPath.Native)));
             paths.Add(("bf16 fp32-fallback", () => Bf16Gemm.Linear(x, m, q16, b, y, LowPrecisionPath.Managed)));
