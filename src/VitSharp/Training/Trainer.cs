@@ -379,8 +379,9 @@ public static class Trainer
     }
 
     /// <summary>
-    /// The preset's keyword arguments with <paramref name="args"/> replacing some of them (values parsed as JSON literals, else
-    /// kept as text); a name the preset does not have is an error listing the ones it has.
+    /// The preset's keyword arguments with <paramref name="args"/> replacing some of them (values parsed by
+    /// <see cref="ParseArgValue"/>: JSON or Python literals, else kept as text); a name the preset does not have is an error
+    /// listing the ones it has.
     /// </summary>
     public static ModelSpec WithModelArgs(ModelSpec spec, IReadOnlyDictionary<string, string>? args, string presetName)
     {
@@ -390,12 +391,29 @@ public static class Trainer
         {
             if (!kwargs.ContainsKey(key))
                 throw new ArgumentException($"model '{presetName}' has no argument '{key}' (it has: {string.Join(", ", kwargs.Select(kv => kv.Key))})");
-            JsonNode? value;
-            try { value = JsonNode.Parse(text); }
-            catch (JsonException) { value = JsonValue.Create(text); }
-            kwargs[key] = value;
+            kwargs[key] = ParseArgValue(text);
         }
         return spec with { Kwargs = kwargs };
+    }
+
+    /// <summary>
+    /// A <c>--set</c> value: a JSON literal (<c>96</c>, <c>0.1</c>, <c>[4, 7]</c>, <c>true</c>, <c>"mean"</c>), or the Python spelling of
+    /// one — a tuple <c>(4, 7)</c> (a trailing comma allowed), <c>True</c>, <c>False</c>, <c>None</c> — else the text itself
+    /// (<c>pool=mean</c>).
+    /// </summary>
+    internal static JsonNode? ParseArgValue(string text)
+    {
+        string t = text.Trim();
+        string json = t switch
+        {
+            "True" => "true",
+            "False" => "false",
+            "None" => "null",
+            _ when t.Length >= 2 && t[0] == '(' && t[^1] == ')' => "[" + t[1..^1].Trim().TrimEnd(',') + "]",
+            _ => t,
+        };
+        try { return JsonNode.Parse(json); }
+        catch (JsonException) { return JsonValue.Create(text); }
     }
 
     /// <summary>Sets image size (<c>image_size</c>, or timm's <c>img_size</c>), channels (<c>channels</c> or <c>in_chans</c>) and class count of a preset's keyword arguments to the data set's, where the preset has them.</summary>

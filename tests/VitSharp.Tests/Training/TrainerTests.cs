@@ -317,6 +317,32 @@ public class TrainerTests(BaselineRun baseline) : IClassFixture<BaselineRun>
         Assert.Contains("dim", e.Message);
     }
 
+    [Theory]
+    [InlineData("(4, 7)", "[4,7]")]
+    [InlineData("(4,7)", "[4,7]")]
+    [InlineData("[4, 7]", "[4,7]")]
+    [InlineData("(7,)", "[7]")]
+    [InlineData("True", "true")]
+    [InlineData("False", "false")]
+    [InlineData("None", "null")]
+    [InlineData("0.1", "0.1")]
+    [InlineData("mean", "\"mean\"")]
+    [InlineData("(a, b", "\"(a, b\"")]
+    public void ModelArgValuesAcceptJsonAndPythonLiterals(string text, string json)
+    {
+        var node = Trainer.ParseArgValue(text);
+        Assert.Equal(json, node?.ToJsonString() ?? "null");
+    }
+
+    [Fact]
+    public void APythonTupleSetsARectangularPatch()
+    {
+        var spec = Trainer.WithModelArgs(Presets.Get("vit-fmnist").Spec, new Dictionary<string, string> { ["patch_size"] = "(4, 7)" }, "vit-fmnist");
+        var model = (ViT)spec.Build();
+        Assert.Equal(4, model.Config.PatchHeight);
+        Assert.Equal(7, model.Config.PatchWidth);
+    }
+
     [Fact]
     public void TrainingOnAnImageFolderFitsTheModelToIt()
     {
