@@ -1,3 +1,4 @@
+using static VitSharp.Bench.BenchArgs;
 using System.Diagnostics;
 using VitSharp.Kernels;
 using VitSharp.Models;
@@ -53,11 +54,5 @@ public static class FusionBench
         var t = times.OrderBy(x => x).ToList();
         double med = t[t.Count / 2];
         Console.WriteLine($"{name}: median {med:F1} ms (min {t[0]:F1}, max {t[^1]:F1}); {gflop / med * 1e3:F1} GFLOP/s = {100 * gflop / med * 1e3 / peak:F1}% of peak");
-    }
-
-    private static string? Arg(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

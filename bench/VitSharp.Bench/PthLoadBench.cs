@@ -1,3 +1,4 @@
+using static VitSharp.Bench.BenchArgs;
 using System.Diagnostics;
 using VitSharp.IO;
 using VitSharp.Models;
@@ -91,11 +92,5 @@ public static class PthLoadBench
             return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
         }
         catch (IOException) { return 0; }
-    }
-
-    private static string? Arg(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

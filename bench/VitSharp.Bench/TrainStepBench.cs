@@ -1,3 +1,4 @@
+using static VitSharp.Bench.BenchArgs;
 using System.Diagnostics;
 using VitSharp.Models;
 using VitSharp.Optim;
@@ -70,11 +71,5 @@ public static class TrainStepBench
         Console.WriteLine("managed bytes per step by op (largest first):");
         foreach (var r in profile.OrderByDescending(r => r.Bytes).Take(12))
             Console.WriteLine($"  {r.Op,-20} {r.Bytes / steps,9:N0} B  {r.Calls / steps,5} calls");
-    }
-
-    private static string? Arg(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

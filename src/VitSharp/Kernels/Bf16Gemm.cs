@@ -63,12 +63,11 @@ public static unsafe class Bf16Gemm
         LowPrecisionPath path, bool gelu, ReadOnlySpan<float> residual)
     {
         ArgumentNullException.ThrowIfNull(w);
-        LowPrecisionBuffers.ValidateLinear(x, m, w.InFeatures, bias, y, w.OutFeatures);
+        LowPrecisionBuffers.ValidateLinear(x, m, w.InFeatures, bias, y, w.OutFeatures, residual);
         int k = w.InFeatures, n = w.OutFeatures;
         bool native = UseNative(path);
         if (m == 0) return;
         var buffers = LowPrecisionBuffers.Current;
-        if (residual.Length != 0 && residual.Length < (long)m * n) throw new ArgumentException("residual shorter than the output", nameof(residual));
         fixed (float* px = x)
         fixed (float* pb = bias)
         fixed (float* py = y)

@@ -15,8 +15,9 @@ internal sealed unsafe class LowPrecisionBuffers
     private nuint _rows;
 
     /// <summary>The argument checks <see cref="Int8Gemm"/> and <see cref="Bf16Gemm"/>'s Linear share: x [m, k], y [m, n],
-    /// bias empty or [n].</summary>
-    public static void ValidateLinear(ReadOnlySpan<float> x, int m, int k, ReadOnlySpan<float> bias, Span<float> y, int n)
+    /// bias empty or [n], residual empty or [m, n].</summary>
+    public static void ValidateLinear(ReadOnlySpan<float> x, int m, int k, ReadOnlySpan<float> bias, Span<float> y, int n,
+        ReadOnlySpan<float> residual = default)
     {
         if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), $"m must be ≥ 0, got {m}");
         if (x.Length != (long)m * k)
@@ -25,6 +26,8 @@ internal sealed unsafe class LowPrecisionBuffers
             throw new ArgumentException($"y has {y.Length} elements, expected m·out = {m}·{n} = {(long)m * n}", nameof(y));
         if (bias.Length != 0 && bias.Length != n)
             throw new ArgumentException($"bias has {bias.Length} elements, expected 0 (none) or out = {n}", nameof(bias));
+        if (residual.Length != 0 && residual.Length != (long)m * n)
+            throw new ArgumentException($"residual has {residual.Length} elements, expected 0 (none) or m·out = {m}·{n} = {(long)m * n}", nameof(residual));
     }
 
     /// <summary>This thread's buffers.</summary>

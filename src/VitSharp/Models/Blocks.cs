@@ -149,11 +149,11 @@ public sealed class Transformer : Module
         }
     }
 
-    /// <summary>m(x) + x; vit-pytorch's own blocks fuse the add into their last Linear (<see cref="F.LinearResidual"/>).</summary>
-    private static Tensor PlusInput(Module m, Tensor x) => m switch
+    /// <summary>m(x) + x; with <paramref name="fuse"/>, vit-pytorch's own blocks add it in their last Linear (<see cref="F.LinearResidual"/>).</summary>
+    private static Tensor PlusInput(Module m, Tensor x, bool fuse) => (m, fuse) switch
     {
-        Attention a => a.ForwardPlusInput(x),
-        FeedForward f => f.ForwardPlusInput(x),
+        (Attention a, true) => a.ForwardPlusInput(x),
+        (FeedForward f, true) => f.ForwardPlusInput(x),
         _ => m.Forward(x) + x,
     };
 
@@ -177,19 +177,12 @@ public sealed class Transformer : Module
         for (int i = 0; i < Layers.Count; i++)
         {
             var pair = (ModuleList)Layers[i];
-            if (fuse)
+            if (inference)
             {
                 using var scope = layerScopes ? TensorScope.Begin() : null;
-                var y = PlusInput(pair[0], x);
-                var z = PlusInput(pair[1], y);
+                var y = PlusInput(pair[0], x, fuse);
+                var z = PlusInput(pair[1], y, fuse);
                 x = scope is null ? z : scope.Handover(z);
-                continue;
-            }
-            if (layerScopes)
-            {
-                using var scope = TensorScope.Begin();
-                var y = pair[0].Forward(x) + x;
-                x = scope.Handover(pair[1].Forward(y) + y);
                 continue;
             }
             x = pair[0].Forward(x) + x;

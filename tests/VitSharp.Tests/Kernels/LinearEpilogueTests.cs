@@ -159,6 +159,19 @@ public class LinearEpilogueTests
     }
 
     [Fact]
+    public void TheLowPrecisionKernelsRefuseAResidualOfTheWrongLength()
+    {
+        var w = new float[4 * 3];
+        var x = new float[2 * 3];
+        var y = new float[2 * 4];
+        var e8 = Assert.Throws<ArgumentException>(() => Int8Gemm.Linear(x, 2, Int8Weights.Quantize(w, 4, 3), default, y, LowPrecisionPath.Auto, false, new float[7]));
+        Assert.Equal("residual", e8.ParamName);
+        Assert.Contains("7 elements", e8.Message);
+        var e16 = Assert.Throws<ArgumentException>(() => Bf16Gemm.Linear(x, 2, Bf16Weights.Convert(w, 4, 3), default, y, LowPrecisionPath.Auto, true, new float[9]));
+        Assert.Equal("residual", e16.ParamName);
+    }
+
+    [Fact]
     public void WithGradientsItRecordsLinearAndGeluAndBackpropagates()
     {
         var x = Tensor.RandN(new Random(1), 0, 1, 4, 6);
