@@ -54,6 +54,48 @@ public static class AttentionTable
             }
             Console.WriteLine($"{$"{b}×{n}×{h}×{d}",-16} {Cell(t[0], fwdFlops),16} {Cell(t[1], fwdFlops),16} {Cell(t[2], bwdFlops),16} {Cell(t[3], bwdFlops),16}");
         }
+        Inference(shapes, rounds);
+    }
+
+    /// <summary>Inference (no probabilities kept): the experimental AVX-512 query blocks (Experiments/AttentionBlocks, where
+    /// the CPU has AVX-512) against the library's tile and packed-GEMM paths, interleaved, with the largest difference of
+    /// the outputs from the GEMM path's.</summary>
+    private static void Inference((int b, int n, int h, int d)[] shapes, int rounds)
+    {
+        Console.WriteLine($"attention inference forward (no probabilities kept), median (min) ms over {rounds} interleaved rounds; GFLOP/s of the two products");
+        Console.WriteLine($"{"B×N×H×D",-16} {"blocks",16} {"tiles",16} {"gemm",16}  max |blocks − gemm|");
+        foreach (var (b, n, h, d) in shapes)
+        {
+            var rng = new Random(1);
+            var qkv = Uniform(rng, b * n * 3 * h * d);
+            var outs = new[] { new float[b * n * h * d], new float[b * n * h * d], new float[b * n * h * d] };
+            float scale = 1 / MathF.Sqrt(d);
+            double flops = 4.0 * b * h * n * n * d;
+            var t = new[] { new List<double>(), new List<double>(), new List<double>() };
+            bool blocks = Experiments.AttentionBlocks.Supported(d);
+            for (int r = -40; r < rounds; r++)
+                for (int path = blocks ? 0 : 1; path < 3; path++)
+                {
+                    AttentionKernel.UseTiles = path == 1;
+                    AttentionKernel.TilesMaxKeys = int.MaxValue;
+                    var sw = Stopwatch.StartNew();
+                    if (path == 0) Experiments.AttentionBlocks.ForwardPacked(qkv, b, n, h, d, scale, outs[path]);
+                    else AttentionKernel.ForwardPacked(qkv, b, n, h, d, scale, null, outs[path]);
+                    if (r >= 0) t[path].Add(sw.Elapsed.TotalMilliseconds);
+                }
+            AttentionKernel.UseTiles = true;
+            AttentionKernel.TilesMaxKeys = 128;
+            double diff = 0;
+            for (int i = 0; blocks && i < outs[0].Length; i++) diff = Math.Max(diff, Math.Abs(outs[0][i] - outs[2][i]));
+            string Cell(List<double> x)
+            {
+                if (x.Count == 0) return "n/a";
+                x.Sort();
+                double med = x[x.Count / 2];
+                return $"{med,6:F2} ({x[0],5:F2}) {flops / med / 1e6,4:F0}";
+            }
+            Console.WriteLine($"{$"{b}×{n}×{h}×{d}",-16} {Cell(t[0]),16} {Cell(t[1]),16} {Cell(t[2]),16}  {diff:E1}");
+        }
     }
 
     /// <summary>

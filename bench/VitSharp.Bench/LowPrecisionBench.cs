@@ -41,13 +41,26 @@ public static class LowPrecisionTable
             if (NativeKernels.HasVnni) paths.Add(("int8 native vnni", () => Int8Gemm.Linear(x, m, q8, b, y, LowPrecisionPath.Native)));
             if (NativeKernels.HasVnni && args.Contains("--parts"))
             {
-                // The pieces of the int8 call on the calling thread: quantizing the activations, the VNNI kernel alone
-                // over the whole product, the int32 → float epilogue alone.
+                // The pieces of the int8 call on the calling thread: the whole call on one thread, quantizing the
+                // activations, the VNNI kernel alone over the whole product in the call's blocks (48 rows × 128 columns,
+                // column-major order), the int32 → float epilogue alone (over the whole product: colder than in the call).
                 int kp = q8.Groups * 4;
                 var qa = new byte[m * kp]; var sx = new float[m]; var zp = new int[m]; var acc = new int[m * n];
                 var sw = new float[n]; var cs = new int[n];
+                paths.Add(("int8 linear 1t", () => { using (ComputeThreads.Serial()) Int8Gemm.Linear(x, m, q8, b, y, LowPrecisionPath.Native); }));
                 paths.Add(("int8 quantize 1t", () => { unsafe { fixed (float* px = x) fixed (byte* pq = qa) for (int i = 0; i < m; i++) Int8Gemm.QuantizeRow(px + (long)i * k, k, pq + (long)i * kp, kp, out sx[i], out zp[i]); } }));
-                paths.Add(("int8 vnni kernel 1t", () => { unsafe { fixed (byte* pq = qa) fixed (int* pc = acc) NativeKernels.U8S8GemmVnni(pq, kp, m, q8.Packed, n, q8.Groups, pc, n); } }));
+                paths.Add(("int8 vnni kernel 1t", () =>
+                {
+                    unsafe
+                    {
+                        fixed (byte* pq = qa)
+                        fixed (int* pc = acc)
+                            for (int j0 = 0; j0 < n; j0 += Int8Gemm.BlockCols)
+                                for (int i0 = 0; i0 < m; i0 += Int8Gemm.BlockRows)
+                                    NativeKernels.U8S8GemmVnni(pq + (long)i0 * kp, kp, Math.Min(Int8Gemm.BlockRows, m - i0),
+                                        q8.Packed + (long)(j0 / 64) * q8.Groups * 256, Math.Min(Int8Gemm.BlockCols, n - j0), q8.Groups, pc + (long)i0 * n + j0, n);
+                    }
+                }));
                 paths.Add(("int8 epilogue 1t", () => { unsafe { fixed (int* pc = acc) fixed (float* psx = sx) fixed (int* pz = zp) fixed (float* psw = sw) fixed (int* pcs = cs) fixed (float* pb = b) Int8Gemm.Epilogue(pc, n, m, n, psx, pz, psw, pcs, pb); } }));
             }
             paths.Add(($"int8 managed {Int8Gemm.PathName(LowPrecisionPath.Managed)}", () => Int8Gemm.Linear(x, m, q8, b, y, LowPrecisionPath.Managed)));

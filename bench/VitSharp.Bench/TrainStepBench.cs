@@ -30,7 +30,9 @@ public static class TrainStepBench
         if (Arg(args, "--precision") is { } precision)
             VitSharp.Inference.ModelPrecision.UsePrecision(model, VitSharp.Inference.InferencePrecisions.Parse(precision));
         var images = Tensor.RandN(new Random(1), 0, 1, batch, p.Channels, p.ImageSize, p.ImageSize);
-        int classes = ((ViT)model).Config.NumClasses;
+        int classes;
+        using (TensorScope.Begin())
+        using (Autograd.NoGrad()) classes = model.Forward(images.Slice(0, 0, 1)).Dim(1);   // any model, not only ViT's config
         var labels = Enumerable.Range(0, batch).Select(i => i % classes).ToArray();
         // The library's training step, as vit train runs it (without data-parallel halves, so that the op profile is the
         // calling thread's): AdamW, label smoothing 0.1, clipping at norm 1.

@@ -166,7 +166,7 @@ public static class Gemm
         else body.Run(0, 0, m);
     }
 
-    /// <summary>Under <see cref="GemmBackend.Auto"/>, fused products (<see cref="LinearFused"/>) run on the managed kernel even
+    /// <summary>Under <see cref="GemmBackend.Auto"/>, fused products (<see cref="LinearFused(GemmBackend, int, int, int, float*, float*, GemmEpilogue, float*, bool)"/>) run on the managed kernel even
     /// where a plain product of that size would go to OpenBLAS, since only the managed kernel applies the epilogue in cache.</summary>
     internal static bool FusedPrefersManaged { get; set; } = true;
 

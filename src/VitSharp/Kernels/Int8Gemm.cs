@@ -127,10 +127,26 @@ public static unsafe class Int8Gemm
     /// <summary>Quantizes one row as described in the class remarks: writes q[0..kp) (zeros past k) and returns s and zp.</summary>
     internal static void QuantizeRow(float* x, int k, byte* q, int kp, out float scale, out int zeroPoint)
     {
+        bool wide = Avx512F.IsSupported && k >= 16;
         float lo = 0f, hi = 0f;
         bool finite;
         int i = 0;
-        if (Vector256.IsHardwareAccelerated && k >= 8)
+        if (wide)
+        {
+            var vlo = Vector512<float>.Zero; var vhi = Vector512<float>.Zero; var bad = Vector512<float>.Zero;
+            for (; i <= k - 16; i += 16)
+            {
+                var v = Vector512.Load(x + i);
+                vlo = Vector512.MinNative(vlo, v);
+                vhi = Vector512.MaxNative(vhi, v);
+                bad += v - v; // 0 for finite values, NaN once a NaN or ±∞ was seen
+            }
+            var lo8 = Vector256.MinNative(vlo.GetLower(), vlo.GetUpper());
+            var hi8 = Vector256.MaxNative(vhi.GetLower(), vhi.GetUpper());
+            for (int t = 0; t < 8; t++) { lo = Math.Min(lo, lo8[t]); hi = Math.Max(hi, hi8[t]); }
+            finite = Vector512.EqualsAll(bad, Vector512<float>.Zero);
+        }
+        else if (Vector256.IsHardwareAccelerated && k >= 8)
         {
             var vlo = Vector256<float>.Zero; var vhi = Vector256<float>.Zero; var bad = Vector256<float>.Zero;
             for (; i <= k - 8; i += 8)
@@ -138,7 +154,7 @@ public static unsafe class Int8Gemm
                 var v = Vector256.Load(x + i);
                 vlo = Vector256.MinNative(vlo, v);
                 vhi = Vector256.MaxNative(vhi, v);
-                bad += v - v; // 0 for finite values, NaN once a NaN or ±∞ was seen
+                bad += v - v;
             }
             for (int t = 0; t < 8; t++) { lo = Math.Min(lo, vlo[t]); hi = Math.Max(hi, vhi[t]); }
             finite = Vector256.EqualsAll(bad, Vector256<float>.Zero);
@@ -162,7 +178,8 @@ public static unsafe class Int8Gemm
         int zpi = (int)Math.Clamp(MathF.Round(-lo / s), 0f, 255f);
         float z = zpi;
         i = 0;
-        if (Vector256.IsHardwareAccelerated && k >= 32)
+        if (wide && s > DivisionFreeMin && s < DivisionFreeMax) i = QuantizeAvx512(x, k, q, s, zpi);
+        else if (Vector256.IsHardwareAccelerated && k >= 32)
         {
             var vs = Vector256.Create(s); var vz = Vector256.Create(z);
             var v0 = Vector256<float>.Zero; var v255 = Vector256.Create(255f);
@@ -181,6 +198,32 @@ public static unsafe class Int8Gemm
         for (; i < kp; i++) q[i] = 0;
         scale = s;
         zeroPoint = zpi;
+    }
+
+    /// <summary>The scales for which <see cref="QuantizeAvx512"/> runs: 1/s and the remainders stay normal floats.</summary>
+    internal const float DivisionFreeMin = 1e-30f, DivisionFreeMax = 1e30f;
+
+    /// <summary>
+    /// q[i] = clamp(round(x[i]/s) + zp, 0, 255) for the whole 16-lane blocks of x; returns how many elements it wrote.
+    /// Without a division: t = x·r with r = RN(1/s), the remainder e = x − t·s (exact by FMA), then t + e·r rounded once
+    /// is the correctly rounded x/s (Markstein's correction step, as in IA-64's division), so q is bit for bit what the
+    /// division gives. Rounding to an integer by VCVTPS2DQ in the default mode (nearest, ties to even) = MathF.Round.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int QuantizeAvx512(float* x, int k, byte* q, float s, int zp)
+    {
+        var vs = Vector512.Create(s); var vr = Vector512.Create(1f / s); var vz = Vector512.Create(zp);
+        var v0 = Vector512<int>.Zero; var v255 = Vector512.Create(255);
+        int i = 0;
+        for (; i <= k - 16; i += 16)
+        {
+            var v = Vector512.Load(x + i);
+            var t = v * vr;
+            t = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(-t, vs, v), vr, t);
+            var n = Vector512.Min(Vector512.Max(Avx512F.ConvertToVector512Int32(t) + vz, v0), v255);
+            Avx512F.ConvertToVector128Byte(n).Store(q + i);
+        }
+        return i;
     }
 
     private struct QuantizeBody : Parallel2.IChunkBody

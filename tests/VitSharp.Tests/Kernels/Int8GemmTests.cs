@@ -181,6 +181,48 @@ public class Int8GemmTests
         }
     }
 
+    /// <summary>
+    /// Rows of 16-multiples (the AVX-512 path, which replaces x/s by a reciprocal and one correction step) whose values
+    /// sit within a few ulps of the rounding boundaries (j + ½)·s, over scales from 1e−29 to 1e29: every q equals
+    /// round(x/s) + zp of the division reference.
+    /// </summary>
+    [Fact]
+    public unsafe void ActivationQuantizationMatchesTheDivisionAtRoundingBoundaries()
+    {
+        var rng = new Random(17);
+        int rows = 0;
+        for (int row = 0; row < 3000; row++)
+        {
+            float s0 = MathF.Pow(10f, (float)(rng.NextDouble() * 58 - 29));
+            float lo = -(float)rng.NextDouble() * 255f * s0, hi = lo + 255f * s0;
+            float s = (hi - lo) / 255f;
+            var x = new List<float> { lo, hi };
+            for (int j = (int)MathF.Floor(lo / s) - 1; j <= (int)MathF.Ceiling(hi / s) + 1; j++)
+            {
+                float b = (j + 0.5f) * s;
+                float d = b, u = b;
+                x.Add(b);
+                for (int t = 0; t < 3; t++) { d = MathF.BitDecrement(d); u = MathF.BitIncrement(u); x.Add(d); x.Add(u); }
+            }
+            x.RemoveAll(v => v < lo || v > hi);
+            while (x.Count % 16 != 0) x.Add((float)(lo + rng.NextDouble() * (hi - lo)));
+            var xs = x.ToArray();
+            var (rs, rzp, rq) = RefQuantizeRow(xs);
+            var buf = new byte[xs.Length];
+            float qs; int qz;
+            fixed (float* px = xs)
+            fixed (byte* pq = buf)
+                Int8Gemm.QuantizeRow(px, xs.Length, pq, xs.Length, out qs, out qz);
+            Assert.Equal(rs, qs);
+            Assert.Equal(rzp, qz);
+            for (int i = 0; i < xs.Length; i++)
+                if (rq[i] != buf[i])
+                    Assert.Fail($"x = {xs[i]:R} (bits {BitConverter.SingleToInt32Bits(xs[i]):X8}), s = {s:R}: q {buf[i]}, division gives {rq[i]}");
+            rows++;
+        }
+        Assert.Equal(3000, rows);
+    }
+
     [Fact]
     public void TinyProductMatchesHandComputedOutputOnEveryPath()
     {
