@@ -28,7 +28,8 @@ public static class BenchCommand
         double MedianMs, double MinMs, double MaxMs, double ImagesPerSecond, double GFlopPerStep, double GFlops,
         double PeakRssMb, long AllocBytesPerStep, double[] TimesMs, bool DataParallel = false, OnnxRuntimeResult? Onnx = null,
         InferencePrecision Precision = InferencePrecision.Float32, string PrecisionPath = "", GemmPeakResult? Peak = null,
-        CpuFeatures? Cpu = null, int LinearProducts = 0, int LinearProductsOnOpenBlas = 0, GemmBackend GemmBackend = GemmBackend.Auto)
+        CpuFeatures? Cpu = null, int LinearProducts = 0, int LinearProductsOnOpenBlas = 0, GemmBackend GemmBackend = GemmBackend.Auto,
+        IReadOnlyList<OpTime>? Profile = null)
     {
         /// <summary>The model's GFLOP/s as a fraction of <see cref="Peak"/>'s best (null without the peak).</summary>
         public double? FractionOfPeak => Peak is { } p ? GFlops / p.BestGFlops : null;
@@ -50,8 +51,16 @@ public static class BenchCommand
     /// <see cref="VitSharp.Export.OnnxQuantization.DynamicInt8"/>) or <see cref="InferencePrecision.Float32"/> (also for
     /// <c>--precision bf16</c>: ONNX Runtime has no bfloat16 CPU path worth timing).</param>
     /// <param name="Cosine">Cosine similarity of VitSharp's and ONNX Runtime's logits of the first step (all images at once).</param>
+    /// <param name="Profile">With <c>--profile</c>: ONNX Runtime's kernel time per operator type, per timed step.</param>
     public sealed record OnnxRuntimeResult(string Version, int Threads, double MedianMs, double MinMs, double MaxMs, double[] TimesMs,
-        double MaxAbsDifference, double ExportMs, InferencePrecision Precision = InferencePrecision.Float32, double Cosine = 1);
+        double MaxAbsDifference, double ExportMs, InferencePrecision Precision = InferencePrecision.Float32, double Cosine = 1,
+        IReadOnlyList<OpTime>? Profile = null);
+
+    /// <summary>One row of a per-op profile (<c>--profile</c>): milliseconds and calls per timed step.</summary>
+    /// <param name="Op">VitSharp: <c>fwd NAME</c> / <c>bwd NAME</c> (<see cref="OpProfiler"/>); ONNX Runtime: the operator type.</param>
+    /// <param name="MsPerStep">Milliseconds per step.</param>
+    /// <param name="CallsPerStep">Calls per step.</param>
+    public sealed record OpTime(string Op, double MsPerStep, double CallsPerStep);
 
     /// <summary>The default time <c>vit bench</c> gives the peak measurement (<see cref="GemmPeak.Measure"/>).</summary>
     public static readonly TimeSpan DefaultPeakBudget = TimeSpan.FromSeconds(2);
@@ -78,10 +87,14 @@ public static class BenchCommand
             DefaultValueFactory = _ => "fp32",
         };
         var noPeak = new Option<bool>("--no-peak") { Description = "Skip measuring the machine's float32 GEMM peak (2048³ sgemm, managed and OpenBLAS, ~2–4 s) and the model's fraction of it" };
+        var profile = new Option<bool>("--profile")
+        {
+            Description = "Also print where a step's time goes, op by op (VitSharp's ops on the calling thread, so the batch is not split into data-parallel halves); with --onnx also ONNX Runtime's kernel time per operator type (its session profiling)",
+        };
         var noDataParallel = new Option<bool>("--no-data-parallel") { Description = "Split every kernel over the cores instead of running the two halves of the batch on two cores at once (the default with ≥ 2 threads and batch ≥ 2)" };
         var cmd = new Command("bench", "Time inference or a training step of a model preset on random images (median, min, max ms; images/s; GFLOP/s; memory)")
         {
-            model, set, batch, train, threads, warmup, steps, json, noDataParallel, onnx, precision, noPeak,
+            model, set, batch, train, threads, warmup, steps, json, noDataParallel, onnx, precision, noPeak, profile,
         };
         cmd.SetAction(pr =>
         {
@@ -89,6 +102,7 @@ public static class BenchCommand
             if (mpi)
             {
                 if (!pr.GetValue(train)) throw new ArgumentException("under mpirun vit bench times distributed training steps: add --train");
+                if (pr.GetValue(profile)) throw new ArgumentException("--profile profiles one process: run it without mpirun");
                 Distributed.Initialize();
                 if (pr.GetValue(threads) is null && VitSharpEnvironment.Threads is null)
                     VitSharp.Kernels.ComputeThreads.Count = Math.Max(1, Environment.ProcessorCount / Distributed.LocalSize);
@@ -109,7 +123,7 @@ public static class BenchCommand
             if (p != InferencePrecision.Float32 && pr.GetValue(train))
                 throw new ArgumentException($"--precision {p.Name()} applies to inference only (training runs in fp32): leave out --train");
             var r = Run(preset, b, pr.GetValue(train), w, s, dataParallel: !pr.GetValue(noDataParallel), modelArgs: ModelArgsOption.Parse(pr.GetValue(set)),
-                onnx: pr.GetValue(onnx), precision: p, peakBudget: pr.GetValue(noPeak) || mpi ? null : DefaultPeakBudget);
+                onnx: pr.GetValue(onnx), precision: p, peakBudget: pr.GetValue(noPeak) || mpi ? null : DefaultPeakBudget, profile: pr.GetValue(profile));
             if (Distributed.IsRoot) Write(ctx.Out, r, pr.GetValue(json));
             if (mpi) Distributed.Shutdown();
             return CliApp.ExitOk;
@@ -150,11 +164,14 @@ public static class BenchCommand
     /// (<see cref="VitSharp.Export.OnnxQuantization.DynamicInt8"/>), with bf16 ONNX Runtime runs float32.
     /// <paramref name="precision"/> other than fp32 is inference only. With <paramref name="peakBudget"/>, after the timed
     /// steps (ONNX Runtime's session closed), the machine's float32 GEMM peak is measured for about that long
-    /// (<see cref="GemmPeak.Measure"/>).</remarks>
+    /// (<see cref="GemmPeak.Measure"/>). With <paramref name="profile"/> the timed steps are also profiled op by op
+    /// (<see cref="OpProfiler"/> on the calling thread, so without data-parallel halves; with <paramref name="onnx"/> also
+    /// ONNX Runtime's session profiling): <see cref="Result.Profile"/>, <see cref="OnnxRuntimeResult.Profile"/>.</remarks>
     public static Result Run(Preset preset, int batch, bool train, int warmup, int steps, bool dataParallel = true,
         IReadOnlyDictionary<string, string>? modelArgs = null, bool onnx = false,
-        InferencePrecision precision = InferencePrecision.Float32, TimeSpan? peakBudget = null)
+        InferencePrecision precision = InferencePrecision.Float32, TimeSpan? peakBudget = null, bool profile = false)
     {
+        dataParallel &= !profile;   // the op profile is the calling thread's
         if (train && precision != InferencePrecision.Float32)
             throw new ArgumentException($"--precision {precision.Name()} applies to inference only (training runs in fp32)");
         Init.Seed(0);
@@ -202,7 +219,8 @@ public static class BenchCommand
         long allocated = 0;
         OnnxRuntimeResult? ortResult = null;
         var ort = onnx ? new OnnxRuntimeRunner(module, images, VitSharp.Kernels.ComputeThreads.Count,
-            precision == InferencePrecision.Int8 ? InferencePrecision.Int8 : InferencePrecision.Float32) : null;
+            precision == InferencePrecision.Int8 ? InferencePrecision.Int8 : InferencePrecision.Float32, profile) : null;
+        IReadOnlyList<(string Op, double Ms, long Calls, long Bytes)>? ops = null;
         try
         {
             for (int it = 0; it < warmup + steps; it++)
@@ -214,6 +232,8 @@ public static class BenchCommand
                 }
                 // All threads' allocations (the data-parallel step allocates on two).
                 long bytes = GC.GetTotalAllocatedBytes(precise: true);
+                if (profile && it == warmup) OpProfiler.Enable();
+                OpProfiler.Mark();   // nothing before the step (ONNX Runtime's run, the loop) is charged to its first op
                 long start = Stopwatch.GetTimestamp();
                 if (step is not null)
                     step.Run(stepImages, stepLabels, batch, stop: false);
@@ -237,15 +257,17 @@ public static class BenchCommand
                     if (it >= warmup) ortTimes[it - warmup] = ortMs;
                 }
             }
+            if (profile) ops = OpProfiler.Disable();
             if (ort is not null)
             {
                 var o = ortTimes.Order().ToArray();
                 ortResult = new OnnxRuntimeResult(ort.Version, ort.Threads, Median(o), o[0], o[^1], ortTimes, ort.MaxAbsDifference, ort.ExportMs,
-                    ort.Precision, ort.Cosine);
+                    ort.Precision, ort.Cosine, profile ? ort.EndProfile(steps) : null);
             }
         }
         finally
         {
+            if (profile) OpProfiler.Disable();   // on errors too: the thread's profiler stays off
             ort?.Dispose();   // before the peak: its intra-op threads stop
         }
         var peak = peakBudget is { } budget ? GemmPeak.Measure(budget) : null;
@@ -262,8 +284,22 @@ public static class BenchCommand
             (step?.IsDataParallel ?? dp is not null) ? 0
                 : Gemm.Backend == GemmBackend.Auto ? linearGemms.Count(g => g.AutoUsesOpenBlas)
                 : Gemm.Backend == GemmBackend.OpenBlas && Gemm.OpenBlasAvailable ? linearGemms.Count : 0,
-            Gemm.Backend);
+            Gemm.Backend, ops?.Select(r => new OpTime(r.Op, r.Ms / steps, (double)r.Calls / steps)).ToList());
     }
+
+    private static void WriteProfile(TextWriter o, IReadOnlyList<OpTime> rows, double total)
+    {
+        foreach (var t in rows.Where(t => t.MsPerStep >= 0.005))
+            o.WriteLine($"  {t.Op,-28} {t.MsPerStep.ToString("F2", Inv),9} ms {t.CallsPerStep.ToString("0.#", Inv),7} calls {(total > 0 ? 100 * t.MsPerStep / total : 0).ToString("F1", Inv),6}%");
+    }
+
+    private static JsonArray ProfileJson(IReadOnlyList<OpTime> rows) =>
+        new(rows.Select(t => (JsonNode?)new JsonObject
+        {
+            ["op"] = t.Op,
+            ["ms_per_step"] = Math.Round(t.MsPerStep, 4),
+            ["calls_per_step"] = Math.Round(t.CallsPerStep, 3),
+        }).ToArray());
 
     private static double Median(double[] sorted) =>
         sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
@@ -335,6 +371,19 @@ public static class BenchCommand
             o.WriteLine($"vitsharp {r.Precision.Name()} / onnx runtime {x.Precision.Name()}: {(r.MedianMs / x.MedianMs).ToString("F2", Inv)}× the time (median; below 1: VitSharp faster); " +
                         $"logits max |difference| {x.MaxAbsDifference.ToString("E1", Inv)}, cosine {x.Cosine.ToString("F6", Inv)}");
         }
+        if (r.Profile is { } prof)
+        {
+            double inOps = prof.Sum(t => t.MsPerStep);
+            o.WriteLine($"profile, vitsharp (ms per timed step, the calling thread's ops; a forward op's time runs from the previous op's end; " +
+                        $"{F1(inOps)} of the median {F1(r.MedianMs)} ms in ops):");
+            WriteProfile(o, prof, inOps);
+            if (r.Onnx?.Profile is { } ortProf)
+            {
+                double ortOps = ortProf.Sum(t => t.MsPerStep);
+                o.WriteLine($"profile, onnx runtime (kernel time per operator type, ms per timed step; {F1(ortOps)} of the median {F1(r.Onnx.MedianMs)} ms):");
+                WriteProfile(o, ortProf, ortOps);
+            }
+        }
         if (!json) return;
         var root = new JsonObject
         {
@@ -357,6 +406,7 @@ public static class BenchCommand
             ["times_ms"] = new JsonArray(r.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
             ["precision"] = r.Precision.Name(),
         };
+        if (r.Profile is { } pj) root["profile"] = ProfileJson(pj);
         if (r.Peak is { } peak)
             root["peak"] = new JsonObject
             {
@@ -397,6 +447,7 @@ public static class BenchCommand
                 ["cosine"] = Math.Round(ox.Cosine, 8),
                 ["times_ms"] = new JsonArray(ox.TimesMs.Select(t => (JsonNode?)Math.Round(t, 3)).ToArray()),
             };
+        if (r.Onnx?.Profile is { } opj) root["onnx"]!["profile"] = ProfileJson(opj);
         o.WriteLine(root.ToJsonString());
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using VitSharp.Export;
 using VitSharp.Inference;
@@ -19,13 +20,16 @@ internal sealed class OnnxRuntimeRunner : IDisposable
     private readonly OrtValue _input;
     private readonly RunOptions _run = new();
     private readonly string[] _inputNames, _outputNames;
+    private bool _profiling;
 
     /// <summary>Exports <paramref name="model"/> (in eval mode) for <paramref name="images"/>' size and opens the session.</summary>
     /// <param name="model">The model, in eval mode.</param>
     /// <param name="images">The batch every step runs.</param>
     /// <param name="threads">Intra-op threads.</param>
     /// <param name="precision">Float32, or Int8 for the dynamically quantized export (BFloat16 is not an ONNX Runtime CPU path).</param>
-    public OnnxRuntimeRunner(Module model, Tensor images, int threads, InferencePrecision precision = InferencePrecision.Float32)
+    /// <param name="profile">Turn on ONNX Runtime's session profiling (per-node kernel times), read by <see cref="EndProfile"/>.</param>
+    public OnnxRuntimeRunner(Module model, Tensor images, int threads, InferencePrecision precision = InferencePrecision.Float32,
+        bool profile = false)
     {
         if (precision == InferencePrecision.BFloat16)
             throw new ArgumentException("ONNX Runtime has no bfloat16 CPU path worth timing: compare bf16 against its fp32");
@@ -44,7 +48,14 @@ internal sealed class OnnxRuntimeRunner : IDisposable
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
+        if (profile)
+        {
+            // The prefix first: enabling profiling takes the prefix set at that moment.
+            options.ProfileOutputPathPrefix = Path.Combine(Path.GetTempPath(), $"vitsharp-ort-profile-{Environment.ProcessId}-");
+            options.EnableProfiling = true;
+        }
         _session = new InferenceSession(bytes, options);
+        _profiling = profile;
         Threads = threads;
         Version = OrtEnv.Instance().GetVersionString();
         _input = OrtValue.CreateTensorValueFromMemory(images.Data, images.Shape.Select(d => (long)d).ToArray());
@@ -95,6 +106,50 @@ internal sealed class OnnxRuntimeRunner : IDisposable
         long start = Stopwatch.GetTimestamp();
         using var outputs = _session.Run(_run, _inputNames, [_input], _outputNames);
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    /// <summary>
+    /// Ends ONNX Runtime's profiling and returns its kernel time per operator type over the last <paramref name="runs"/>
+    /// runs (the timed steps; the untimed comparison run and warm-up come first), per run, largest first. The profile file
+    /// ONNX Runtime wrote (in the temp directory) is deleted.
+    /// </summary>
+    public IReadOnlyList<BenchCommand.OpTime> EndProfile(int runs)
+    {
+        if (!_profiling) throw new InvalidOperationException("the session was opened without profiling");
+        _profiling = false;
+        string file = _session.EndProfiling();
+        try
+        {
+            using var stream = File.OpenRead(file);
+            using var doc = JsonDocument.Parse(stream);
+            var windows = new List<(long Start, long End)>();
+            foreach (var e in doc.RootElement.EnumerateArray())
+                if (e.TryGetProperty("cat", out var cat) && cat.GetString() == "Session" && e.GetProperty("name").GetString() == "model_run")
+                {
+                    long ts = e.GetProperty("ts").GetInt64();
+                    windows.Add((ts, ts + e.GetProperty("dur").GetInt64()));
+                }
+            windows = windows.OrderBy(w => w.Start).TakeLast(runs).ToList();
+            if (windows.Count == 0) return [];
+            var table = new Dictionary<string, (double Us, long Calls)>();
+            foreach (var e in doc.RootElement.EnumerateArray())
+            {
+                if (!e.TryGetProperty("cat", out var cat) || cat.GetString() != "Node") continue;
+                if (e.GetProperty("name").GetString() is not { } name || !name.EndsWith("_kernel_time", StringComparison.Ordinal)) continue;
+                long ts = e.GetProperty("ts").GetInt64();
+                if (!windows.Any(w => ts >= w.Start && ts <= w.End)) continue;
+                string op = e.TryGetProperty("args", out var a) && a.TryGetProperty("op_name", out var o) ? o.GetString() ?? "?" : "?";
+                table.TryGetValue(op, out var v);
+                table[op] = (v.Us + e.GetProperty("dur").GetDouble(), v.Calls + 1);
+            }
+            int n = windows.Count;
+            return table.Select(kv => new BenchCommand.OpTime(kv.Key, kv.Value.Us / 1000 / n, (double)kv.Value.Calls / n))
+                .OrderByDescending(t => t.MsPerStep).ToList();
+        }
+        finally
+        {
+            try { File.Delete(file); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
     }
 
     public void Dispose()

@@ -46,6 +46,40 @@ public sealed class BenchCliTests
         AssertFigures(LastLineJson(r.Out), train: true);
     }
 
+    private static (string Op, double Ms, double Calls)[] Profile(JsonNode? rows) =>
+        Assert.IsType<JsonArray>(rows).Select(t => (t!["op"]!.GetValue<string>(), t["ms_per_step"]!.GetValue<double>(), t["calls_per_step"]!.GetValue<double>())).ToArray();
+
+    [Fact]
+    public void Bench_Profile_ListsTheForwardOpsWithTheirCallsPerStep()
+    {
+        var r = Run("bench", "--model", "vit-fmnist", "--set", "depth=3", "--batch", "2", "--steps", "3", "--warmup", "1", "--no-peak", "--profile", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("", r.Err);
+        Assert.Contains("profile, vitsharp", r.Out);
+        var j = LastLineJson(r.Out);
+        Assert.False(j["data_parallel"]!.GetValue<bool>());   // the profile is the calling thread's
+        var ops = Profile(j["profile"]);
+        // vit-pytorch's ViT with depth 3: two LayerNorms in the patch embedding, two per block, the transformer's final
+        // one; one attention core per block.
+        Assert.Equal(9, ops.Single(o => o.Op == "fwd layer_norm").Calls);
+        Assert.Equal(3, ops.Single(o => o.Op == "fwd mha").Calls);
+        Assert.All(ops, o => Assert.StartsWith("fwd ", o.Op));
+        Assert.All(ops, o => Assert.True(o.Ms >= 0));
+        // The ops' time is part of the step's: their sum per step is below the slowest step.
+        Assert.InRange(ops.Sum(o => o.Ms), 1e-3, j["max_ms"]!.GetValue<double>());
+    }
+
+    [Fact]
+    public void Bench_Profile_OfATrainingStepHasTheBackwardOps()
+    {
+        var r = Run("bench", "--model", "vit-fmnist", "--set", "depth=2", "--batch", "2", "--steps", "2", "--warmup", "1", "--no-peak", "--train", "--profile", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var ops = Profile(LastLineJson(r.Out)["profile"]);
+        Assert.Equal(7, ops.Single(o => o.Op == "fwd layer_norm").Calls);   // 2 + 2 · depth + 1
+        Assert.Equal(7, ops.Single(o => o.Op == "bwd layer_norm").Calls);
+        Assert.Contains(ops, o => o.Op == "bwd mha");
+    }
+
     [Fact]
     public void Bench_WithoutJson_PrintsMedianAndThroughput()
     {

@@ -143,6 +143,24 @@ public sealed class ExportCliTests : IDisposable
     }
 
     [Fact]
+    public void BenchOnnxProfileCountsOnnxRuntimesOperatorsOverTheTimedStepsOnly()
+    {
+        var r = Run("bench", "--model", "vit-fmnist", "--set", "depth=3", "--batch", "2", "--steps", "3", "--warmup", "2", "--no-peak", "--onnx", "--profile", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("", r.Err);
+        Assert.Contains("profile, onnx runtime", r.Out);
+        var j = JsonNode.Parse(r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1])!.AsObject();
+        var ort = j["onnx"]!["profile"]!.AsArray().ToDictionary(t => t!["op"]!.GetValue<string>(), t => t!["calls_per_step"]!.GetValue<double>());
+        var ours = j["profile"]!.AsArray().ToDictionary(t => t!["op"]!.GetValue<string>(), t => t!["calls_per_step"]!.GetValue<double>());
+        // Per timed step the two runtimes run the same LayerNorms (2 + 2 · 3 + 1 = 9 at depth 3): ONNX Runtime's events
+        // are counted per run of the timed window (the untimed comparison run and the 2 warm-up runs precede it).
+        Assert.Equal(9, ort["LayerNormalization"]);
+        Assert.Equal(ours["fwd layer_norm"], ort["LayerNormalization"]);
+        Assert.All(j["onnx"]!["profile"]!.AsArray(), t => Assert.True(t!["ms_per_step"]!.GetValue<double>() >= 0));
+        Assert.Empty(Directory.GetFiles(Path.GetTempPath(), $"vitsharp-ort-profile-{Environment.ProcessId}-*"));   // its file is deleted
+    }
+
+    [Fact]
     public void BenchOnnxWithTrainIsAOneLineError() =>
         AssertOneLineError(Run("bench", "--model", "vit-fmnist", "--onnx", "--train"), "--onnx", "inference only");
 }

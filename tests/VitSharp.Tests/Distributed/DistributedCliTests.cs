@@ -26,4 +26,14 @@ public sealed class DistributedCliTests
         CliAssert.OneLineError((vit.ExitCode, string.Join('\n', vit.Out), string.Join('\n', vit.Err)),
             "cannot load Open MPI's library", "/nonexistent/libmpi.so.40", "apt-get install openmpi-bin");
     }
+
+    [Trait("Category", "Process")]
+    [Fact]
+    public void BenchProfileUnderMpirunIsAOneLineError()
+    {
+        var env = new Dictionary<string, string> { ["OMPI_COMM_WORLD_SIZE"] = "2", ["OMPI_COMM_WORLD_RANK"] = "0" };
+        using var vit = MpiJob.StartAlone(env, "bench", "--train", "--profile");
+        vit.WaitForExit(TimeSpan.FromSeconds(60));
+        CliAssert.OneLineError((vit.ExitCode, string.Join('\n', vit.Out), string.Join('\n', vit.Err)), "--profile", "without mpirun");
+    }
 }
