@@ -140,7 +140,7 @@ internal static unsafe class AttentionBlocks
             for (int j = 0; j < m; j++)
             {
                 float* s = st + (long)j * Lds;
-                var e = Exp(Vector512.Load(s) - max);
+                var e = VectorMath.Exp(Vector512.Load(s) - max);
                 e.Store(s);
                 sum += e;
             }
@@ -160,8 +160,8 @@ internal static unsafe class AttentionBlocks
         for (int j = 0; j < m; j++)
         {
             float* s = st + (long)j * Lds;
-            var e0 = Exp(Vector512.Load(s) - max0);
-            var e1 = Exp(Vector512.Load(s + 16) - max1);
+            var e0 = VectorMath.Exp(Vector512.Load(s) - max0);
+            var e1 = VectorMath.Exp(Vector512.Load(s + 16) - max1);
             e0.Store(s);
             e1.Store(s + 16);
             sum0 += e0;
@@ -169,29 +169,6 @@ internal static unsafe class AttentionBlocks
         }
         (Vector512<float>.One / sum0).Store(inv);
         (Vector512<float>.One / sum1).Store(inv + 16);
-    }
-
-    // VectorMath.Exp's arithmetic on 16 lanes.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Exp(Vector512<float> x)
-    {
-        var input = x;
-        var nan = ~Vector512.Equals(x, x);
-        x = Vector512.Min(Vector512.Max(x, Vector512.Create(VectorMath.MinArg)), Vector512.Create(VectorMath.MaxArg));
-        var n = Vector512.Round(x * Vector512.Create(1.44269504088896341f));
-        var r = Vector512.FusedMultiplyAdd(-n, Vector512.Create(0.693359375f), x);
-        r = Vector512.FusedMultiplyAdd(-n, Vector512.Create(-2.12194440e-4f), r);
-        var p = Vector512.FusedMultiplyAdd(Vector512.Create(1.9875691500e-4f), r, Vector512.Create(1.3981999507e-3f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073e-3f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894e-2f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459e-1f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
-        var y = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
-        var ni = Vector512.ConvertToInt32(n);
-        var half = ni >> 1;
-        var s1 = ((half + Vector512.Create(127)) << 23).AsSingle();
-        var s2 = ((ni - half + Vector512.Create(127)) << 23).AsSingle();
-        return Vector512.ConditionalSelect(nan.AsSingle(), input, y * s1 * s2);
     }
 
     // C[i, 0..32) = (Σ_{p<kc} a[p·lda + i] · b[p·ldb + 0..32)) · (rowScale?[i] ?? scale) for i < rows (the 12 − rows

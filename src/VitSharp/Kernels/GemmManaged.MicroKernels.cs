@@ -94,6 +94,56 @@ internal static unsafe partial class GemmManaged
         Vector512.Store(Vector512.FusedMultiplyAdd(va, x3, vb * Vector512.Load(c + 48)), c + 48);
     }
 
+    /// <summary>
+    /// The first 16 · <paramref name="vectors"/> (1 or 2) columns of <see cref="Kernel6x64V512"/>'s tile, for a last panel
+    /// that narrow (the rest of the 64-wide packed panel is zero padding): b is read with the panel's stride of 64, the
+    /// 6 × 16·vectors sums go to c with a row stride of 64, unscaled (the caller copies them out with alpha and beta).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelNarrowV512(int vectors, int kc, float* a, float* b, float* c)
+    {
+        Vector512<float> c00 = default, c10 = default, c20 = default, c30 = default, c40 = default, c50 = default;
+        if (vectors == 1)
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector512.Load(b);
+                c00 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c00);
+                c10 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c10);
+                c20 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c20);
+                c30 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c30);
+                c40 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c40);
+                c50 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c50);
+                a += MR;
+                b += 64;
+            }
+            c00.Store(c); c10.Store(c + 64); c20.Store(c + 128); c30.Store(c + 192); c40.Store(c + 256); c50.Store(c + 320);
+            return;
+        }
+        Vector512<float> c01 = default, c11 = default, c21 = default, c31 = default, c41 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var av = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(av, b0, c00); c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(av, b0, c10); c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(av, b0, c20); c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(av, b0, c30); c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(av, b0, c40); c41 = Vector512.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(av, b0, c50); c51 = Vector512.FusedMultiplyAdd(av, b1, c51);
+            a += MR;
+            b += 64;
+        }
+        c00.Store(c); c01.Store(c + 16); c10.Store(c + 64); c11.Store(c + 80); c20.Store(c + 128); c21.Store(c + 144);
+        c30.Store(c + 192); c31.Store(c + 208); c40.Store(c + 256); c41.Store(c + 272); c50.Store(c + 320); c51.Store(c + 336);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel6x16Avx2(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
     {

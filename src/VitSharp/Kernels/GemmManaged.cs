@@ -159,7 +159,9 @@ internal static unsafe partial class GemmManaged
                 }
                 else
                 {
-                    Kernel(kind, kb, ap, bp, tmp, nr, 1f, 0f);
+                    // A last panel of at most 32 columns: only its first one or two vectors (same sums, in the same order).
+                    if (kind == KernelKind.V512x64 && nrr <= 32) KernelNarrowV512(nrr <= 16 ? 1 : 2, kb, ap, bp, tmp);
+                    else Kernel(kind, kb, ap, bp, tmp, nr, 1f, 0f);
                     for (int i = 0; i < mrr; i++)
                     {
                         float* src = tmp + i * nr;

@@ -134,7 +134,9 @@ public class GemmTests
             "this CPU lacks AVX2/FMA, which the 6×16 AVX2 kernel needs");
         _out.WriteLine($"default kernel: {GemmManaged.KernelName}");
         int seed = 900;
-        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 13, 5), (33, 65, 17), (6, 64, 8), (13, 130, 300), (197, 129, 67), (4, 6, 0) })
+        // n past a multiple of 64 by 1–16, 17–32 (the 6×64 kernel's narrow last panels) and 33–63 (a full tile).
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 13, 5), (33, 65, 17), (6, 64, 8), (13, 130, 300), (197, 129, 67), (4, 6, 0),
+                     (12, 80, 9), (7, 96, 33), (197, 197, 64), (13, 104, 20), (6, 127, 7) })
             foreach (bool tA in new[] { false, true })
                 foreach (bool tB in new[] { false, true })
                 {

@@ -43,4 +43,28 @@ public class VectorMathTests
         Assert.Equal(MathF.E, y[6], 6);
         Assert.Equal(1 / MathF.E, y[7], 6);
     }
+
+    [SkippableFact]
+    public void ExpOn16LanesEqualsTheEightLaneExpBitForBit()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx512F.IsSupported, "the 16-lane exp needs AVX-512F");
+        var rng = new Random(5);
+        var x = new float[16 * 4000];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 200 - 100);
+        float[] specials = { float.NaN, float.NegativeInfinity, float.PositiveInfinity, -1000f, 1000f, 0f, -0f, 1f, -1f,
+            VectorMath.MinArg, VectorMath.MaxArg, 1e-30f, -1e-30f, float.Epsilon, 88.7f, -87.3f };
+        specials.CopyTo(x, 0);
+        for (int i = 0; i < x.Length; i += 16)
+        {
+            var wide = VectorMath.Exp(Vector512.Create(x.AsSpan(i, 16)));
+            var lo = VectorMath.Exp(Vector256.Create(x, i));
+            var hi = VectorMath.Exp(Vector256.Create(x, i + 8));
+            for (int l = 0; l < 16; l++)
+            {
+                float expected = l < 8 ? lo[l] : hi[l - 8];
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(wide[l]) || (float.IsNaN(expected) && float.IsNaN(wide[l])),
+                    $"x = {x[i + l]:R}: {wide[l]:R} vs {expected:R}");
+            }
+        }
+    }
 }
