@@ -99,6 +99,8 @@ internal static unsafe partial class GemmManaged
                         int j = 0;
                         for (; j + 8 <= w; j += 8) Vector256.Store(Vector256.Load(s + j), d + j);
                         for (; j < w; j++) d[j] = s[j];
+                        for (; (j & 7) != 0 && j < nr; j++) d[j] = 0;
+                        for (; j + 8 <= nr; j += 8) Vector256.Store(Vector256<float>.Zero, d + j);
                         for (; j < nr; j++) d[j] = 0;
                     }
                 }

@@ -162,18 +162,33 @@ internal static unsafe partial class GemmManaged
                     // A last panel of at most 32 columns: only its first one or two vectors (same sums, in the same order).
                     if (kind == KernelKind.V512x64 && nrr <= 32) KernelNarrowV512(nrr <= 16 ? 1 : 2, kb, ap, bp, tmp);
                     else Kernel(kind, kb, ap, bp, tmp, nr, 1f, 0f);
-                    for (int i = 0; i < mrr; i++)
-                    {
-                        float* src = tmp + i * nr;
-                        float* dst = cp + (long)i * ldc;
-                        if (beta == 0)
-                            for (int j = 0; j < nrr; j++) dst[j] = alpha * src[j];
-                        else
-                            for (int j = 0; j < nrr; j++) dst[j] = alpha * src[j] + beta * dst[j];
-                    }
+                    for (int i = 0; i < mrr; i++) CopyEdgeRow(tmp + i * nr, cp + (long)i * ldc, nrr, alpha, beta);
                 }
             }
         }
+    }
+
+    // dst[j] = alpha·src[j] (+ beta·dst[j]) for j < n: an edge tile's row out of the scratch tile, 8 lanes at a time with
+    // the scalar expression's roundings (two products and a sum, no fused multiply-add).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyEdgeRow(float* src, float* dst, int n, float alpha, float beta)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var va = Vector256.Create(alpha);
+            if (beta == 0)
+                for (; j + 8 <= n; j += 8) (va * Vector256.Load(src + j)).Store(dst + j);
+            else
+            {
+                var vb = Vector256.Create(beta);
+                for (; j + 8 <= n; j += 8) (va * Vector256.Load(src + j) + vb * Vector256.Load(dst + j)).Store(dst + j);
+            }
+        }
+        if (beta == 0)
+            for (; j < n; j++) dst[j] = alpha * src[j];
+        else
+            for (; j < n; j++) dst[j] = alpha * src[j] + beta * dst[j];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
