@@ -12,6 +12,9 @@ public class SoftmaxKernelTests
         // Large magnitudes: only a max-subtracted implementation stays finite.
         d.Add(2, 33, 200f);
         d.Add(2, 129, 1000f);
+        // Enough rows to be split over the compute threads (Swin's windows: 49 keys).
+        d.Add(600, 49, 3f);
+        d.Add(301, 197, 3f);
         return d;
     }
 
@@ -109,5 +112,14 @@ public class SoftmaxKernelTests
         SoftmaxKernel.Forward(x, 2, 3, y);
         Assert.Equal(1f / 3, y[3], 6);
         Assert.Equal(1f, y[0] + y[1] + y[2], 6);
+    }
+
+    [Fact]
+    public void ShortBuffersAreAnErrorNamingThem()
+    {
+        var e = Assert.Throws<ArgumentException>(() => SoftmaxKernel.Forward(new float[10], 3, 4, new float[12]));
+        Assert.Contains("shorter than rows · cols", e.Message);
+        e = Assert.Throws<ArgumentException>(() => SoftmaxKernel.Backward(new float[12], new float[12], 3, 4, new float[11]));
+        Assert.Contains("shorter than rows · cols", e.Message);
     }
 }
