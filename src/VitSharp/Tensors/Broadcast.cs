@@ -86,6 +86,58 @@ internal struct Broadcast
         void Row(int outOff, int aOff, int bOff, int length, int strideA, int strideB);
     }
 
+    /// <summary>
+    /// As <see cref="ForEachRow"/>, with the rows split into contiguous chunks over the compute threads
+    /// (<see cref="Kernels.Parallel2"/>) when there is enough work. Only for bodies whose rows write disjoint elements
+    /// (a gather into the result, or a scatter through a permutation), since chunks run concurrently.
+    /// </summary>
+    public static void ForEachRowParallel<T>(in Dims outShape, in Dims sa, in Dims sb, in T body) where T : struct, IRowBody
+    {
+        var shape = outShape.Values;
+        int r = shape.Length;
+        long size = Tensor.CheckedSize(shape);
+        if (size == 0) return;
+        if (r == 0) { var one = body; one.Row(0, 0, 0, 1, 0, 0); return; }
+        int len = shape[r - 1];
+        int rows = (int)(size / len);
+        Kernels.Parallel2.For(rows, Kernels.Parallel2.Chunks(rows, len), new RowChunks<T> { Shape = outShape, Sa = sa, Sb = sb, Body = body });
+    }
+
+    private struct RowChunks<T> : Kernels.Parallel2.IChunkBody where T : struct, IRowBody
+    {
+        public Dims Shape, Sa, Sb;
+        public T Body;
+
+        public readonly void Run(int chunk, int start, int length)
+        {
+            var shape = Shape.Values; var sa = Sa.Values; var sb = Sb.Values;
+            int r = shape.Length, len = shape[r - 1];
+            Span<int> idx = stackalloc int[r];
+            // The multi-index of row `start` (rows enumerate dimensions 0..r−2, the last fastest) and its offsets.
+            int aOff = 0, bOff = 0;
+            long rest = start;
+            for (int d = r - 2; d >= 0; d--)
+            {
+                idx[d] = (int)(rest % shape[d]);
+                rest /= shape[d];
+                aOff += idx[d] * sa[d]; bOff += idx[d] * sb[d];
+            }
+            var body = Body;
+            for (int row = start; row < start + length; row++)
+            {
+                body.Row(row * len, aOff, bOff, len, sa[r - 1], sb[r - 1]);
+                for (int d = r - 2; d >= 0; d--)
+                {
+                    idx[d]++;
+                    aOff += sa[d]; bOff += sb[d];
+                    if (idx[d] < shape[d]) break;
+                    aOff -= sa[d] * shape[d]; bOff -= sb[d] * shape[d];
+                    idx[d] = 0;
+                }
+            }
+        }
+    }
+
     /// <summary>Walks the result in rows of its last dimension, tracking input offsets.</summary>
     public static void ForEachRow<T>(ReadOnlySpan<int> outShape, ReadOnlySpan<int> sa, ReadOnlySpan<int> sb, ref T body) where T : struct, IRowBody
     {

@@ -65,13 +65,15 @@ public sealed partial class Tensor
         }
     }
 
-    /// <summary>A gather/scatter over strides: result dims OutShape, input strides In (0 where broadcast).</summary>
-    private struct StridedState { public Tensor X; public Dims OutShape, In, Zeros; }
+    /// <summary>A gather/scatter over strides: result dims OutShape, input strides In (0 where broadcast); Permutation
+    /// when every result element comes from a different input element (so the scatter's rows can run in parallel).</summary>
+    private struct StridedState { public Tensor X; public Dims OutShape, In, Zeros; public bool Permutation; }
 
     private static readonly BackwardFn<StridedState> ScatterBackward = static (in StridedState s, Tensor r) =>
     {
         var back = new ScatterAdd { G = r.Grad!.Data, Dst = s.X.Grad0() };
-        Broadcast.ForEachRow(s.OutShape.Values, s.In.Values, s.Zeros.Values, ref back);
+        if (s.Permutation) Broadcast.ForEachRowParallel(s.OutShape, s.In, s.Zeros, back);
+        else Broadcast.ForEachRow(s.OutShape.Values, s.In.Values, s.Zeros.Values, ref back);
     };
 
     /// <summary>Reorders dimensions: result dimension i is input dimension <paramref name="dims"/>[i].</summary>
@@ -93,8 +95,8 @@ public sealed partial class Tensor
             strides[i] = inStrides[d];
         }
         var result = Empty(outShape);
-        var body = new Gather { Src = Data, Dst = result.Data };
-        Broadcast.ForEachRow(outShape, strides, st.Zeros.Values, ref body);
+        st.Permutation = true;
+        Broadcast.ForEachRowParallel(st.OutShape, st.In, st.Zeros, new Gather { Src = Data, Dst = result.Data });
         if (OpTrace.Current is { } tracer)
         {
             var perm = new int[Rank];

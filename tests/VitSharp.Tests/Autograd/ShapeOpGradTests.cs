@@ -63,6 +63,37 @@ public class ShapeOpGradTests
         GradCheck.Verify(t => t[0].Permute(perm) * t[1], x, TestData.Uniform(6, -1, 1, outShape));
     }
 
+    /// <summary>Large enough (86,400 elements) for the rows to be split over the compute threads: every element lands
+    /// where the index arithmetic says, and the backward pass sends each gradient element back to its source.</summary>
+    [Theory]
+    [InlineData(new[] { 0, 1, 3, 2, 4 })]   // Swin's window partition: [B, H/w, w, W/w, w·C] → [B, H/w, W/w, w, w·C]
+    [InlineData(new[] { 4, 3, 2, 1, 0 })]   // innermost dimension moved: strided rows
+    [InlineData(new[] { 1, 0, 2, 3, 4 })]
+    public void PermuteOfALargeTensorIsExactForwardAndBackward(int[] perm)
+    {
+        int[] shape = [4, 6, 5, 9, 80];
+        var x = TestData.Uniform(8, -1, 1, shape);
+        x.RequiresGrad = true;
+        var y = x.Permute(perm);
+        var outShape = perm.Select(d => shape[d]).ToArray();
+        var g = TestData.Uniform(9, -1, 1, outShape);
+        for (int i = 0; i < y.Size; i++)
+        {
+            var oi = BroadcastRef.Unravel(i, outShape);
+            var ii = new int[5];
+            for (int k = 0; k < 5; k++) ii[perm[k]] = oi[k];
+            Assert.Equal(x.Data[BroadcastRef.Ravel(ii, shape)], y.Data[i]);
+        }
+        (y * g).Sum().Backward();
+        for (int i = 0; i < y.Size; i++)
+        {
+            var oi = BroadcastRef.Unravel(i, outShape);
+            var ii = new int[5];
+            for (int k = 0; k < 5; k++) ii[perm[k]] = oi[k];
+            Assert.Equal(g.Data[i], x.Grad!.Data[BroadcastRef.Ravel(ii, shape)]);
+        }
+    }
+
     [Fact]
     public void PermuteRejectsRepeatedDims()
     {
