@@ -201,20 +201,38 @@ internal static unsafe class AttentionTiles
     /// </summary>
     public static void SoftmaxRow(float* s, int m, float* p)
     {
-        if (Avx512F.IsSupported && m >= 64)   // shorter rows (e.g. 50 tokens) measured no faster
-        {
-            SoftmaxRow512(s, m, p);
-            return;
-        }
+        // Rows of ≥ 64 scores take whole 16-lane blocks first (AVX-512; shorter rows, e.g. 50 tokens, measured no
+        // faster); the rest, 0–15 lanes or the whole row, in 8-lane blocks and a masked tail (the padded row holds
+        // only Pad8(m) floats). The 16-lane exp equals the 8-lane one bit for bit.
+        int full16 = Avx512F.IsSupported && m >= 64 ? m & ~15 : 0;
         int full = m & ~7, rem = m - full;
         var mask = rem == 0 ? Vector256<float>.Zero : TailMask(rem);
         var ninf = Vector256.Create(float.NegativeInfinity);
         var vmax = ninf;
-        for (int j = 0; j < full; j += 8) vmax = Avx.Max(vmax, Avx.LoadVector256(s + j));
+        if (full16 > 0)
+        {
+            var vmax16 = Vector512.Create(float.NegativeInfinity);
+            for (int j = 0; j < full16; j += 16) vmax16 = Avx512F.Max(vmax16, Avx512F.LoadVector512(s + j));
+            vmax = Avx.Max(vmax16.GetLower(), vmax16.GetUpper());
+        }
+        for (int j = full16; j < full; j += 8) vmax = Avx.Max(vmax, Avx.LoadVector256(s + j));
         if (rem != 0) vmax = Avx.Max(vmax, Avx.BlendVariable(ninf, Avx.LoadVector256(s + full), mask));
-        var mx = Vector256.Create(HorizontalMax(vmax));
+        float max = HorizontalMax(vmax);
+        var mx = Vector256.Create(max);
         var vsum = Vector256<float>.Zero;
-        for (int j = 0; j < full; j += 8)
+        if (full16 > 0)
+        {
+            var mx16 = Vector512.Create(max);
+            var vsum16 = Vector512<float>.Zero;
+            for (int j = 0; j < full16; j += 16)
+            {
+                var e = VectorMath.Exp(Avx512F.Subtract(Avx512F.LoadVector512(s + j), mx16));
+                Avx512F.Store(s + j, e);
+                vsum16 = Avx512F.Add(vsum16, e);
+            }
+            vsum = Avx.Add(vsum16.GetLower(), vsum16.GetUpper());
+        }
+        for (int j = full16; j < full; j += 8)
         {
             var e = VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s + j), mx));
             Avx.Store(s + j, e);
@@ -227,50 +245,14 @@ internal static unsafe class AttentionTiles
             vsum = Avx.Add(vsum, e);
         }
         float inv = 1f / Vector256.Sum(vsum);
+        if (full16 > 0)
+        {
+            var vinv16 = Vector512.Create(inv);
+            for (int j = 0; j < full16; j += 16) Avx512F.Store(p + j, Avx512F.Multiply(Avx512F.LoadVector512(s + j), vinv16));
+        }
         var vinv = Vector256.Create(inv);
-        for (int j = 0; j < full; j += 8) Avx.Store(p + j, Avx.Multiply(Avx.LoadVector256(s + j), vinv));
+        for (int j = full16; j < full; j += 8) Avx.Store(p + j, Avx.Multiply(Avx.LoadVector256(s + j), vinv));
         for (int j = full; j < m; j++) p[j] = s[j] * inv;
-    }
-
-    // SoftmaxRow with 16 lanes for the whole 16-lane blocks and the 8-lane code for the remaining 0–15 (the padded
-    // row holds only Pad8(m) floats). Same exp per element; the max is exact, the sum is added in another order.
-    private static void SoftmaxRow512(float* s, int m, float* p)
-    {
-        int full16 = m & ~15, full = m & ~7, rem = m - full;
-        var mask = rem == 0 ? Vector256<float>.Zero : TailMask(rem);
-        var ninf = Vector256.Create(float.NegativeInfinity);
-        var vmax16 = Vector512.Create(float.NegativeInfinity);
-        for (int j = 0; j < full16; j += 16) vmax16 = Avx512F.Max(vmax16, Avx512F.LoadVector512(s + j));
-        var vmax = Avx.Max(vmax16.GetLower(), vmax16.GetUpper());
-        if (full > full16) vmax = Avx.Max(vmax, Avx.LoadVector256(s + full16));
-        if (rem != 0) vmax = Avx.Max(vmax, Avx.BlendVariable(ninf, Avx.LoadVector256(s + full), mask));
-        float max = HorizontalMax(vmax);
-        var mx16 = Vector512.Create(max);
-        var mx = Vector256.Create(max);
-        var vsum16 = Vector512<float>.Zero;
-        for (int j = 0; j < full16; j += 16)
-        {
-            var e = VectorMath.Exp(Avx512F.Subtract(Avx512F.LoadVector512(s + j), mx16));
-            Avx512F.Store(s + j, e);
-            vsum16 = Avx512F.Add(vsum16, e);
-        }
-        var vsum = Avx.Add(vsum16.GetLower(), vsum16.GetUpper());
-        if (full > full16)
-        {
-            var e = VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s + full16), mx));
-            Avx.Store(s + full16, e);
-            vsum = Avx.Add(vsum, e);
-        }
-        if (rem != 0)
-        {
-            var e = Avx.And(VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s + full), mx)), mask);
-            Avx.Store(s + full, e);
-            vsum = Avx.Add(vsum, e);
-        }
-        float inv = 1f / Vector256.Sum(vsum);
-        var vinv16 = Vector512.Create(inv);
-        for (int j = 0; j < full16; j += 16) Avx512F.Store(p + j, Avx512F.Multiply(Avx512F.LoadVector512(s + j), vinv16));
-        for (int j = full16; j < m; j++) p[j] = s[j] * inv;
     }
 
     /// <summary>

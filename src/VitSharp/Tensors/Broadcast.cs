@@ -110,31 +110,8 @@ internal struct Broadcast
 
         public readonly void Run(int chunk, int start, int length)
         {
-            var shape = Shape.Values; var sa = Sa.Values; var sb = Sb.Values;
-            int r = shape.Length, len = shape[r - 1];
-            Span<int> idx = stackalloc int[r];
-            // The multi-index of row `start` (rows enumerate dimensions 0..r−2, the last fastest) and its offsets.
-            int aOff = 0, bOff = 0;
-            long rest = start;
-            for (int d = r - 2; d >= 0; d--)
-            {
-                idx[d] = (int)(rest % shape[d]);
-                rest /= shape[d];
-                aOff += idx[d] * sa[d]; bOff += idx[d] * sb[d];
-            }
             var body = Body;
-            for (int row = start; row < start + length; row++)
-            {
-                body.Row(row * len, aOff, bOff, len, sa[r - 1], sb[r - 1]);
-                for (int d = r - 2; d >= 0; d--)
-                {
-                    idx[d]++;
-                    aOff += sa[d]; bOff += sb[d];
-                    if (idx[d] < shape[d]) break;
-                    aOff -= sa[d] * shape[d]; bOff -= sb[d] * shape[d];
-                    idx[d] = 0;
-                }
-            }
+            WalkRows(Shape.Values, Sa.Values, Sb.Values, start, length, ref body);
         }
     }
 
@@ -145,19 +122,33 @@ internal struct Broadcast
         long size = Tensor.CheckedSize(outShape);
         if (size == 0) return;
         if (r == 0) { body.Row(0, 0, 0, 1, 0, 0); return; }
-        int len = outShape[r - 1];
-        int rows = (int)(size / len);
+        WalkRows(outShape, sa, sb, 0, (int)(size / outShape[r - 1]), ref body);
+    }
+
+    /// <summary>Rows start..start+length−1 of the result (rank ≥ 1; rows enumerate dimensions 0..r−2, the last fastest).</summary>
+    private static void WalkRows<T>(ReadOnlySpan<int> shape, ReadOnlySpan<int> sa, ReadOnlySpan<int> sb, int start, int length, ref T body)
+        where T : struct, IRowBody
+    {
+        int r = shape.Length, len = shape[r - 1];
         Span<int> idx = stackalloc int[r];
+        // The multi-index of row `start` and its offsets.
         int aOff = 0, bOff = 0;
-        for (int row = 0; row < rows; row++)
+        long rest = start;
+        for (int d = r - 2; d >= 0; d--)
+        {
+            idx[d] = (int)(rest % shape[d]);
+            rest /= shape[d];
+            aOff += idx[d] * sa[d]; bOff += idx[d] * sb[d];
+        }
+        for (int row = start; row < start + length; row++)
         {
             body.Row(row * len, aOff, bOff, len, sa[r - 1], sb[r - 1]);
             for (int d = r - 2; d >= 0; d--)
             {
                 idx[d]++;
                 aOff += sa[d]; bOff += sb[d];
-                if (idx[d] < outShape[d]) break;
-                aOff -= sa[d] * outShape[d]; bOff -= sb[d] * outShape[d];
+                if (idx[d] < shape[d]) break;
+                aOff -= sa[d] * shape[d]; bOff -= sb[d] * shape[d];
                 idx[d] = 0;
             }
         }
