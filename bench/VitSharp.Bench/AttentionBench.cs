@@ -19,7 +19,10 @@ public static class AttentionTable
             ? args[si + 1].Split(',').Select(x => x.Split('x').Select(int.Parse).ToArray()).Select(v => (v[0], v[1], v[2], v[3])).ToArray()
             : new[] { (128, 50, 4, 32), (1, 197, 12, 64), (32, 197, 6, 64) };
         Console.WriteLine($"attention fwd+bwd, median (min) ms over {rounds} interleaved rounds; GFLOP/s of the four products");
-        Console.WriteLine($"{"B×N×H×D",-16} {"tiles fwd",16} {"gemm fwd",16} {"tiles bwd",16} {"gemm bwd",16}");
+        // Where the CPU has AVX-512, the tiles run twice: with their 16-lane 4 × 32 blocks and with the 8-lane blocks only.
+        bool wide = AttentionTiles.Use512;
+        Console.WriteLine($"{"B×N×H×D",-16} {"tiles fwd",16} {"gemm fwd",16} {"tiles bwd",16} {"gemm bwd",16}" +
+            (wide ? $" {"8-lane fwd",16} {"8-lane bwd",16}" : ""));
         foreach (var (b, n, h, d) in shapes)
         {
             var rng = new Random(1);
@@ -27,13 +30,15 @@ public static class AttentionTable
             var probs = new float[b * h * n * n]; var o = new float[b * n * h * d]; var dqkv = new float[qkv.Length];
             float scale = 1 / MathF.Sqrt(d);
             double fwdFlops = 4.0 * b * h * n * n * d, bwdFlops = 2 * fwdFlops;
-            var t = new List<double>[4];
-            for (int i = 0; i < 4; i++) t[i] = new List<double>();
+            var t = new List<double>[6];
+            for (int i = 0; i < 6; i++) t[i] = new List<double>();
             WarmUp(n, h, d, scale);
             for (int r = -2; r < rounds; r++)
-                foreach (bool tiles in new[] { true, false })
+                for (int path = 0; path < (wide ? 3 : 2); path++)
                 {
+                    bool tiles = path != 1;
                     AttentionKernel.UseTiles = tiles;
+                    AttentionTiles.Use512 = path == 0;
                     AttentionKernel.TilesMaxKeys = int.MaxValue;
                     var sw = Stopwatch.StartNew();
                     AttentionKernel.ForwardPacked(qkv, b, n, h, d, scale, probs, o);
@@ -42,8 +47,9 @@ public static class AttentionTable
                     AttentionKernel.BackwardPacked(dout, qkv, probs, b, n, h, d, scale, dqkv);
                     double bw = sw.Elapsed.TotalMilliseconds;
                     if (r < 0) continue;
-                    t[tiles ? 0 : 1].Add(f); t[tiles ? 2 : 3].Add(bw);
+                    (path == 2 ? t[4] : t[tiles ? 0 : 1]).Add(f); (path == 2 ? t[5] : t[tiles ? 2 : 3]).Add(bw);
                 }
+            AttentionTiles.Use512 = true;
             AttentionKernel.UseTiles = true;
             AttentionKernel.TilesMaxKeys = 128;
             string Cell(List<double> x, double flops)
@@ -52,7 +58,8 @@ public static class AttentionTable
                 double med = x[x.Count / 2];
                 return $"{med,6:F2} ({x[0],5:F2}) {flops / med / 1e6,4:F0}";
             }
-            Console.WriteLine($"{$"{b}×{n}×{h}×{d}",-16} {Cell(t[0], fwdFlops),16} {Cell(t[1], fwdFlops),16} {Cell(t[2], bwdFlops),16} {Cell(t[3], bwdFlops),16}");
+            Console.WriteLine($"{$"{b}×{n}×{h}×{d}",-16} {Cell(t[0], fwdFlops),16} {Cell(t[1], fwdFlops),16} {Cell(t[2], bwdFlops),16} {Cell(t[3], bwdFlops),16}" +
+                (wide ? $" {Cell(t[4], fwdFlops),16} {Cell(t[5], bwdFlops),16}" : ""));
         }
         Inference(shapes, rounds);
     }

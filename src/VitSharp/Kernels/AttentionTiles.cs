@@ -34,7 +34,8 @@ internal static unsafe class AttentionTiles
         int rows, int cols, int k, float alpha, bool accumulate) =>
         Product(a, 1, lda, b, ldb, c, ldc, rows, cols, k, alpha, accumulate);
 
-    // C = α·A·B (+ C) with A(i, t) = a[i·rs + t·cs]. Register blocks: 4 rows × 16 or 24 columns (8 or 12 accumulators, so
+    // C = α·A·B (+ C) with A(i, t) = a[i·rs + t·cs]. Register blocks: 4 rows × 32 columns in 16-lane vectors (AVX-512, 8
+    // accumulators), then 4 rows × 16 or 24 columns (8 or 12 accumulators, so
     // the FMA latency is hidden), 4 × 8 only for an 8-wide panel; the 1–3 rows left over in pairs and singles × 16 / 8.
     private static void Product(float* a, int rs, int cs, float* b, int ldb, float* c, int ldc,
         int rows, int cols, int k, float alpha, bool accumulate)
@@ -44,6 +45,8 @@ internal static unsafe class AttentionTiles
         {
             float* ai = a + (long)i * rs, ci = c + (long)i * ldc;
             int j = 0;
+            if (Use512)
+                for (; cols - j >= 32; j += 32) Block4x32(ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
             for (; cols - j >= 32 || cols - j == 16; j += 16) Block4x16(ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
             if (cols - j == 24) Block4x24(ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
             else if (cols - j == 8) Block4x8(ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
@@ -57,6 +60,46 @@ internal static unsafe class AttentionTiles
             if (j < cols) BlockRx8(r, ai, rs, cs, b + j, ldb, ci + j, ldc, k, alpha, accumulate);
             i += r;
         }
+    }
+
+    private static volatile bool s_no512;
+
+    /// <summary>Whether the products use 16-lane AVX-512 blocks where the CPU has them (false: the 8-lane blocks only, for
+    /// tests and the bench). Process-wide, read by the worker threads: harmless to flip under other callers, because
+    /// every output element is one FMA chain over t either way, so the two give equal bits.</summary>
+    internal static bool Use512 { get => Avx512F.IsSupported && !s_no512; set => s_no512 = !value; }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* c, Vector512<float> acc, float alpha, bool accumulate)
+    {
+        var r = Avx512F.Multiply(acc, Vector512.Create(alpha));
+        if (accumulate) r = Avx512F.Add(r, Avx512F.LoadVector512(c));
+        Avx512F.Store(c, r);
+    }
+
+    // 4 rows × 32 columns in 16-lane vectors: 8 accumulators, as Block4x16 twice (the same FMA chain per element).
+    private static void Block4x32(float* a, int rs, int cs, float* b, int ldb, float* c, int ldc, int k, float alpha, bool accumulate)
+    {
+        float* a1 = a + rs, a2 = a1 + rs, a3 = a2 + rs;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default,
+                         c20 = default, c21 = default, c30 = default, c31 = default;
+        for (long t = 0, at = 0; t < k; t++, at += cs, b += ldb)
+        {
+            var b0 = Avx512F.LoadVector512(b);
+            var b1 = Avx512F.LoadVector512(b + 16);
+            var x = Vector512.Create(a[at]);
+            c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a1[at]);
+            c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a2[at]);
+            c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a3[at]);
+            c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+        }
+        Store(c, c00, alpha, accumulate); Store(c + 16, c01, alpha, accumulate); c += ldc;
+        Store(c, c10, alpha, accumulate); Store(c + 16, c11, alpha, accumulate); c += ldc;
+        Store(c, c20, alpha, accumulate); Store(c + 16, c21, alpha, accumulate); c += ldc;
+        Store(c, c30, alpha, accumulate); Store(c + 16, c31, alpha, accumulate);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -79,6 +79,10 @@ public unsafe class AttentionTilesTests
     [InlineData(50, 32, 50, true)]
     [InlineData(7, 24, 13, false)]
     [InlineData(13, 40, 29, true)]
+    [InlineData(50, 56, 32, false)]
+    [InlineData(50, 32, 50, false)]
+    [InlineData(6, 64, 9, true)]
+    [InlineData(11, 120, 7, true)]
     public void ColsTimesPanelMatchesTransposedProduct(int rows, int cols, int k, bool accumulate)
     {
         Assert.True(AttentionTiles.Supported(8), "the tile path needs AVX2 and FMA, which every machine we target has");
@@ -98,5 +102,42 @@ public unsafe class AttentionTilesTests
                 double expected = alpha * acc + (accumulate ? c0[i * ldc + j] : 0);
                 Assert.True(Math.Abs(c[i * ldc + j] - expected) <= 1e-5 * (1 + Math.Abs(expected)), $"({i},{j}): {c[i * ldc + j]} vs {expected}");
             }
+    }
+
+    /// <summary>The 16-lane 4 × 32 blocks (AVX-512) against the 8-lane ones on the attention shapes (scores 50 × 56 and
+    /// 50 × 200, outputs × 32 and × 64, odd rows and depths): one FMA chain per element either way, so equal bits.</summary>
+    [Theory]
+    [InlineData(50, 56, 32, false)]
+    [InlineData(50, 32, 50, true)]
+    [InlineData(197, 64, 197, false)]
+    [InlineData(9, 200, 64, true)]
+    [InlineData(7, 40, 3, false)]
+    public void SixteenLaneBlocksGiveTheEightLaneBlocksBits(int rows, int cols, int k, bool accumulate)
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { Assert.False(AttentionTiles.Use512); return; }
+        int lda = k + 3, ldb = cols + 5, ldc = cols + 8;
+        var a = TestData.Uniform(rows * 13 + k, -1, 1, rows * lda).Data;
+        var b = TestData.Uniform(cols * 7 + k, -1, 1, k * ldb).Data;
+        var c = TestData.Uniform(rows + cols + 1, -1, 1, rows * ldc).Data;
+        var wide = (float[])c.Clone();
+        var narrow = (float[])c.Clone();
+        try
+        {
+            Assert.True(AttentionTiles.Use512);
+            fixed (float* pa = a, pb = b, pc = wide) AttentionTiles.RowsTimesPanel(pa, lda, pb, ldb, pc, ldc, rows, cols, k, 0.5f, accumulate);
+            AttentionTiles.Use512 = false;
+            fixed (float* pa = a, pb = b, pc = narrow) AttentionTiles.RowsTimesPanel(pa, lda, pb, ldb, pc, ldc, rows, cols, k, 0.5f, accumulate);
+        }
+        finally { AttentionTiles.Use512 = true; }
+        Assert.Equal(narrow, wide);
+        Assert.NotEqual(c, wide); // the product was written
+        for (int i = 0; i < rows; i++) // spot-check against double sums: both could be wrong in the same way
+        {
+            int j = (i * 7) % cols;
+            double acc = 0;
+            for (int t = 0; t < k; t++) acc += (double)a[i * lda + t] * b[t * ldb + j];
+            double expected = 0.5 * acc + (accumulate ? c[i * ldc + j] : 0);
+            Assert.True(Math.Abs(wide[i * ldc + j] - expected) <= 1e-5 * (1 + Math.Abs(expected)), $"({i},{j}): {wide[i * ldc + j]} vs {expected}");
+        }
     }
 }
