@@ -48,6 +48,51 @@ public static class AttentionKernel
         });
     }
 
+    /// <summary>
+    /// Swin's window attention from the fused projection: as <see cref="ForwardPacked"/> with B = G windows of all images
+    /// (G = images · W), and before the softmax the scores get <paramref name="bias"/>[h] ([H, N, N], the relative position
+    /// bias) and, when not null, <paramref name="mask"/>[g mod W] ([W, N, N], the shift mask) added:
+    /// P = softmax(scale·Q·Kᵀ + bias[h] + mask[g mod W]), O = P·V. qkv [G, N, 3, H, D] → o [G, N, H·D]; probs [G, H, N, N].
+    /// </summary>
+    public static void ForwardWindows(float[] qkv, int groups, int n, int heads, int d, float scale, float[] bias, float[]? mask,
+        int windows, float[]? probs, float[] o)
+    {
+        CheckWindows(groups, n, heads, bias, mask, windows);
+        Run(groups * heads, n * n * 2L * d, new Groups
+        {
+            Mode = GroupMode.ForwardPacked, Tiles = Tiles(n, d), Q = qkv, P = probs, Out = o, N = n, M = n, D = d, Heads = heads, Scale = scale,
+            Bias = bias, Mask = mask, Windows = windows,
+        });
+    }
+
+    /// <summary>Backward pass of <see cref="ForwardWindows"/>: accumulates into dqkv [G, N, 3, H, D] and writes each group's
+    /// score gradient dS (= the bias's gradient from that group) into <paramref name="dScores"/> [G, H, N, N]; the bias's
+    /// gradient is its sum over G (<see cref="SumGroups"/>).</summary>
+    public static void BackwardWindows(float[] dout, float[] qkv, float[] probs, int groups, int n, int heads, int d, float scale,
+        float[] dqkv, float[] dScores)
+    {
+        if (dScores.Length < (long)groups * heads * n * n) throw new ArgumentException("dScores shorter than [G, H, N, N]", nameof(dScores));
+        Run(groups * heads, n * n * 4L * d, new Groups
+        {
+            Mode = GroupMode.BackwardPacked, Tiles = Tiles(n, d), Q = qkv, P = probs, Out = dout, N = n, M = n, D = d, Heads = heads, Scale = scale,
+            Dq = dqkv, DScores = dScores,
+        });
+    }
+
+    /// <summary>sum[j] += Σ_g x[g·len + j] for j &lt; len (the bias gradient from the per-group score gradients), g in order.</summary>
+    public static void SumGroups(ReadOnlySpan<float> x, int groups, int len, Span<float> sum)
+    {
+        if (x.Length < (long)groups * len || sum.Length < len) throw new ArgumentException("buffers shorter than the groups");
+        for (int g = 0; g < groups; g++) TensorPrimitives.Add(sum[..len], x.Slice(g * len, len), sum[..len]);
+    }
+
+    private static void CheckWindows(int groups, int n, int heads, float[] bias, float[]? mask, int windows)
+    {
+        if (windows < 1 || groups % windows != 0) throw new ArgumentException($"window attention: {groups} groups are not a whole number of images of {windows} windows");
+        if (bias.Length != heads * n * n) throw new ArgumentException($"window attention: bias of {bias.Length} entries, expected [{heads}, {n}, {n}]");
+        if (mask is not null && mask.Length != windows * n * n) throw new ArgumentException($"window attention: mask of {mask.Length} entries, expected [{windows}, {n}, {n}]");
+    }
+
     private enum GroupMode { Forward, Backward, ForwardPacked, BackwardPacked }
 
     /// <summary>One call's work per (batch, head) group: a struct, so that fanning out to the workers allocates nothing.</summary>
@@ -56,6 +101,8 @@ public static class AttentionKernel
         public GroupMode Mode; public bool Tiles;
         // Out is o (forward) or dO (backward); in the packed modes Q is qkv and Dq is dqkv.
         public float[] Q, Out; public float[]? K, V, P, Dq, Dk, Dv;
+        // Window attention (packed modes only): bias [H, N, N], mask [W, N, N] or null; dS per group [G·H, N, N] backward.
+        public float[]? Bias, Mask, DScores; public int Windows;
         public int N, M, D, Heads; public float Scale;
 
         public readonly void Run(int g)
@@ -75,8 +122,10 @@ public static class AttentionKernel
                 {
                     int hd = Heads * d, ld = 3 * hd, b = g / Heads, h = g % Heads;
                     int qb = b * n * ld + h * d;
+                    var bias = Bias is null ? ReadOnlySpan<float>.Empty : Bias.AsSpan(h * n * n, n * n);
+                    var mask = Mask is null ? ReadOnlySpan<float>.Empty : Mask.AsSpan(b % Windows * n * n, n * n);
                     ForwardGroup(Tiles, Q.AsSpan(qb), ld, Q.AsSpan(qb + hd), ld, Q.AsSpan(qb + 2 * hd), ld,
-                        n, n, d, Scale, P is null ? Span<float>.Empty : P.AsSpan(g * n * n, n * n), Out.AsSpan(b * n * hd + h * d), hd);
+                        n, n, d, Scale, P is null ? Span<float>.Empty : P.AsSpan(g * n * n, n * n), Out.AsSpan(b * n * hd + h * d), hd, bias, mask);
                     break;
                 }
                 default:
@@ -84,7 +133,8 @@ public static class AttentionKernel
                     int hd = Heads * d, ld = 3 * hd, b = g / Heads, h = g % Heads;
                     int qb = b * n * ld + h * d;
                     BackwardGroup(Tiles, Out.AsSpan(b * n * hd + h * d), hd, Q.AsSpan(qb), ld, Q.AsSpan(qb + hd), ld, Q.AsSpan(qb + 2 * hd), ld,
-                        P.AsSpan(g * n * n, n * n), n, n, d, Scale, Dq.AsSpan(qb), Dq.AsSpan(qb + hd), Dq.AsSpan(qb + 2 * hd), ld);
+                        P.AsSpan(g * n * n, n * n), n, n, d, Scale, Dq.AsSpan(qb), Dq.AsSpan(qb + hd), Dq.AsSpan(qb + 2 * hd), ld,
+                        DScores is null ? Span<float>.Empty : DScores.AsSpan(g * n * n, n * n));
                     break;
                 }
             }
@@ -110,13 +160,14 @@ public static class AttentionKernel
     private static bool Tiles(int m, int d) => UseTiles && m <= TilesMaxKeys && AttentionTiles.Supported(d);
 
     private static unsafe void ForwardGroup(bool tiles, ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
-        int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
+        int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo, ReadOnlySpan<float> bias = default, ReadOnlySpan<float> mask = default)
     {
-        if (tiles) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo); return; }
+        if (tiles) { ForwardTiles(q, ldq, k, ldk, v, ldv, n, m, d, scale, p, o, ldo, bias, mask); return; }
         if (!VectorMath.IsSupported)
         {
             if (p.IsEmpty) p = AttentionTiles.Scratch(n * m).AsSpan(0, n * m);
             Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, p, m, parallel: false);
+            AddScoreBias(p, m, n, m, bias, mask);
             SoftmaxKernel.Forward(p, n, m, p);
             Gemm.Sgemm(false, false, n, d, m, 1f, p, m, v, ldv, 0f, o, ldo, parallel: false);
             return;
@@ -125,6 +176,7 @@ public static class AttentionKernel
         int mp = AttentionTiles.Pad8(m);
         var s = AttentionTiles.Scratch(n * mp).AsSpan(0, n * mp);
         Gemm.Sgemm(false, true, n, m, d, scale, q, ldq, k, ldk, 0f, s, mp, parallel: false);
+        AddScoreBias(s, mp, n, m, bias, mask);
         if (p.IsEmpty)
         {
             fixed (float* ps = s) AttentionTiles.SoftmaxRows(ps, n, m, mp, ps, mp);
@@ -138,12 +190,12 @@ public static class AttentionKernel
     // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
     private static unsafe void BackwardGroup(bool tiles, ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
         ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p,
-        int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1)
+        int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1, Span<float> dScores = default)
     {
         int ldDq = ldg < 0 ? ldq : ldg, ldDk = ldg < 0 ? ldk : ldg, ldDv = ldg < 0 ? ldv : ldg;
         if (tiles)
         {
-            BackwardTiles(dout, ldo, q, ldq, k, ldk, v, ldv, p, n, m, d, scale, dq, ldDq, dk, ldDk, dv, ldDv);
+            BackwardTiles(dout, ldo, q, ldq, k, ldk, v, ldv, p, n, m, d, scale, dq, ldDq, dk, ldDk, dv, ldDv, dScores);
             return;
         }
         // dS in padded rows (ld M8) for the fused row kernel where the CPU has it.
@@ -163,6 +215,7 @@ public static class AttentionKernel
                 TensorPrimitives.Subtract(dr, dot, dr);
                 TensorPrimitives.Multiply(dr, pr, dr);
             }
+        CopyRows(ds, ld, n, m, dScores);
         Gemm.Sgemm(false, false, n, d, m, scale, ds, ld, k, ldk, 1f, dq, ldDq, parallel: false);
         Gemm.Sgemm(true, false, m, d, n, scale, ds, ld, q, ldq, 1f, dk, ldDk, parallel: false);
     }
@@ -170,7 +223,7 @@ public static class AttentionKernel
     // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax row by row into P (kept for the
     // backward pass; in place in the scratch when p is empty), O = P·V.
     private static unsafe void ForwardTiles(ReadOnlySpan<float> q, int ldq, ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv,
-        int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo)
+        int n, int m, int d, float scale, Span<float> p, Span<float> o, int ldo, ReadOnlySpan<float> bias, ReadOnlySpan<float> mask)
     {
         int mp = AttentionTiles.Pad8(m);
         var scratch = AttentionTiles.Scratch(d * mp + n * mp);
@@ -179,6 +232,7 @@ public static class AttentionKernel
             float* kt = ps, s = ps + d * mp;
             AttentionTiles.Transpose(pk, ldk, m, d, kt, mp);
             AttentionTiles.RowsTimesPanel(pq, ldq, kt, mp, s, mp, n, mp, d, scale, accumulate: false);
+            AddScoreBias(scratch.AsSpan(d * mp, n * mp), mp, n, m, bias, mask);
             bool keep = pp != null;
             AttentionTiles.SoftmaxRows(s, n, m, mp, keep ? pp : s, keep ? m : mp);
             AttentionTiles.RowsTimesPanel(keep ? pp : s, keep ? m : mp, pv, ldv, po, ldo, n, d, m, 1f, accumulate: false);
@@ -189,7 +243,7 @@ public static class AttentionKernel
     // column-wise in place (ColsTimesPanel), Vᵀ copied to a scratch panel so dO·Vᵀ reads its right operand row by row.
     private static unsafe void BackwardTiles(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
         ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p, int n, int m, int d, float scale,
-        Span<float> dq, int ldDq, Span<float> dk, int ldDk, Span<float> dv, int ldDv)
+        Span<float> dq, int ldDq, Span<float> dk, int ldDk, Span<float> dv, int ldDv, Span<float> dScores)
     {
         int mp = AttentionTiles.Pad8(m);
         var scratch = AttentionTiles.Scratch(d * mp + n * mp);
@@ -200,9 +254,29 @@ public static class AttentionKernel
             AttentionTiles.Transpose(pv, ldv, m, d, vt, mp);                                            // Vᵀ [D, M8]
             AttentionTiles.RowsTimesPanel(pdo, ldo, vt, mp, dp, mp, n, mp, d, 1f, accumulate: false);   // dP [N, M8]
             AttentionTiles.SoftmaxBackwardRows(pp, dp, n, m, mp);                                       // dS [N, M8]
+            CopyRows(scratch.AsSpan(d * mp, n * mp), mp, n, m, dScores);                                // window bias: dS out
             AttentionTiles.RowsTimesPanel(dp, mp, pk, ldk, pdq, ldDq, n, d, m, scale, accumulate: true);  // dQ += s·dS·K
             AttentionTiles.ColsTimesPanel(dp, mp, pq, ldq, pdk, ldDk, m, d, n, scale, accumulate: true);  // dK += s·dSᵀ·Q
         }
+    }
+
+    // s[i, j] += bias[i, j] (+ mask[i, j]) for the n × m scores in rows of stride lds; nothing when bias is empty.
+    private static void AddScoreBias(Span<float> s, int lds, int n, int m, ReadOnlySpan<float> bias, ReadOnlySpan<float> mask)
+    {
+        if (bias.IsEmpty) return;
+        for (int i = 0; i < n; i++)
+        {
+            var row = s.Slice(i * lds, m);
+            TensorPrimitives.Add(row, bias.Slice(i * m, m), row);
+            if (!mask.IsEmpty) TensorPrimitives.Add(row, mask.Slice(i * m, m), row);
+        }
+    }
+
+    // dst [n, m] (dense) ← the first m columns of src's n rows of stride lds; nothing when dst is empty.
+    private static void CopyRows(ReadOnlySpan<float> src, int lds, int n, int m, Span<float> dst)
+    {
+        if (dst.IsEmpty) return;
+        for (int i = 0; i < n; i++) src.Slice(i * lds, m).CopyTo(dst.Slice(i * m, m));
     }
 
     private static void Run(int groups, long flopsPerGroup, in Groups body)

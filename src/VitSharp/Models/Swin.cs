@@ -239,15 +239,29 @@ public class ShiftedWindowAttention : Module
         if (geo is null || geo.H != h || geo.W != w) _geometry = geo = new WindowGeometry(h, w, WindowSize, ShiftSize);
         int g = b * geo.Windows;
         var windows = F.GatherRows(x, geo.Partition, h * w, [g, n, c]);
+        Tensor o;
+        if (FusedScores && !(Training && _attnDropout.P > 0) && OpTrace.Current is null)
+            // One op from the projection to the heads' outputs (the ONNX trace and attention dropout take the steps below).
+            o = F.WindowAttention(ProjectQkv(windows), NumHeads, RelativeBias(), geo.Mask, geo.Windows, probs: Attend.WhenObserved(_attnDropout));
+        else o = AttentionSteps(windows, geo, g, n, c, d);
+        o = _dropout.Forward(Proj.Forward(o));
+        return F.GatherRows(o, geo.Merge, geo.Windows * n, [b, h, w, c]);
+    }
+
+    // Whether the scores are v1's q·D^-½·kᵀ + bias, which F.WindowAttention computes in one op: not in v2 (cosine
+    // similarities) nor in any other subclass that may override Scores, RelativeBias or ProjectQkv.
+    private bool FusedScores => GetType() == typeof(ShiftedWindowAttention);
+
+    // The reference's steps: split q, k, v into [G, heads, N, D], scores, bias and mask, softmax, dropout, ·v → [G, N, C].
+    private Tensor AttentionSteps(Tensor windows, WindowGeometry geo, int g, int n, int c, int d)
+    {
         var qkv = ProjectQkv(windows).Reshape(g, n, 3, NumHeads, d).Permute(2, 0, 3, 1, 4);
         var q = qkv.Slice(0, 0, 1).Reshape(g, NumHeads, n, d);
         var k = qkv.Slice(0, 1, 1).Reshape(g, NumHeads, n, d);
         var v = qkv.Slice(0, 2, 1).Reshape(g, NumHeads, n, d);
         var attn = F.AddWindowBias(Scores(q, k), RelativeBias(), geo.Mask, geo.Windows);
         attn = _attnDropout.Forward(Attend.Forward(F.Softmax(attn, -1)));
-        var o = Tensor.MatMul(attn, v).Transpose(1, 2).Reshape(g, n, c);
-        o = _dropout.Forward(Proj.Forward(o));
-        return F.GatherRows(o, geo.Merge, geo.Windows * n, [b, h, w, c]);
+        return Tensor.MatMul(attn, v).Transpose(1, 2).Reshape(g, n, c);
     }
 }
 

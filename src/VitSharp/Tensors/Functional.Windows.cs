@@ -72,6 +72,43 @@ public static partial class F
     private struct WindowBiasState { public Tensor X; public Tensor? Bias; public int[]? Index; public int Groups, Heads, P; }
 
     /// <summary>
+    /// Swin's window attention in one op, straight from the fused projection: qkv [G, N, 3·H·D] (G = images · W windows;
+    /// q, k, v blocks, heads contiguous inside each, as torchvision's <c>qkv</c> Linear writes them) → [G, N, H·D],
+    /// softmax(scale·q·kᵀ + bias[h] + mask[g mod W])·v per window and head without the permute, slice and batched-product
+    /// copies of the step-by-step form (<see cref="AddWindowBias"/>, <see cref="Softmax"/>). bias [H, N, N] is
+    /// differentiable (the relative position bias), mask [W, N, N] a constant or null. Scale defaults to D^-½;
+    /// <paramref name="probs"/> receives the probabilities [G, H, N, N].
+    /// </summary>
+    public static Tensor WindowAttention(Tensor qkv, int heads, Tensor bias, float[]? mask, int windows, float? scale = null,
+        Action<Tensor>? probs = null)
+    {
+        if (qkv.Rank != 3 || heads <= 0 || qkv.Dim(2) % (3 * heads) != 0)
+            throw new ArgumentException($"window attention: expected qkv [G, N, 3·H·D] with H = {heads}, got {Tensor.ShapeString(qkv.ShapeSpan)}");
+        int g = qkv.Dim(0), n = qkv.Dim(1), d = qkv.Dim(2) / (3 * heads);
+        if (bias.Rank != 3 || bias.Dim(0) != heads || bias.Dim(1) != n || bias.Dim(2) != n)
+            throw new ArgumentException($"window attention: bias {Tensor.ShapeString(bias.ShapeSpan)} does not fit [{heads}, {n}, {n}]");
+        float s = scale ?? 1f / MathF.Sqrt(d);
+        var o = Tensor.Empty(g, n, heads * d);
+        bool grad = Autograd.Needs(qkv) || Autograd.Needs(bias);
+        var p = probs is null && !grad ? null : TensorScope.Allocate(checked(g * heads * n * n), clear: false);
+        Kernels.AttentionKernel.ForwardWindows(qkv.Data, g, n, heads, d, s, bias.Data, mask, windows, p, o.Data);
+        if (p is null) { OpProfiler.Forward("window_mha"); return o; }
+        probs?.Invoke(Tensor.Scoped(p, [g, heads, n, n]));
+        var st = new WindowAttentionState { Qkv = qkv, Bias = bias, P = p, Groups = g, N = n, Heads = heads, D = d, Scale = s };
+        return Autograd.Record(o, "window_mha", [qkv, bias], st, static (in WindowAttentionState s, Tensor r) =>
+        {
+            int g = s.Groups, n = s.N, h = s.Heads;
+            // The kernel accumulates into dqkv; a qkv that needs no gradient gets a scratch buffer.
+            var dqkv = s.Qkv.RequiresGrad ? s.Qkv.Grad0() : TensorScope.Allocate(s.Qkv.Size, clear: true);
+            var ds = TensorScope.Allocate(checked(g * h * n * n), clear: false);
+            Kernels.AttentionKernel.BackwardWindows(r.Grad!.Data, s.Qkv.Data, s.P, g, n, h, s.D, s.Scale, dqkv, ds);
+            if (s.Bias.RequiresGrad) Kernels.AttentionKernel.SumGroups(ds, g, h * n * n, s.Bias.Grad0());
+        });
+    }
+
+    private struct WindowAttentionState { public Tensor Qkv, Bias; public float[] P; public int Groups, N, Heads, D; public float Scale; }
+
+    /// <summary>
     /// torch.nn.functional.normalize(x, dim=-1): each last-axis vector divided by max(‖x‖₂, eps). Backward: where the
     /// norm exceeds eps, dx = (g − y·(g·y)) / ‖x‖; else dx = g / eps.
     /// </summary>

@@ -1,7 +1,8 @@
 namespace VitSharp.Tests.Autograd;
 
 /// <summary>F.GatherRows, F.RelativePositionBias and F.AddWindowBias (Swin's data movements and score terms): values
-/// against loops written from their definitions, gradients against finite differences, bad shapes refused.</summary>
+/// against loops written from their definitions, gradients against finite differences, bad shapes refused; the fused
+/// F.WindowAttention against the reference's steps built from them.</summary>
 public class WindowOpsGradTests
 {
     [Fact]
@@ -68,5 +69,103 @@ public class WindowOpsGradTests
         Assert.Contains("do not fit", Assert.Throws<ArgumentException>(() => F.AddWindowBias(scores, Tensor.Zeros(3, 2, 2), null, 3)).Message);
         Assert.Contains("do not fit", Assert.Throws<ArgumentException>(() => F.AddWindowBias(scores, Tensor.Zeros(2, 2, 2), null, 4)).Message);
         Assert.Contains("mask of 4 entries", Assert.Throws<ArgumentException>(() => F.AddWindowBias(scores, Tensor.Zeros(2, 2, 2), new float[4], 3)).Message);
+    }
+
+    // The reference's steps (torchvision's ShiftedWindowAttention): split q, k, v, (q·D^-½)·kᵀ, bias and mask, softmax, ·v.
+    private static Tensor Steps(Tensor qkv, Tensor bias, float[]? mask, int windows, int heads)
+    {
+        int g = qkv.Dim(0), n = qkv.Dim(1), d = qkv.Dim(2) / (3 * heads);
+        var t = qkv.Reshape(g, n, 3, heads, d).Permute(2, 0, 3, 1, 4);
+        var q = t.Slice(0, 0, 1).Reshape(g, heads, n, d);
+        var k = t.Slice(0, 1, 1).Reshape(g, heads, n, d);
+        var v = t.Slice(0, 2, 1).Reshape(g, heads, n, d);
+        var p = F.Softmax(F.AddWindowBias(Tensor.MatMul(q * (1f / MathF.Sqrt(d)), k, transB: true), bias, mask, windows), -1);
+        return Tensor.MatMul(p, v).Transpose(1, 2).Reshape(g, n, heads * d);
+    }
+
+    // Swin's shift mask pattern: −100 between tokens of different regions, per window.
+    private static float[] ShiftMask(int windows, int n, int seed)
+    {
+        var rng = new Random(seed);
+        var mask = new float[windows * n * n];
+        for (int w = 0; w < windows; w++)
+        {
+            var region = Enumerable.Range(0, n).Select(_ => rng.Next(w % 3 + 1)).ToArray();
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++) mask[(w * n + i) * n + j] = region[i] == region[j] ? 0f : -100f;
+        }
+        return mask;
+    }
+
+    /// <summary>F.WindowAttention (one op) against the reference's steps: outputs, the probabilities a hook sees, and the
+    /// gradients of qkv and of the bias, on Swin's 7×7 windows (49 tokens, head dim 32, shifted and not) and other shapes,
+    /// through the tile path and the packed-GEMM path.</summary>
+    [Theory]
+    [InlineData(2, 4, 3, 49, 32, true, true)]
+    [InlineData(2, 4, 3, 49, 32, false, true)]
+    [InlineData(1, 3, 2, 49, 8, true, false)]
+    [InlineData(3, 2, 4, 16, 16, true, true)]
+    [InlineData(1, 1, 1, 5, 8, false, false)]
+    [InlineData(2, 2, 2, 9, 12, true, true)]
+    public void WindowAttentionMatchesTheReferenceSteps(int images, int windows, int heads, int n, int d, bool masked, bool tiles)
+    {
+        int g = images * windows;
+        var qkv = TestData.Uniform(n + d, -1.5f, 1.5f, g, n, 3 * heads * d);
+        var bias = TestData.Uniform(heads + n, -0.5f, 0.5f, heads, n, n);
+        var mask = masked ? ShiftMask(windows, n, g) : null;
+        var weight = TestData.Uniform(7, -1, 1, g, n, heads * d);
+        bool saved = VitSharp.Kernels.AttentionKernel.UseTiles;
+        VitSharp.Kernels.AttentionKernel.UseTiles = tiles;
+        try
+        {
+            qkv.RequiresGrad = bias.RequiresGrad = true;
+            Tensor? seen = null;
+            var fused = F.WindowAttention(qkv, heads, bias, mask, windows, probs: p => seen = p.Clone());
+            (fused * weight).Sum().Backward();
+            var (dqkv, dbias) = (qkv.Grad!.Clone(), bias.Grad!.Clone());
+            qkv.ZeroGrad(); bias.ZeroGrad();
+            var steps = Steps(qkv, bias, mask, windows, heads);
+            (steps * weight).Sum().Backward();
+            TestData.AssertClose(steps.Data, fused.Data, 3e-7, 1e-6, "output");
+            TestData.AssertClose(dqkv.Data.Select(x => (double)x).ToArray(), qkv.Grad!.Data, 5e-7, 2e-6, "qkv gradient");
+            TestData.AssertClose(dbias.Data.Select(x => (double)x).ToArray(), bias.Grad!.Data, 5e-7, 2e-6, "bias gradient");
+            Assert.NotNull(seen);
+            Assert.Equal(new[] { g, heads, n, n }, seen!.Shape);
+            for (int r = 0; r < g * heads * n; r++) Assert.Equal(1.0, seen.Data.AsSpan(r * n, n).ToArray().Sum(x => (double)x), 5);
+        }
+        finally { VitSharp.Kernels.AttentionKernel.UseTiles = saved; }
+    }
+
+    [Fact]
+    public void WindowAttentionGradientsMatchFiniteDifferences()
+    {
+        // 2 images × 2 windows, 2 heads of 8, 6 tokens; the mask cuts some pairs.
+        var mask = ShiftMask(2, 6, 3);
+        GradCheck.Verify(t => F.WindowAttention(t[0], 2, t[1], mask, 2), TestData.Uniform(5, -1, 1, 4, 6, 48), TestData.Uniform(6, -0.5f, 0.5f, 2, 6, 6));
+    }
+
+    [Fact]
+    public void WindowAttentionWithoutGradientsKeepsNoProbabilitiesAndGivesTheSameOutput()
+    {
+        var qkv = TestData.Uniform(8, -1, 1, 4, 49, 3 * 3 * 32);
+        var bias = TestData.Uniform(9, -0.5f, 0.5f, 3, 49, 49);
+        var mask = ShiftMask(2, 49, 4);
+        var inference = F.WindowAttention(qkv, 3, bias, mask, 2);
+        Assert.False(inference.RequiresGrad);
+        bias.RequiresGrad = true;
+        var training = F.WindowAttention(qkv, 3, bias, mask, 2);
+        Assert.True(training.RequiresGrad);
+        Assert.Equal(training.Data, inference.Data);
+    }
+
+    [Fact]
+    public void WindowAttentionRefusesShapesThatDoNotFit()
+    {
+        var qkv = Tensor.Zeros(6, 4, 3 * 2 * 8);
+        var bias = Tensor.Zeros(2, 4, 4);
+        Assert.Contains("expected qkv [G, N, 3·H·D] with H = 5", Assert.Throws<ArgumentException>(() => F.WindowAttention(qkv, 5, bias, null, 3)).Message);
+        Assert.Contains("bias [3, 4, 4] does not fit [2, 4, 4]", Assert.Throws<ArgumentException>(() => F.WindowAttention(qkv, 2, Tensor.Zeros(3, 4, 4), null, 3)).Message);
+        Assert.Contains("6 groups are not a whole number of images of 4 windows", Assert.Throws<ArgumentException>(() => F.WindowAttention(qkv, 2, bias, null, 4)).Message);
+        Assert.Contains("mask of 16 entries, expected [3, 4, 4]", Assert.Throws<ArgumentException>(() => F.WindowAttention(qkv, 2, bias, new float[16], 3)).Message);
     }
 }
