@@ -239,7 +239,7 @@ internal static unsafe class AttentionTiles
 
     /// <summary>
     /// Softmax of one padded score row: p[0..m) ← softmax(s[0..m)), leaving the unnormalised exponentials in s (lanes
-    /// m..Pad8(m) of s ← 0). <paramref name="p"/> may be <paramref name="s"/> (in place). One pass for the max, one for exp
+    /// m..Pad8(m) of s ← 0); probabilities that would be subnormal (&lt; 2.4e−38) are 0. <paramref name="p"/> may be <paramref name="s"/> (in place). One pass for the max, one for exp
     /// and the sum, one to scale into p.
     /// </summary>
     public static void SoftmaxRow(float* s, int m, float* p)
@@ -287,16 +287,33 @@ internal static unsafe class AttentionTiles
             Avx.Store(s + full, e);
             vsum = Avx.Add(vsum, e);
         }
-        float inv = 1f / Vector256.Sum(vsum);
+        float sum = Vector256.Sum(vsum), inv = 1f / sum;
+        // Exponentials below 2·FLT_MIN·sum give 0, not a subnormal p (< 2.4e-38 off): subnormal operands cost a microcode
+        // assist per instruction, and Swin's shift mask (−100) puts them in most rows — they made its window attention
+        // 3.5× slower, here and in the products that read P.
+        float floor = 2f * MinNormal * sum;
         if (full16 > 0)
         {
             var vinv16 = Vector512.Create(inv);
-            for (int j = 0; j < full16; j += 16) Avx512F.Store(p + j, Avx512F.Multiply(Avx512F.LoadVector512(s + j), vinv16));
+            var floor16 = Vector512.Create(floor);
+            for (int j = 0; j < full16; j += 16)
+            {
+                var e = Avx512F.LoadVector512(s + j);
+                Avx512F.Store(p + j, Avx512F.Multiply(e & Vector512.GreaterThanOrEqual(e, floor16), vinv16));
+            }
         }
         var vinv = Vector256.Create(inv);
-        for (int j = full16; j < full; j += 8) Avx.Store(p + j, Avx.Multiply(Avx.LoadVector256(s + j), vinv));
-        for (int j = full; j < m; j++) p[j] = s[j] * inv;
+        var vfloor = Vector256.Create(floor);
+        for (int j = full16; j < full; j += 8)
+        {
+            var e = Avx.LoadVector256(s + j);
+            Avx.Store(p + j, Avx.Multiply(Avx.And(e, Avx.CompareGreaterThanOrEqual(e, vfloor)), vinv));
+        }
+        for (int j = full; j < m; j++) p[j] = s[j] >= floor ? s[j] * inv : 0f;
     }
+
+    /// <summary>The smallest normal float32, 2⁻¹²⁶ (FLT_MIN).</summary>
+    private const float MinNormal = 1.17549435e-38f;
 
     /// <summary>
     /// The softmax backward of one row in place: d[0..m) ← p ∘ (d − Σ p∘d) (dS from dP and the probabilities P);

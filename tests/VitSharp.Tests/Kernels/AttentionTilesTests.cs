@@ -40,6 +40,31 @@ public unsafe class AttentionTilesTests
         Assert.Equal(42f, into[m]); // nothing written past the row
     }
 
+    /// <summary>A row with Swin's shift mask (−100 on some scores): the masked probabilities (true values ~1e−44, subnormal
+    /// in float32) come out 0, never subnormal, and the rest match the double reference.</summary>
+    [Theory]
+    [InlineData(49)]
+    [InlineData(7)]
+    [InlineData(100)]
+    public void SoftmaxRowGivesZeroNotSubnormalProbabilities(int m)
+    {
+        int mp = AttentionTiles.Pad8(m);
+        var x = TestData.Uniform(m, -3, 3, mp).Data;
+        for (int j = 0; j < m; j += 3) x[j] -= 100f;
+        x[m / 2] = 84.5f - 100f + x[1]; // e^(x − max) near the floor: either 0 or a normal float
+        var p = new float[m];
+        double max = x.Take(m).Max(), z = x.Take(m).Sum(t => Math.Exp(t - max));
+        var exact = x.Take(m).Select(t => Math.Exp(t - max) / z).ToArray();
+        fixed (float* px = x, pp = p) AttentionTiles.SoftmaxRow(px, m, pp);
+        for (int j = 0; j < m; j++)
+        {
+            double expected = exact[j];
+            Assert.False(float.IsSubnormal(p[j]), $"m={m} j={j}: subnormal {p[j]:E}");
+            if (j % 3 == 0 && j != m / 2) Assert.Equal(0f, p[j]);
+            Assert.True(Math.Abs(p[j] - expected) <= 3e-38 + 2e-6 * expected, $"m={m} j={j}: {p[j]} vs {expected}");
+        }
+    }
+
     [Theory]
     [InlineData(1, 1)]
     [InlineData(8, 8)]
