@@ -34,9 +34,9 @@ internal static unsafe class AttentionTiles
         int rows, int cols, int k, float alpha, bool accumulate) =>
         Product(a, 1, lda, b, ldb, c, ldc, rows, cols, k, alpha, accumulate);
 
-    // C = α·A·B (+ C) with A(i, t) = a[i·rs + t·cs]. Register blocks: 4 rows × 32 columns in 16-lane vectors (AVX-512, 8
-    // accumulators), then 4 rows × 16 or 24 columns (8 or 12 accumulators, so
-    // the FMA latency is hidden), 4 × 8 only for an 8-wide panel; the 1–3 rows left over in pairs and singles × 16 / 8.
+    // C = α·A·B (+ C) with A(i, t) = a[i·rs + t·cs]. Register blocks: 4 rows × 32 columns in 16-lane vectors (AVX-512,
+    // 8 accumulators), then 4 rows × 16 or 24 columns (8 or 12 accumulators, so the FMA latency is hidden), 4 × 8 only
+    // for an 8-wide panel; the 1–3 rows left over in pairs and singles × 16 / 8.
     private static void Product(float* a, int rs, int cs, float* b, int ldb, float* c, int ldc,
         int rows, int cols, int k, float alpha, bool accumulate)
     {
@@ -239,8 +239,8 @@ internal static unsafe class AttentionTiles
 
     /// <summary>
     /// Softmax of one padded score row: p[0..m) ← softmax(s[0..m)), leaving the unnormalised exponentials in s (lanes
-    /// m..Pad8(m) of s ← 0); probabilities that would be subnormal (&lt; 2.4e−38) are 0. <paramref name="p"/> may be <paramref name="s"/> (in place). One pass for the max, one for exp
-    /// and the sum, one to scale into p.
+    /// m..Pad8(m) of s ← 0); probabilities that would be subnormal (&lt; 2.4e−38) are 0. <paramref name="p"/> may be
+    /// <paramref name="s"/> (in place). One pass for the max, one for exp and the sum, one to scale into p.
     /// </summary>
     public static void SoftmaxRow(float* s, int m, float* p)
     {
