@@ -89,7 +89,7 @@ public static partial class F
             throw new ArgumentException($"window attention: bias {Tensor.ShapeString(bias.ShapeSpan)} does not fit [{heads}, {n}, {n}]");
         float s = scale ?? 1f / MathF.Sqrt(d);
         var o = Tensor.Empty(g, n, heads * d);
-        bool grad = Autograd.Needs(qkv) || Autograd.Needs(bias);
+        bool grad = Autograd.Needs(qkv, bias);
         var p = probs is null && !grad ? null : TensorScope.Allocate(checked(g * heads * n * n), clear: false);
         Kernels.AttentionKernel.ForwardWindows(qkv.Data, g, n, heads, d, s, bias.Data, mask, windows, p, o.Data);
         if (p is null) { OpProfiler.Forward("window_mha"); return o; }
