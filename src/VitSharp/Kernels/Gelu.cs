@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace VitSharp.Kernels;
 
@@ -39,10 +40,13 @@ public static class GeluKernel
             y[i] = x[i] * ((1f + Erf(x[i] * InvSqrt2)) * 0.5f);
     }
 
-    /// <summary>dx += dy · (Φ(x) + x·φ(x)).</summary>
-    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
+    /// <summary>dx += dy · (Φ(x) + x·φ(x)); with <paramref name="accumulate"/> false, dx = dy · (Φ(x) + x·φ(x)) (dx need not be
+    /// cleared: the same values as adding to zeros).</summary>
+    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx, bool accumulate = true)
     {
-        if (VectorMath.IsSupported && !Vector512.IsHardwareAccelerated) { BackwardFused(dy, x, dx); return; }
+        if (dy.Length < x.Length || dx.Length < x.Length) throw new ArgumentException("dy or dx shorter than x");
+        if (VectorMath.IsSupported) { BackwardFused(dy, x, dx, accumulate); return; }
+        if (!accumulate) dx[..x.Length].Clear();
         // φ(x) = exp(−x²/2)/√(2π) goes through TensorPrimitives.Exp in blocks that stay in L1.
         const int Block = 512;
         Span<float> pdf = stackalloc float[Block];
@@ -58,15 +62,19 @@ public static class GeluKernel
         }
     }
 
-    // One pass with VectorMath.Exp (AVX2): φ(x) in registers instead of a block of TensorPrimitives.Exp results.
-    private static void BackwardFused(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
+    // One pass with VectorMath.Exp (AVX2, and 16 lanes with AVX-512: the same operations lane by lane, so the same bits):
+    // φ(x) in registers instead of a block of TensorPrimitives.Exp results.
+    private static void BackwardFused(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx, bool accumulate)
     {
         int i = 0;
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float gr = ref MemoryMarshal.GetReference(dy);
         ref float dr = ref MemoryMarshal.GetReference(dx);
+        if (Avx512F.IsSupported)
+            for (; i <= x.Length - 16; i += 16)
+                BackwardLanes512(ref Unsafe.Add(ref xr, i), ref Unsafe.Add(ref gr, i), ref Unsafe.Add(ref dr, i), accumulate);
         for (; i <= x.Length - 8; i += 8)
-            BackwardLanes(ref Unsafe.Add(ref xr, i), ref Unsafe.Add(ref gr, i), ref Unsafe.Add(ref dr, i));
+            BackwardLanes(ref Unsafe.Add(ref xr, i), ref Unsafe.Add(ref gr, i), ref Unsafe.Add(ref dr, i), accumulate);
         if (i < x.Length)
         {
             // The tail through the same lanes (padded with zeros), so that an element's result does not depend on
@@ -77,18 +85,29 @@ public static class GeluKernel
             x.Slice(i, rem).CopyTo(t);
             dy.Slice(i, rem).CopyTo(t.Slice(8));
             dx.Slice(i, rem).CopyTo(t.Slice(16));
-            BackwardLanes(ref t[0], ref t[8], ref t[16]);
+            BackwardLanes(ref t[0], ref t[8], ref t[16], accumulate);
             t.Slice(16, rem).CopyTo(dx.Slice(i));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BackwardLanes(ref float x, ref float dy, ref float dx)
+    private static void BackwardLanes(ref float x, ref float dy, ref float dx, bool accumulate)
     {
         var v = Vector256.LoadUnsafe(ref x);
         var cdf = (Vector256<float>.One + Erf(v * InvSqrt2)) * 0.5f;
         var pdf = VectorMath.Exp(v * v * Vector256.Create(-0.5f)) * InvSqrt2Pi;
-        (Vector256.LoadUnsafe(ref dx) + Vector256.LoadUnsafe(ref dy) * (cdf + v * pdf)).StoreUnsafe(ref dx);
+        var acc = accumulate ? Vector256.LoadUnsafe(ref dx) : Vector256<float>.Zero;
+        (acc + Vector256.LoadUnsafe(ref dy) * (cdf + v * pdf)).StoreUnsafe(ref dx);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BackwardLanes512(ref float x, ref float dy, ref float dx, bool accumulate)
+    {
+        var v = Vector512.LoadUnsafe(ref x);
+        var cdf = (Vector512<float>.One + Erf(v * InvSqrt2)) * 0.5f;
+        var pdf = VectorMath.Exp(v * v * Vector512.Create(-0.5f)) * InvSqrt2Pi;
+        var acc = accumulate ? Vector512.LoadUnsafe(ref dx) : Vector512<float>.Zero;
+        (acc + Vector512.LoadUnsafe(ref dy) * (cdf + v * pdf)).StoreUnsafe(ref dx);
     }
 
     private static void BackwardBlock(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> expTerm, Span<float> dx)

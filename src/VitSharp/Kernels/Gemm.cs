@@ -157,6 +157,30 @@ public static class Gemm
         GemmManaged.Sgemm(GemmManaged.DefaultKind, false, true, m, n, k, 1f, x, k, w, k, 0f, y, n, parallel, epilogue);
     }
 
+    /// <summary>
+    /// Whether <see cref="F.Linear"/> with a bias computes <c>x·wᵀ</c> and adds the bias in the managed kernel's epilogue
+    /// (<see cref="LinearFused(int, int, int, float*, float*, GemmEpilogue, float*, bool)"/>): where the plain product of
+    /// this size runs on the managed kernel anyway (always on a serial thread such as a data-parallel replica's; under
+    /// Auto below OpenBLAS's threshold; with the Managed backend). Elsewhere the bias is copied into y and the product
+    /// added with beta = 1, so that the OpenBLAS path stays as it was. Both give acc + bias rounded once when k fits in
+    /// one packed block (k ≤ KC); above that the bias is added after the blocks' partial sums instead of before them.
+    /// </summary>
+    internal static bool LinearBiasInEpilogue(int m, int n, int k)
+    {
+        if (!UseBiasEpilogue || k == 0) return false;
+        bool parallel = !ComputeThreads.IsSerialThread;
+        return Backend switch
+        {
+            GemmBackend.Managed => true,
+            GemmBackend.Auto => !(parallel && AutoUsesOpenBlas(m, n, k)),
+            GemmBackend.OpenBlas => !(parallel && OpenBlas.IsAvailable),
+            _ => false,
+        };
+    }
+
+    /// <summary>Switch for <see cref="LinearBiasInEpilogue"/> (benchmarks time both forms in one process).</summary>
+    internal static bool UseBiasEpilogue { get; set; } = true;
+
     /// <summary>Applies <paramref name="epilogue"/> to all of y[m, n] as a separate pass (rows split over the cores when <paramref name="parallel"/>).</summary>
     internal static unsafe void ApplyEpilogue(float* y, int m, int n, GemmEpilogue epilogue, bool parallel = true)
     {

@@ -58,7 +58,7 @@ public sealed class Attention : Module
     }
 
     /// <summary><c>Forward(x) + x</c> with the add in the output projection's epilogue (<see cref="F.LinearResidual"/>),
-    /// for <see cref="Transformer"/> at inference with no hooks in the tree; otherwise the two steps.</summary>
+    /// for <see cref="Transformer"/> with no hooks in the tree (inference and training); otherwise the two steps.</summary>
     internal Tensor ForwardPlusInput(Tensor x)
     {
         var last = Blocks.LastLinear(ToOut, Training);
@@ -105,7 +105,7 @@ public sealed class FeedForward : Module
     protected override Tensor ForwardCore(Tensor x) => Net.Forward(x);
 
     /// <summary><c>Forward(x) + x</c> with the add in the second Linear's epilogue (<see cref="F.LinearResidual"/>),
-    /// for <see cref="Transformer"/> at inference with no hooks in the tree; otherwise the two steps.</summary>
+    /// for <see cref="Transformer"/> with no hooks in the tree (inference and training); otherwise the two steps.</summary>
     internal Tensor ForwardPlusInput(Tensor x)
     {
         var last = Blocks.LastLinear(Net, Training);
@@ -149,7 +149,8 @@ public sealed class Transformer : Module
         }
     }
 
-    /// <summary>m(x) + x; with <paramref name="fuse"/>, vit-pytorch's own blocks add it in their last Linear (<see cref="F.LinearResidual"/>).</summary>
+    /// <summary>m(x) + x; with <paramref name="fuse"/>, vit-pytorch's own blocks add it in their last Linear (<see cref="F.LinearResidual"/>,
+    /// at inference and, where the product runs on the managed kernel, in training).</summary>
     private static Tensor PlusInput(Module m, Tensor x, bool fuse) => (m, fuse) switch
     {
         (Attention a, true) => a.ForwardPlusInput(x),
@@ -171,9 +172,13 @@ public sealed class Transformer : Module
     /// block's input (what a hook on <c>layers.i.1</c> sees).</remarks>
     protected override Tensor ForwardCore(Tensor x)
     {
-        bool inference = !Autograd.IsEnabled && !HasForwardHooksInTree();
+        bool hooks = HasForwardHooksInTree();
+        bool inference = !Autograd.IsEnabled && !hooks;
         bool layerScopes = inference && TensorScope.Current is not null;
         bool fuse = inference && F.FuseEpilogues;
+        // In training, the residual adds go into the last Linears' epilogues too (F.LinearResidual records one op for both),
+        // unless a hook must see the block's own output or an export traces the ops.
+        bool fuseTraining = !inference && !hooks && F.FuseEpilogues && OpTrace.Current is null;
         for (int i = 0; i < Layers.Count; i++)
         {
             var pair = (ModuleList)Layers[i];
@@ -185,8 +190,8 @@ public sealed class Transformer : Module
                 x = scope is null ? z : scope.Handover(z);
                 continue;
             }
-            x = pair[0].Forward(x) + x;
-            x = pair[1].Forward(x) + x;
+            x = PlusInput(pair[0], x, fuseTraining);
+            x = PlusInput(pair[1], x, fuseTraining);
         }
         return Norm is null ? x : Norm.Forward(x);
     }

@@ -30,31 +30,48 @@ public static partial class F
             OpProfiler.Forward("linear");
             return y;
         }
-        float beta = 0f;
-        if (bias is not null)
+        if (bias is not null && bias.Size != outF)
+            throw new ArgumentException($"linear: bias {Tensor.ShapeString(bias.ShapeSpan)} does not match {outF} output features");
+        if (bias is not null && Gemm.LinearBiasInEpilogue(rows, outF, inF))
+            unsafe
+            {
+                // The managed kernel adds the bias to each finished block while it is in cache (one pass over y, not three).
+                fixed (float* px = x.Data)
+                fixed (float* pw = weight.Data)
+                fixed (float* pb = bias.Data)
+                fixed (float* py = y.Data)
+                    Gemm.LinearFused(rows, outF, inF, px, pw, new GemmEpilogue(pb, false), py);
+            }
+        else
         {
-            for (int r = 0; r < rows; r++) bias.Data.CopyTo(y.Data, r * outF);
-            beta = 1f;
+            float beta = 0f;
+            if (bias is not null)
+            {
+                for (int r = 0; r < rows; r++) bias.Data.CopyTo(y.Data, r * outF);
+                beta = 1f;
+            }
+            Gemm.Sgemm(false, true, rows, outF, inF, 1f, x.Data, inF, weight.Data, inF, beta, y.Data, outF);
         }
-        Gemm.Sgemm(false, true, rows, outF, inF, 1f, x.Data, inF, weight.Data, inF, beta, y.Data, outF);
         var st = new LinearState { X = x, Weight = weight, Bias = bias, Rows = rows, In = inF, Out = outF };
         OpTrace.Current?.Op("linear", y, [x, weight, bias], OpAttributes.None);
-        return Autograd.Record(y, "linear", [x, weight, bias], st, static (in LinearState s, Tensor r) =>
+        return Autograd.Record(y, "linear", [x, weight, bias], st, static (in LinearState s, Tensor r) => LinearBackward(s, r.Grad!.Data));
+    }
+
+    /// <summary>The Linear's gradients from dy [rows, out]: dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy.</summary>
+    private static void LinearBackward(in LinearState s, float[] g)
+    {
+        if (s.X.RequiresGrad)
         {
-            var g = r.Grad!.Data;
-            if (s.X.RequiresGrad)
-            {
-                var dx = s.X.GradForWrite(out bool fresh);
-                Gemm.Sgemm(false, false, s.Rows, s.In, s.Out, 1f, g, s.Out, s.Weight.Data, s.In, fresh ? 0f : 1f, dx, s.In);
-            }
-            if (s.Weight.RequiresGrad)
-            {
-                var dw = s.Weight.GradForWrite(out bool fresh);
-                Gemm.Sgemm(true, false, s.Out, s.In, s.Rows, 1f, g, s.Out, s.X.Data, s.In, fresh ? 0f : 1f, dw, s.In);
-            }
-            if (s.Bias is { RequiresGrad: true } bias)
-                ColumnSumKernel.Accumulate(g, s.Rows, s.Out, bias.GradSpan());
-        });
+            var dx = s.X.GradForWrite(out bool fresh);
+            Gemm.Sgemm(false, false, s.Rows, s.In, s.Out, 1f, g, s.Out, s.Weight.Data, s.In, fresh ? 0f : 1f, dx, s.In);
+        }
+        if (s.Weight.RequiresGrad)
+        {
+            var dw = s.Weight.GradForWrite(out bool fresh);
+            Gemm.Sgemm(true, false, s.Out, s.In, s.Rows, 1f, g, s.Out, s.X.Data, s.In, fresh ? 0f : 1f, dw, s.In);
+        }
+        if (s.Bias is { RequiresGrad: true } bias)
+            ColumnSumKernel.Accumulate(g, s.Rows, s.Out, bias.GradSpan());
     }
 
     /// <summary>Whether the modules run a Linear followed by GELU as <see cref="LinearGelu"/>, and a block's output
@@ -84,8 +101,51 @@ public static partial class F
     /// </summary>
     public static Tensor LinearResidual(Tensor x, Tensor weight, Tensor? bias, Tensor residual)
     {
-        if (OpTrace.Current is not null || Autograd.Needs([x, weight, bias, residual])) return Linear(x, weight, bias) + residual;
+        if (OpTrace.Current is not null) return Linear(x, weight, bias) + residual;
+        if (Autograd.Needs([x, weight, bias, residual])) return LinearResidualTraining(x, weight, bias, residual);
         return LinearFused(x, weight, bias, gelu: false, residual, "linear_residual");
+    }
+
+    private struct LinearResidualState { public LinearState Linear; public Tensor Residual; }
+
+    // With gradients: where the product runs on the managed kernel (a data-parallel replica, small products), the bias and
+    // the residual are added in its epilogue — acc + bias, then + residual, each rounded once as in Linear followed by the
+    // add — and one op records the backward of both: residual.grad += dy, then the Linear's gradients from the same dy (no
+    // copy of dy for the Linear's output). Elsewhere Linear then add.
+    private static Tensor LinearResidualTraining(Tensor x, Tensor weight, Tensor? bias, Tensor residual)
+    {
+        int inF = weight.Dim(1), outF = weight.Dim(0);
+        if (x.Rank == 0 || x.Dim(-1) != inF || (bias is not null && bias.Size != outF) || weight.Packed is not null)
+            return Linear(x, weight, bias) + residual;   // its errors
+        int rows = 1;
+        for (int i = 0; i < x.Rank - 1; i++) rows *= x.Dim(i);
+        if (!Gemm.LinearBiasInEpilogue(rows, outF, inF)) return Linear(x, weight, bias) + residual;
+        Span<int> shape = stackalloc int[x.Rank];
+        x.ShapeSpan.CopyTo(shape);
+        shape[^1] = outF;
+        if (!residual.ShapeSpan.SequenceEqual(shape))
+            throw new ArgumentException($"linear: residual {Tensor.ShapeString(residual.ShapeSpan)} does not match the output {Tensor.ShapeString(shape)}");
+        var y = Tensor.Empty(shape);
+        unsafe
+        {
+            fixed (float* px = x.Data)
+            fixed (float* pw = weight.Data)
+            fixed (float* pb = bias?.Data)
+            fixed (float* pr = residual.Data)
+            fixed (float* py = y.Data)
+                Gemm.LinearFused(rows, outF, inF, px, pw, new GemmEpilogue(bias is null ? null : pb, false, pr), py);
+        }
+        var st = new LinearResidualState
+        {
+            Linear = new LinearState { X = x, Weight = weight, Bias = bias, Rows = rows, In = inF, Out = outF },
+            Residual = residual,
+        };
+        return Autograd.Record(y, "linear_residual", [x, weight, bias, residual], st, static (in LinearResidualState s, Tensor r) =>
+        {
+            var g = r.Grad!.Data;
+            if (s.Residual.RequiresGrad) s.Residual.AccumulateGrad(g.AsSpan(0, s.Linear.Rows * s.Linear.Out));
+            LinearBackward(s.Linear, g);
+        });
     }
 
     private static Tensor LinearFused(Tensor x, Tensor weight, Tensor? bias, bool gelu, Tensor? residual, string name)

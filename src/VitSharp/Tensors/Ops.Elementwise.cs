@@ -238,10 +238,11 @@ public sealed partial class Tensor
     private struct GeluChunks : Kernels.Parallel2.IChunkBody
     {
         public float[] X, Y, G, Dx;
+        public bool Accumulate;
         public readonly void Run(int chunk, int s, int n)
         {
             if (G is null) Kernels.GeluKernel.Forward(X.AsSpan(s, n), Y.AsSpan(s, n));
-            else Kernels.GeluKernel.Backward(G.AsSpan(s, n), X.AsSpan(s, n), Dx.AsSpan(s, n));
+            else Kernels.GeluKernel.Backward(G.AsSpan(s, n), X.AsSpan(s, n), Dx.AsSpan(s, n), Accumulate);
         }
     }
 
@@ -254,9 +255,10 @@ public sealed partial class Tensor
         OpTrace.Current?.Op("gelu", result, [this], OpAttributes.None);
         return Autograd.Record(result, "gelu", [this], new UnaryState { X = this, Chunks = chunks }, static (in UnaryState s, Tensor r) =>
         {
+            // The first gradient of x is written, not added to a cleared buffer (the same values).
             var x = s.X;
-            x.GradSpan();
-            Kernels.Parallel2.For(x.Size, s.Chunks, new GeluChunks { X = x.Data, G = r.Grad!.Data, Dx = x.Grad!.Data });
+            var dx = x.GradForWrite(out bool fresh);
+            Kernels.Parallel2.For(x.Size, s.Chunks, new GeluChunks { X = x.Data, G = r.Grad!.Data, Dx = dx, Accumulate = !fresh });
         });
     }
 }

@@ -28,6 +28,41 @@ public class GeluKernelTests
     }
 
     [Fact]
+    public void BackwardGivesTheSameBitsWhereverTheSpanIsCut()
+    {
+        // 16-lane blocks, 8-lane blocks and the padded tail run the same operations per element, so a chunk boundary
+        // (the ops split rows over threads) must not change any element's result.
+        const int n = 16 * 7 + 8 + 5;
+        var x = TestData.Uniform(3, -6, 6, n).Data;
+        var dy = TestData.Uniform(4, -1, 1, n).Data;
+        var whole = new float[n];
+        GeluKernel.Backward(dy, x, whole);
+        foreach (int cut in new[] { 1, 5, 8, 13, 16, 23, 31, 64, 100 })
+        {
+            var parts = new float[n];
+            GeluKernel.Backward(dy.AsSpan(0, cut), x.AsSpan(0, cut), parts.AsSpan(0, cut));
+            GeluKernel.Backward(dy.AsSpan(cut), x.AsSpan(cut), parts.AsSpan(cut));
+            Assert.Equal(whole, parts);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(37)]
+    [InlineData(16 * 5 + 8 + 3)]
+    public void BackwardWithoutAccumulateOverwritesWhateverDxHeld(int n)
+    {
+        var x = TestData.Uniform(5, -6, 6, n).Data;
+        var dy = TestData.Uniform(6, -1, 1, n).Data;
+        var added = new float[n];
+        GeluKernel.Backward(dy, x, added);
+        var written = Enumerable.Repeat(float.NaN, n).ToArray();
+        GeluKernel.Backward(dy, x, written, accumulate: false);
+        Assert.Equal(added, written);
+        Assert.Throws<ArgumentException>(() => GeluKernel.Backward(dy.AsSpan(1), x, written, accumulate: false));
+    }
+
+    [Fact]
     public void KnownPointsAndTails()
     {
         var x = new float[] { 0f, 1f, -1f, 10f, -10f, 40f, -40f };

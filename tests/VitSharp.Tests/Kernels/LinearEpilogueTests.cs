@@ -190,6 +190,54 @@ public class LinearEpilogueTests
         Assert.Equal(b2.Grad!.Data, b.Grad!.Data);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public unsafe void TheTrainingLinearAddsItsBiasInTheEpilogueWithTheBitsOfBiasFirstUpToOneKBlock(bool serial)
+    {
+        // F.Linear with gradients adds the bias in the managed kernel's epilogue wherever its product runs on the managed
+        // kernel (a data-parallel replica's serial thread; small products under Auto). Up to k = KC (one packed block) that
+        // is acc + bias rounded once, the same bits as the bias copied into y first and the product added with beta = 1;
+        // above it the bias follows the blocks' partial sums, within float rounding of the double twin.
+        int seed = 40;
+        foreach (var (m, n, k) in new[] { (50, 96, 96), (50, 288, 96), (37, 192, 200), (64, 96, 256), (33, 65, 300), (9, 10, 520) })
+        {
+            var xv = Random(m * k, seed++, 2f);
+            var wv = Random(n * k, seed++, 0.5f);
+            var bv = Random(n, seed++);
+            var x = Tensor.FromArray(xv, m, k); x.RequiresGrad = true;
+            var w = Tensor.FromArray(wv, n, k); w.RequiresGrad = true;
+            var b = Tensor.FromArray(bv, n); b.RequiresGrad = true;
+            Tensor y;
+            bool epilogue;
+            using (serial ? ComputeThreads.Serial() : default(ComputeThreads.SerialScope?))
+            {
+                y = F.Linear(x, w, b);
+                epilogue = Gemm.LinearBiasInEpilogue(m, n, k);
+            }
+            if (serial) Assert.True(epilogue, $"[{m}, {k}] → {n} on a serial thread should add the bias in the epilogue");
+            var biasFirst = new float[m * n];
+            for (int i = 0; i < m; i++) bv.CopyTo(biasFirst, i * n);
+            Gemm.Sgemm(epilogue ? GemmBackend.Managed : Gemm.Backend, false, true, m, n, k, 1f, xv, k, wv, k, 1f, biasFirst, n,
+                parallel: !serial);
+            if (k <= GemmManaged.KC) Assert.Equal(biasFirst, y.Data[..(m * n)]);
+            var (expected, scale) = Reference(xv, wv, bv, m, n, k, gelu: false);
+            AssertNear(expected, scale, y.Data, k, $"linear [{m}, {k}] → {n}, serial {serial}");
+            // The backward is the Linear's: db is the column sum of dy.
+            y.Sum().Backward();
+            Assert.All(b.Grad!.Data[..n], g => Assert.Equal((float)m, g));
+        }
+    }
+
+    [Fact]
+    public void ATrainingLinearRefusesABiasOfTheWrongLength()
+    {
+        var x = Tensor.Zeros(2, 3); x.RequiresGrad = true;
+        var e = Assert.Throws<ArgumentException>(() => F.Linear(x, Tensor.Zeros(4, 3), Tensor.Zeros(5)));
+        Assert.Contains("bias [5]", e.Message);
+        Assert.Contains("4 output features", e.Message);
+    }
+
     private static IReadOnlyList<(string Op, double Ms, long Calls, long Bytes)> Profile(Func<Tensor> forward, out Tensor output)
     {
         OpProfiler.Enable();
@@ -227,16 +275,27 @@ public class LinearEpilogueTests
     }
 
     [Fact]
-    public void TrainingForwardsDoNotFuse()
+    public void TrainingForwardsFuseTheResidualsOnlyAndGiveTheUnfusedLogitsAndGradientsBitForBit()
     {
+        // In training the blocks add their residuals in the last Linears' epilogues (one linear_residual op each); GELU stays
+        // apart (its input is kept for the backward). With a hook in the tree they run Linear, then add. k ≤ KC here, so the
+        // values are the same bits either way, and so are the gradients (residual.grad += dy, then the Linear's backward).
         var model = Presets.Get("vit-fmnist").Spec.Build();
         model.Train();
         var images = Tensor.RandN(new Random(6), 0, 1, 2, 1, 28, 28);
         var p = Profile(() => model.Forward(images), out var logits);
         Assert.DoesNotContain(p, r => r.Op == "fwd linear_gelu");
-        Assert.DoesNotContain(p, r => r.Op == "fwd linear_residual");
+        Assert.Equal(12, p.Single(r => r.Op == "fwd linear_residual").Calls);
         logits.Sum().Backward();
-        Assert.All(model.Parameters(), t => Assert.NotNull(t.Grad));
+        var fusedGrads = model.NamedParameters().ToDictionary(t => t.Name, t => t.Parameter.Grad!.Data.ToArray());
+        model.ZeroGrad();
+        using var hook = model.NamedModules().Select(t => t.Module).First(m => m is GELU).RegisterForwardHook((_, _, _) => { });
+        var pu = Profile(() => model.Forward(images), out var unfused);
+        Assert.DoesNotContain(pu, r => r.Op == "fwd linear_residual");
+        Assert.Equal(logits.Data, unfused.Data);
+        unfused.Sum().Backward();
+        foreach (var (name, t) in model.NamedParameters())
+            Assert.True(fusedGrads[name].AsSpan().SequenceEqual(t.Grad!.Data), $"{name}: fused and unfused gradients differ");
     }
 
     [Theory]
