@@ -38,13 +38,15 @@ public static class AttentionKernel
         Run(batch * heads, n * n * 2L * d, new Groups { Mode = GroupMode.ForwardPacked, Tiles = Tiles(n, d), Q = qkv, P = probs, Out = o, N = n, M = n, D = d, Heads = heads, Scale = scale });
     }
 
-    /// <summary>Backward pass of <see cref="ForwardPacked"/>; accumulates into dqkv [B, N, 3, H, D].</summary>
+    /// <summary>Backward pass of <see cref="ForwardPacked"/>; accumulates into dqkv [B, N, 3, H, D], or with
+    /// <paramref name="accumulate"/> false writes all of it (dqkv need not be cleared: the same values as adding to zeros).</summary>
     public static void BackwardPacked(float[] dout, float[] qkv, float[] probs, int batch, int n, int heads, int d,
-        float scale, float[] dqkv)
+        float scale, float[] dqkv, bool accumulate = true)
     {
         Run(batch * heads, n * n * 4L * d, new Groups
         {
             Mode = GroupMode.BackwardPacked, Tiles = Tiles(n, d), Q = qkv, P = probs, Out = dout, N = n, M = n, D = d, Heads = heads, Scale = scale, Dq = dqkv,
+            Overwrite = !accumulate,
         });
     }
 
@@ -103,6 +105,8 @@ public static class AttentionKernel
         public float[] Q, Out; public float[]? K, V, P, Dq, Dk, Dv;
         // Window attention (packed modes only): bias [H, N, N], mask [W, N, N] or null; dS per group [G·H, N, N] backward.
         public float[]? Bias, Mask, DScores; public int Windows;
+        // Backward: write dQ, dK, dV instead of adding to them (a fresh gradient buffer, not cleared).
+        public bool Overwrite;
         public int N, M, D, Heads; public float Scale;
 
         public readonly void Run(int g)
@@ -134,7 +138,7 @@ public static class AttentionKernel
                     int qb = b * n * ld + h * d;
                     BackwardGroup(Tiles, Out.AsSpan(b * n * hd + h * d), hd, Q.AsSpan(qb), ld, Q.AsSpan(qb + hd), ld, Q.AsSpan(qb + 2 * hd), ld,
                         P.AsSpan(g * n * n, n * n), n, n, d, Scale, Dq.AsSpan(qb), Dq.AsSpan(qb + hd), Dq.AsSpan(qb + 2 * hd), ld,
-                        DScores is null ? Span<float>.Empty : DScores.AsSpan(g * n * n, n * n));
+                        DScores is null ? Span<float>.Empty : DScores.AsSpan(g * n * n, n * n), !Overwrite);
                     break;
                 }
             }
@@ -190,19 +194,21 @@ public static class AttentionKernel
     // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P∘(dP − rowsum(dP∘P)); dQ += scale·dS·K; dK += scale·dSᵀ·Q.
     private static unsafe void BackwardGroup(bool tiles, ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
         ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p,
-        int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1, Span<float> dScores = default)
+        int n, int m, int d, float scale, Span<float> dq, Span<float> dk, Span<float> dv, int ldg = -1, Span<float> dScores = default,
+        bool accumulate = true)
     {
         int ldDq = ldg < 0 ? ldq : ldg, ldDk = ldg < 0 ? ldk : ldg, ldDv = ldg < 0 ? ldv : ldg;
         if (tiles)
         {
-            BackwardTiles(dout, ldo, q, ldq, k, ldk, v, ldv, p, n, m, d, scale, dq, ldDq, dk, ldDk, dv, ldDv, dScores);
+            BackwardTiles(dout, ldo, q, ldq, k, ldk, v, ldv, p, n, m, d, scale, dq, ldDq, dk, ldDk, dv, ldDv, dScores, accumulate);
             return;
         }
+        float beta = accumulate ? 1f : 0f;
         // dS in padded rows (ld M8) for the fused row kernel where the CPU has it.
         bool fused = VectorMath.IsSupported;
         int ld = fused ? AttentionTiles.Pad8(m) : m;
         var ds = AttentionTiles.Scratch(n * ld).AsSpan(0, n * ld);
-        Gemm.Sgemm(true, false, m, d, n, 1f, p, m, dout, ldo, 1f, dv, ldDv, parallel: false);
+        Gemm.Sgemm(true, false, m, d, n, 1f, p, m, dout, ldo, beta, dv, ldDv, parallel: false);
         Gemm.Sgemm(false, true, n, m, d, 1f, dout, ldo, v, ldv, 0f, ds, ld, parallel: false);
         if (fused)
             fixed (float* pp = p, pd = ds) AttentionTiles.SoftmaxBackwardRows(pp, pd, n, m, ld);
@@ -216,8 +222,8 @@ public static class AttentionKernel
                 TensorPrimitives.Multiply(dr, pr, dr);
             }
         CopyRows(ds, ld, n, m, dScores);
-        Gemm.Sgemm(false, false, n, d, m, scale, ds, ld, k, ldk, 1f, dq, ldDq, parallel: false);
-        Gemm.Sgemm(true, false, m, d, n, scale, ds, ld, q, ldq, 1f, dk, ldDk, parallel: false);
+        Gemm.Sgemm(false, false, n, d, m, scale, ds, ld, k, ldk, beta, dq, ldDq, parallel: false);
+        Gemm.Sgemm(true, false, m, d, n, scale, ds, ld, q, ldq, beta, dk, ldDk, parallel: false);
     }
 
     // S = scale·Q·Kᵀ into a padded scratch (Kᵀ copied to a [D, M8] panel), softmax row by row into P (kept for the
@@ -243,20 +249,20 @@ public static class AttentionKernel
     // column-wise in place (ColsTimesPanel), Vᵀ copied to a scratch panel so dO·Vᵀ reads its right operand row by row.
     private static unsafe void BackwardTiles(ReadOnlySpan<float> dout, int ldo, ReadOnlySpan<float> q, int ldq,
         ReadOnlySpan<float> k, int ldk, ReadOnlySpan<float> v, int ldv, ReadOnlySpan<float> p, int n, int m, int d, float scale,
-        Span<float> dq, int ldDq, Span<float> dk, int ldDk, Span<float> dv, int ldDv, Span<float> dScores)
+        Span<float> dq, int ldDq, Span<float> dk, int ldDk, Span<float> dv, int ldDv, Span<float> dScores, bool accumulate)
     {
         int mp = AttentionTiles.Pad8(m);
         var scratch = AttentionTiles.Scratch(d * mp + n * mp);
         fixed (float* pdo = dout, pq = q, pk = k, pv = v, pp = p, pdq = dq, pdk = dk, pdv = dv, ps = scratch)
         {
             float* vt = ps, dp = ps + d * mp;
-            AttentionTiles.ColsTimesPanel(pp, m, pdo, ldo, pdv, ldDv, m, d, n, 1f, accumulate: true);     // dV += Pᵀ·dO
+            AttentionTiles.ColsTimesPanel(pp, m, pdo, ldo, pdv, ldDv, m, d, n, 1f, accumulate);           // dV += Pᵀ·dO
             AttentionTiles.Transpose(pv, ldv, m, d, vt, mp);                                            // Vᵀ [D, M8]
             AttentionTiles.RowsTimesPanel(pdo, ldo, vt, mp, dp, mp, n, mp, d, 1f, accumulate: false);   // dP [N, M8]
             AttentionTiles.SoftmaxBackwardRows(pp, dp, n, m, mp);                                       // dS [N, M8]
             CopyRows(scratch.AsSpan(d * mp, n * mp), mp, n, m, dScores);                                // window bias: dS out
-            AttentionTiles.RowsTimesPanel(dp, mp, pk, ldk, pdq, ldDq, n, d, m, scale, accumulate: true);  // dQ += s·dS·K
-            AttentionTiles.ColsTimesPanel(dp, mp, pq, ldq, pdk, ldDk, m, d, n, scale, accumulate: true);  // dK += s·dSᵀ·Q
+            AttentionTiles.RowsTimesPanel(dp, mp, pk, ldk, pdq, ldDq, n, d, m, scale, accumulate);        // dQ += s·dS·K
+            AttentionTiles.ColsTimesPanel(dp, mp, pq, ldq, pdk, ldDk, m, d, n, scale, accumulate);        // dK += s·dSᵀ·Q
         }
     }
 

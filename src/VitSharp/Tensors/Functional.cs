@@ -361,9 +361,9 @@ public static partial class F
         var st = new AttentionState { Q = qkv, P = p, Groups = b, N = n, M = heads, D = d, Scale = s };
         return Autograd.Record(o, "mha", [qkv], st, static (in AttentionState s, Tensor r) =>
         {
-            var qkv = s.Q;
-            qkv.GradSpan();
-            Kernels.AttentionKernel.BackwardPacked(r.Grad!.Data, qkv.Data, s.P, s.Groups, s.N, s.M, s.D, s.Scale, qkv.Grad!.Data);
+            // The first gradient of qkv is written, not added to a cleared buffer (the same values).
+            var dqkv = s.Q.GradForWrite(out bool fresh);
+            Kernels.AttentionKernel.BackwardPacked(r.Grad!.Data, s.Q.Data, s.P, s.Groups, s.N, s.M, s.D, s.Scale, dqkv, accumulate: !fresh);
         });
     }
 

@@ -27,6 +27,38 @@ public class AttentionKernelTests
         finally { AttentionKernel.UseTiles = saved; }
     }
 
+    [Theory]
+    [InlineData(2, 50, 3, 32, true)]
+    [InlineData(2, 50, 3, 32, false)]
+    [InlineData(3, 7, 2, 8, true)]
+    [InlineData(1, 9, 2, 7, false)]
+    [InlineData(8, 16, 4, 16, true)]
+    public void PackedBackwardWithoutAccumulateWritesWhatAddingToZerosGives(int batch, int n, int heads, int d, bool tiles)
+    {
+        // A fresh qkv gradient is written, not cleared and added to: every element of dqkv belongs to one (image, head)
+        // group, so all of it is written, and the values are those of accumulating into zeros.
+        bool saved = AttentionKernel.UseTiles;
+        AttentionKernel.UseTiles = tiles;
+        try
+        {
+            var rng = new Random(batch * 100 + n);
+            float[] Rand(int len) => Enumerable.Range(0, len).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            var qkv = Rand(batch * n * 3 * heads * d);
+            var dout = Rand(batch * n * heads * d);
+            var o = new float[batch * n * heads * d];
+            var probs = new float[batch * heads * n * n];
+            float scale = 1f / MathF.Sqrt(d);
+            AttentionKernel.ForwardPacked(qkv, batch, n, heads, d, scale, probs, o);
+            var added = new float[qkv.Length];
+            AttentionKernel.BackwardPacked(dout, qkv, probs, batch, n, heads, d, scale, added);
+            var written = Enumerable.Repeat(float.NaN, qkv.Length).ToArray();
+            AttentionKernel.BackwardPacked(dout, qkv, probs, batch, n, heads, d, scale, written, accumulate: false);
+            Assert.Equal(added, written);
+            Assert.Contains(added, v => v != 0);
+        }
+        finally { AttentionKernel.UseTiles = saved; }
+    }
+
     [Fact]
     public void ThePathSwitchBelongsToTheCallingThread()
     {
