@@ -91,15 +91,19 @@ public sealed class TimmAttention : Module
     /// <inheritdoc/>
     protected override Tensor ForwardCore(Tensor x)
     {
+        return ProjDrop.Forward(Proj.Forward(BeforeProj(x)));
+    }
+
+    /// <summary>Everything before the output projection: the heads' outputs [B, N, C].</summary>
+    internal Tensor BeforeProj(Tensor x)
+    {
         if (x.Rank != 3 || x.Dim(2) != Dim)
             throw new ArgumentException($"attention: expected [B, N, {Dim}], got {Tensor.ShapeString(x.ShapeSpan)}");
         int h = NumHeads, d = HeadDim;
         var qkv = Qkv.Forward(x);                                                 // [B, N, 3·C]
-        Tensor o;
         if (Training && AttnDrop.P > 0)   // dropout on the attention probabilities needs the unfused path
-            o = MultiheadAttention.Unfused(qkv, h, d, Scale, scaleQuery: true, AttnDrop, Attend);
-        else o = F.MultiHeadAttention(qkv, h, Scale, Attend.WhenObserved(AttnDrop));        // [B, N, C]
-        return ProjDrop.Forward(Proj.Forward(o));
+            return MultiheadAttention.Unfused(qkv, h, d, Scale, scaleQuery: true, AttnDrop, Attend);
+        return F.MultiHeadAttention(qkv, h, Scale, Attend.WhenObserved(AttnDrop));          // [B, N, C]
     }
 }
 
@@ -130,11 +134,20 @@ public sealed class TimmMlp : Module
     /// <remarks>Without gradients and hooks on fc1 and act, fc1 and GELU run fused (<see cref="F.LinearGelu"/>).</remarks>
     protected override Tensor ForwardCore(Tensor x)
     {
+        return _drop2.Forward(Fc2.Forward(BeforeFc2(x)));
+    }
+
+    /// <summary>Everything before fc2: drop1(act(fc1(x))).</summary>
+    internal Tensor BeforeFc2(Tensor x)
+    {
         var h = !Autograd.IsEnabled && F.FuseEpilogues && !Fc1.HasForwardHooks && !_act.HasForwardHooks
             ? F.LinearGelu(x, Fc1.Weight, Fc1.Bias)
             : _act.Forward(Fc1.Forward(x));
-        return _drop2.Forward(Fc2.Forward(_drop1.Forward(h)));
+        return _drop1.Forward(h);
     }
+
+    /// <summary>Whether drop2 passes its input through (eval mode or p = 0).</summary>
+    internal bool Drop2Inactive => !Training || _drop2.P == 0;
 }
 
 /// <summary>
@@ -175,8 +188,18 @@ public sealed class TimmBlock : Module
     }
 
     /// <inheritdoc/>
+    /// <remarks>With no hooks in the block, no ONNX trace and the dropouts after the projections and the stochastic depth
+    /// inactive (eval mode or p = 0), each residual add runs in the epilogue of the branch's last Linear
+    /// (<see cref="F.LinearResidual"/>: attn.proj and mlp.fc2), at inference and in training; the same values as the two
+    /// steps (to float rounding where K spans more than one packed block).</remarks>
     protected override Tensor ForwardCore(Tensor x)
     {
+        if (F.FuseEpilogues && OpTrace.Current is null && !HasForwardHooksInTree()
+            && (!Training || DropPath1.P == 0 && DropPath2.P == 0 && Attn.ProjDrop.P == 0) && Mlp.Drop2Inactive)
+        {
+            x = F.LinearResidual(Attn.BeforeProj(Norm1.Forward(x)), Attn.Proj.Weight, Attn.Proj.Bias, x);
+            return F.LinearResidual(Mlp.BeforeFc2(Norm2.Forward(x)), Mlp.Fc2.Weight, Mlp.Fc2.Bias, x);
+        }
         x = x + DropPath1.Forward(Attn.Forward(Norm1.Forward(x)));
         return x + DropPath2.Forward(Mlp.Forward(Norm2.Forward(x)));
     }

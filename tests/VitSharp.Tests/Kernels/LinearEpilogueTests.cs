@@ -299,6 +299,37 @@ public class LinearEpilogueTests
     }
 
     [Theory]
+    [InlineData(true, 0f)]
+    [InlineData(false, 0f)]
+    [InlineData(true, 0.2f)]
+    public void ATimmBlockAddsItsResidualsInItsLastLinearsAndGivesTheTwoStepValuesAndGradients(bool training, float dropPath)
+    {
+        // timm's Block: x + attn.proj(…) and x + mlp.fc2(…) as linear_residual ops when nothing can see the difference
+        // (no hooks, stochastic depth and dropout inactive); k ≤ KC here, so the same bits as the two steps.
+        var block = new VitSharp.Models.TimmBlock(64, 4, mlpRatio: 4.0, qkvBias: true, dropPath: dropPath);
+        if (training) block.Train(); else block.Eval();
+        var x = Tensor.RandN(new Random(8), 0, 1, 2, 10, 64);
+        x.RequiresGrad = true;
+        using var grad = training ? (IDisposable?)null : VitSharp.Autograd.NoGrad();
+        var p = Profile(() => block.Forward(x), out var fused);
+        bool expectFused = dropPath == 0;
+        Assert.Equal(expectFused ? 2 : 0, p.Where(r => r.Op == "fwd linear_residual").Sum(r => r.Calls));
+        using var hook = block.Mlp.Fc2.RegisterForwardHook((_, _, _) => { });
+        var unfusedProfile = Profile(() => block.Forward(x), out var unfused);
+        Assert.DoesNotContain(unfusedProfile, r => r.Op == "fwd linear_residual");
+        if (dropPath > 0) return;   // stochastic depth draws new masks each forward: nothing to compare
+        Assert.Equal(unfused.Data[..unfused.Size], fused.Data[..fused.Size]);
+        if (!training) return;
+        fused.Sum().Backward();
+        var fusedGrads = block.NamedParameters().Select(t => t.Parameter.Grad!.Data.ToArray()).Append(x.Grad!.Data.ToArray()).ToList();
+        block.ZeroGrad();
+        x.ZeroGrad();
+        unfused.Sum().Backward();
+        var unfusedGrads = block.NamedParameters().Select(t => t.Parameter.Grad!.Data.ToArray()).Append(x.Grad!.Data.ToArray()).ToList();
+        for (int i = 0; i < fusedGrads.Count; i++) Assert.Equal(unfusedGrads[i], fusedGrads[i]);
+    }
+
+    [Theory]
     [InlineData(InferencePrecision.Int8)]
     [InlineData(InferencePrecision.BFloat16)]
     public void LowPrecisionLayersFuseGeluIntoTheirBlocks(InferencePrecision precision)
