@@ -4,21 +4,24 @@ using VitSharp.Kernels;
 
 namespace VitSharp.Bench;
 
-/// <summary>A GEMM problem: C[m,n] = A[m,k]·op(B); transB mirrors a PyTorch Linear (weight stored [out, in]).</summary>
-public readonly record struct GemmShape(int M, int N, int K, bool TransB)
+/// <summary>A GEMM problem: C[m,n] = op(A)·op(B); transB mirrors a PyTorch Linear (weight stored [out, in]); transA stores
+/// A [k, m] (a Linear's weight gradient dyᵀ·x).</summary>
+public readonly record struct GemmShape(int M, int N, int K, bool TransB, bool TransA = false)
 {
     /// <summary>2·m·n·k.</summary>
     public double Flops => 2.0 * M * N * K;
 
     /// <inheritdoc/>
-    public override string ToString() => $"{M}x{N}x{K}{(TransB ? " (B^T)" : "")}";
+    public override string ToString() => $"{M}x{N}x{K}{(TransA ? " (A^T)" : "")}{(TransB ? " (B^T)" : "")}";
 
-    /// <summary>Parses "MxNxK" (B stored [k, n]) or "MxNxKt" (B stored [n, k]).</summary>
+    /// <summary>Parses "MxNxK" (B stored [k, n]) with optional suffixes: "t" for B stored [n, k], "a" for A stored [k, m]
+    /// (e.g. "96x96x3200a", "3200x96x96t").</summary>
     public static GemmShape Parse(string text)
     {
-        bool t = text.EndsWith('t');
-        var p = text.TrimEnd('t').Split('x').Select(int.Parse).ToArray();
-        return new GemmShape(p[0], p[1], p[2], t);
+        string core = text.TrimEnd('t', 'a');
+        string suffix = text[core.Length..];
+        var p = core.Split('x').Select(int.Parse).ToArray();
+        return new GemmShape(p[0], p[1], p[2], suffix.Contains('t'), suffix.Contains('a'));
     }
 
     /// <summary>ViT-B/16 batch-1 shapes (qkv, proj, fc1, fc2) and 2048³.</summary>
@@ -52,10 +55,10 @@ public sealed class GemmOperands
         if ((int)backend == 103)
         {
             // Managed on the calling thread only (parallel: false).
-            Gemm.Sgemm(GemmBackend.Managed, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N, parallel: false);
+            Gemm.Sgemm(GemmBackend.Managed, s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, s.TransA ? s.M : s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N, parallel: false);
             return;
         }
-        Gemm.Sgemm(backend, false, s.TransB, s.M, s.N, s.K, 1f, A, s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N);
+        Gemm.Sgemm(backend, s.TransA, s.TransB, s.M, s.N, s.K, 1f, A, s.TransA ? s.M : s.K, B, s.TransB ? s.K : s.N, 0f, C, s.N);
     }
 }
 

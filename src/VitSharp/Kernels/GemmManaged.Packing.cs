@@ -19,7 +19,15 @@ internal static unsafe partial class GemmManaged
             {
                 // A stored [k, m]: element (i, p) at a[p*lda + i]; MR contiguous floats per p.
                 float* s = a + (long)pc * lda + ic + ir;
-                if (mr == MR)
+                if (Avx.IsSupported)
+                {
+                    // One masked 8-lane load of the mr floats (no read past them) and one 8-float store per p: its two
+                    // (or more) zero lanes spill into the next p's slot, which the next store overwrites (the last one into
+                    // the next panel, packed after this one, or the buffer's slack), as in the [m, k] case below.
+                    var mask = Vector256.LessThan(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(mr)).AsSingle();
+                    for (int p = 0; p < kb; p++, s += lda, d += MR) Avx.Store(d, Avx.MaskLoad(s, mask));
+                }
+                else if (mr == MR)
                 {
                     for (int p = 0; p < kb; p++, s += lda, d += MR)
                     {
