@@ -25,7 +25,7 @@ public static unsafe class AttentionPartsBench
             {
                 ("transpose K [n,d]→[d,mp]", 0, () => AttentionTiles.Transpose(pkc, d, n, d, pktc, mp)),
                 ($"S = Q·Kᵀ ({n}×{mp}×{d})", 2.0 * n * mp * d, () => AttentionTiles.RowsTimesPanel(pqc, d, pktc, mp, psc, mp, n, mp, d, 1f, false)),
-                ($"softmax {n} rows of {n}", 0, () => { for (int i = 0; i < n; i++) AttentionTiles.SoftmaxRow(psc + i * mp, n, ppc + i * n); }),
+                ($"softmax {n} rows of {n}", 0, () => AttentionTiles.SoftmaxRows(psc, n, n, mp, ppc, n)),
                 ($"O = P·V ({n}×{d}×{n})", 2.0 * n * d * n, () => AttentionTiles.RowsTimesPanel(ppc, n, pkc, d, poc, d, n, d, n, 1f, false)),
                 ($"dV = Pᵀ·dO ({n}×{d}×{n})", 2.0 * n * d * n, () => AttentionTiles.ColsTimesPanel(ppc, n, pqc, d, poc, d, n, d, n, 1f, true)),
             };

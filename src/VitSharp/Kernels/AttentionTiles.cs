@@ -337,7 +337,66 @@ internal static unsafe class AttentionTiles
     /// <summary><see cref="SoftmaxRow"/> over n score rows s (stride lds) into P [n, m] (stride ldp; p = s, ldp = lds: in place).</summary>
     public static void SoftmaxRows(float* s, int n, int m, int lds, float* p, int ldp)
     {
-        for (int i = 0; i < n; i++) SoftmaxRow(s + (long)i * lds, m, p + (long)i * ldp);
+        int i = 0;
+        // Rows without a 16-lane prefix two at a time: the same operations per row, interleaved, so that one row's
+        // dependency chains (max, sum) overlap the other's.
+        if (!(Avx512F.IsSupported && m >= 64))
+            for (; i + 2 <= n; i += 2)
+                SoftmaxRowPair(s + (long)i * lds, s + (long)(i + 1) * lds, m, p + (long)i * ldp, p + (long)(i + 1) * ldp);
+        for (; i < n; i++) SoftmaxRow(s + (long)i * lds, m, p + (long)i * ldp);
+    }
+
+    // SoftmaxRow's 8-lane path on two rows at once (each row's operations in SoftmaxRow's order: the same bits).
+    private static void SoftmaxRowPair(float* s0, float* s1, int m, float* p0, float* p1)
+    {
+        int full = m & ~7, rem = m - full;
+        var mask = rem == 0 ? Vector256<float>.Zero : TailMask(rem);
+        var ninf = Vector256.Create(float.NegativeInfinity);
+        var vmax0 = ninf; var vmax1 = ninf;
+        for (int j = 0; j < full; j += 8)
+        {
+            vmax0 = Avx.Max(vmax0, Avx.LoadVector256(s0 + j));
+            vmax1 = Avx.Max(vmax1, Avx.LoadVector256(s1 + j));
+        }
+        if (rem != 0)
+        {
+            vmax0 = Avx.Max(vmax0, Avx.BlendVariable(ninf, Avx.LoadVector256(s0 + full), mask));
+            vmax1 = Avx.Max(vmax1, Avx.BlendVariable(ninf, Avx.LoadVector256(s1 + full), mask));
+        }
+        var mx0 = Vector256.Create(HorizontalMax(vmax0));
+        var mx1 = Vector256.Create(HorizontalMax(vmax1));
+        var vsum0 = Vector256<float>.Zero; var vsum1 = vsum0;
+        for (int j = 0; j < full; j += 8)
+        {
+            var e0 = VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s0 + j), mx0));
+            var e1 = VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s1 + j), mx1));
+            Avx.Store(s0 + j, e0); Avx.Store(s1 + j, e1);
+            vsum0 = Avx.Add(vsum0, e0); vsum1 = Avx.Add(vsum1, e1);
+        }
+        if (rem != 0)
+        {
+            var e0 = Avx.And(VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s0 + full), mx0)), mask);
+            var e1 = Avx.And(VectorMath.Exp(Avx.Subtract(Avx.LoadVector256(s1 + full), mx1)), mask);
+            Avx.Store(s0 + full, e0); Avx.Store(s1 + full, e1);
+            vsum0 = Avx.Add(vsum0, e0); vsum1 = Avx.Add(vsum1, e1);
+        }
+        float sum0 = Vector256.Sum(vsum0), sum1 = Vector256.Sum(vsum1);
+        float inv0 = 1f / sum0, inv1 = 1f / sum1;
+        float floor0 = 2f * MinNormal * sum0, floor1 = 2f * MinNormal * sum1;
+        var vinv0 = Vector256.Create(inv0); var vinv1 = Vector256.Create(inv1);
+        var vfloor0 = Vector256.Create(floor0); var vfloor1 = Vector256.Create(floor1);
+        for (int j = 0; j < full; j += 8)
+        {
+            var e0 = Avx.LoadVector256(s0 + j);
+            var e1 = Avx.LoadVector256(s1 + j);
+            Avx.Store(p0 + j, Avx.Multiply(Avx.And(e0, Avx.CompareGreaterThanOrEqual(e0, vfloor0)), vinv0));
+            Avx.Store(p1 + j, Avx.Multiply(Avx.And(e1, Avx.CompareGreaterThanOrEqual(e1, vfloor1)), vinv1));
+        }
+        for (int j = full; j < m; j++)
+        {
+            p0[j] = s0[j] >= floor0 ? s0[j] * inv0 : 0f;
+            p1[j] = s1[j] >= floor1 ? s1[j] * inv1 : 0f;
+        }
     }
 
     /// <summary><see cref="SoftmaxBackwardRow"/> over n rows of dP (stride ldd) against P [n, m], in place.</summary>

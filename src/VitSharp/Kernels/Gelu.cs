@@ -164,6 +164,7 @@ public static class GeluKernel
         return x * p / q;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Erf(Vector512<float> a)
     {
         var x = Vector512.Min(Vector512.Max(a, Vector512.Create(-4f)), Vector512.Create(4f));
@@ -178,6 +179,7 @@ public static class GeluKernel
         return x * p / q;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Erf(Vector256<float> a)
     {
         var x = Vector256.Min(Vector256.Max(a, Vector256.Create(-4f)), Vector256.Create(4f));

@@ -40,6 +40,45 @@ public unsafe class AttentionTilesTests
         Assert.Equal(42f, into[m]); // nothing written past the row
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(5, 7)]
+    [InlineData(7, 50)]
+    [InlineData(4, 63)]
+    [InlineData(3, 64)]
+    [InlineData(6, 100)]
+    public void SoftmaxRowsGiveEachRowSoftmaxRowsBitsInPlaceAndIntoP(int n, int m)
+    {
+        // Rows go two at a time (interleaved) where they have no 16-lane prefix; every row must still get SoftmaxRow's bits,
+        // with a shift-mask-like −100 in some rows (the subnormal floor) and garbage in the padding.
+        int mp = AttentionTiles.Pad8(m);
+        var x = TestData.Uniform(n * 31 + m, -6, 6, n * mp).Data;
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = m; j < mp; j++) x[i * mp + j] = 1e6f;
+            if (i % 2 == 1) for (int j = 0; j < m; j += 3) x[i * mp + j] -= 100f;
+        }
+        var single = (float[])x.Clone();
+        var singleP = new float[n * m];
+        var rows = (float[])x.Clone();
+        var rowsP = new float[n * m];
+        var inPlace = (float[])x.Clone();
+        var inPlaceSingle = (float[])x.Clone();
+        fixed (float* ps = single, psp = singleP, pr = rows, prp = rowsP, pi = inPlace, pis = inPlaceSingle)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                AttentionTiles.SoftmaxRow(ps + i * mp, m, psp + i * m);
+                AttentionTiles.SoftmaxRow(pis + i * mp, m, pis + i * mp);
+            }
+            AttentionTiles.SoftmaxRows(pr, n, m, mp, prp, m);
+            AttentionTiles.SoftmaxRows(pi, n, m, mp, pi, mp);
+        }
+        Assert.Equal(singleP, rowsP);
+        Assert.Equal(single, rows);          // the unnormalised exponentials left in s
+        Assert.Equal(inPlaceSingle, inPlace);
+    }
+
     /// <summary>A row with Swin's shift mask (−100 on some scores): the masked probabilities (true values ~1e−44, subnormal
     /// in float32) come out 0, never subnormal, and the rest match the double reference.</summary>
     [Theory]
