@@ -93,11 +93,12 @@ public static partial class F
     }
 
     /// <summary>
-    /// <c>residual + (x·Wᵀ + b)</c> as one op, for inference: a pre-norm block's output projection and the residual add
-    /// after it, the add applied to each block of the product while it is still in cache (<see cref="GemmEpilogue"/>), as
-    /// <see cref="LinearGelu"/>. When gradients are recorded, or an ONNX export traces the model, it is
-    /// <see cref="Linear"/> followed by an add (the same values to float rounding). x [..., in], weight [out, in],
-    /// bias [out] or null, residual of the output's shape [..., out] → [..., out].
+    /// <c>residual + (x·Wᵀ + b)</c> as one op: a pre-norm block's output projection and the residual add after it, the add
+    /// applied to each block of the product while it is still in cache (<see cref="GemmEpilogue"/>), as
+    /// <see cref="LinearGelu"/>. With gradients it records one op (residual.grad += dy, then the Linear's backward) where
+    /// the product runs on the managed kernel, else <see cref="Linear"/> followed by an add; under an ONNX export's trace
+    /// always the two ops (the same values to float rounding). x [..., in], weight [out, in], bias [out] or null, residual
+    /// of the output's shape [..., out] → [..., out].
     /// </summary>
     public static Tensor LinearResidual(Tensor x, Tensor weight, Tensor? bias, Tensor residual)
     {
