@@ -120,12 +120,12 @@ public static partial class F
             return Linear(x, weight, bias) + residual;   // its errors
         int rows = 1;
         for (int i = 0; i < x.Rank - 1; i++) rows *= x.Dim(i);
-        if (!Gemm.LinearBiasInEpilogue(rows, outF, inF)) return Linear(x, weight, bias) + residual;
         Span<int> shape = stackalloc int[x.Rank];
         x.ShapeSpan.CopyTo(shape);
         shape[^1] = outF;
-        if (!residual.ShapeSpan.SequenceEqual(shape))
+        if (!residual.ShapeSpan.SequenceEqual(shape))   // as at inference: no broadcasting of the residual on either path
             throw new ArgumentException($"linear: residual {Tensor.ShapeString(residual.ShapeSpan)} does not match the output {Tensor.ShapeString(shape)}");
+        if (!Gemm.LinearBiasInEpilogue(rows, outF, inF)) return Linear(x, weight, bias) + residual;
         var y = Tensor.Empty(shape);
         unsafe
         {

@@ -230,12 +230,16 @@ public class LinearEpilogueTests
     }
 
     [Fact]
-    public void ATrainingLinearRefusesABiasOfTheWrongLength()
+    public void ATrainingLinearRefusesABiasOfTheWrongLengthAndLinearResidualAResidualOfAnotherShape()
     {
         var x = Tensor.Zeros(2, 3); x.RequiresGrad = true;
         var e = Assert.Throws<ArgumentException>(() => F.Linear(x, Tensor.Zeros(4, 3), Tensor.Zeros(5)));
         Assert.Contains("bias [5]", e.Message);
         Assert.Contains("4 output features", e.Message);
+        // A residual that an add would broadcast ([1, 4] against [2, 4]) is refused as at inference.
+        var e2 = Assert.Throws<ArgumentException>(() => F.LinearResidual(x, Tensor.Zeros(4, 3), null, Tensor.Zeros(1, 4)));
+        Assert.Contains("residual [1, 4]", e2.Message);
+        Assert.Contains("output [2, 4]", e2.Message);
     }
 
     private static IReadOnlyList<(string Op, double Ms, long Calls, long Bytes)> Profile(Func<Tensor> forward, out Tensor output)
