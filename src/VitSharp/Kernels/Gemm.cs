@@ -167,7 +167,7 @@ public static class Gemm
     /// </summary>
     internal static bool LinearBiasInEpilogue(int m, int n, int k)
     {
-        if (!UseBiasEpilogue || k == 0) return false;
+        if (k == 0) return false;
         bool parallel = !ComputeThreads.IsSerialThread;
         return Backend switch
         {
@@ -177,9 +177,6 @@ public static class Gemm
             _ => false,
         };
     }
-
-    /// <summary>Switch for <see cref="LinearBiasInEpilogue"/> (benchmarks time both forms in one process).</summary>
-    internal static bool UseBiasEpilogue { get; set; } = true;
 
     /// <summary>Applies <paramref name="epilogue"/> to all of y[m, n] as a separate pass (rows split over the cores when <paramref name="parallel"/>).</summary>
     internal static unsafe void ApplyEpilogue(float* y, int m, int n, GemmEpilogue epilogue, bool parallel = true)

@@ -89,10 +89,7 @@ public sealed class TimmAttention : Module
     }
 
     /// <inheritdoc/>
-    protected override Tensor ForwardCore(Tensor x)
-    {
-        return ProjDrop.Forward(Proj.Forward(BeforeProj(x)));
-    }
+    protected override Tensor ForwardCore(Tensor x) => ProjDrop.Forward(Proj.Forward(BeforeProj(x)));
 
     /// <summary>Everything before the output projection: the heads' outputs [B, N, C].</summary>
     internal Tensor BeforeProj(Tensor x)
@@ -132,10 +129,7 @@ public sealed class TimmMlp : Module
 
     /// <inheritdoc/>
     /// <remarks>Without gradients and hooks on fc1 and act, fc1 and GELU run fused (<see cref="F.LinearGelu"/>).</remarks>
-    protected override Tensor ForwardCore(Tensor x)
-    {
-        return _drop2.Forward(Fc2.Forward(BeforeFc2(x)));
-    }
+    protected override Tensor ForwardCore(Tensor x) => _drop2.Forward(Fc2.Forward(BeforeFc2(x)));
 
     /// <summary>Everything before fc2: drop1(act(fc1(x))).</summary>
     internal Tensor BeforeFc2(Tensor x)
