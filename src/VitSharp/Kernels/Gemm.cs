@@ -142,12 +142,7 @@ public static class Gemm
     {
         if (m <= 0 || n <= 0) return;
         parallel &= !ComputeThreads.IsSerialThread;
-        bool useBlas = parallel && k > 0 && OpenBlas.IsAvailable && backend switch
-        {
-            GemmBackend.OpenBlas => true,
-            GemmBackend.Auto => AutoUsesOpenBlas(m, n, k) && !FusedPrefersManaged,
-            _ => false,
-        };
+        bool useBlas = UsesOpenBlas(backend, parallel, m, n, k) && !(backend == GemmBackend.Auto && FusedPrefersManaged);
         if (backend == GemmBackend.Naive || useBlas)
         {
             Run(backend, false, true, m, n, k, 1f, x, k, w, k, 0f, y, n, parallel);
@@ -165,18 +160,18 @@ public static class Gemm
     /// added with beta = 1, so that the OpenBLAS path stays as it was. Both give acc + bias rounded once when k fits in
     /// one packed block (k ≤ KC); above that the bias is added after the blocks' partial sums instead of before them.
     /// </summary>
-    internal static bool LinearBiasInEpilogue(int m, int n, int k)
-    {
-        if (k == 0) return false;
-        bool parallel = !ComputeThreads.IsSerialThread;
-        return Backend switch
+    internal static bool LinearBiasInEpilogue(int m, int n, int k) =>
+        k > 0 && Backend != GemmBackend.Naive && !UsesOpenBlas(Backend, !ComputeThreads.IsSerialThread, m, n, k);
+
+    /// <summary>Whether a plain product under <paramref name="backend"/> goes to OpenBLAS (else the managed kernel, or the
+    /// naive loop for <see cref="GemmBackend.Naive"/>).</summary>
+    private static bool UsesOpenBlas(GemmBackend backend, bool parallel, int m, int n, int k) =>
+        parallel && k > 0 && OpenBlas.IsAvailable && backend switch
         {
-            GemmBackend.Managed => true,
-            GemmBackend.Auto => !(parallel && AutoUsesOpenBlas(m, n, k)),
-            GemmBackend.OpenBlas => !(parallel && OpenBlas.IsAvailable),
+            GemmBackend.OpenBlas => true,
+            GemmBackend.Auto => AutoUsesOpenBlas(m, n, k),
             _ => false,
         };
-    }
 
     /// <summary>Applies <paramref name="epilogue"/> to all of y[m, n] as a separate pass (rows split over the cores when <paramref name="parallel"/>).</summary>
     internal static unsafe void ApplyEpilogue(float* y, int m, int n, GemmEpilogue epilogue, bool parallel = true)
@@ -225,13 +220,7 @@ public static class Gemm
             Naive(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        bool useBlas = parallel && k > 0 && OpenBlas.IsAvailable && backend switch
-        {
-            GemmBackend.OpenBlas => true,
-            GemmBackend.Auto => AutoUsesOpenBlas(m, n, k),
-            _ => false,
-        };
-        if (useBlas) OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (UsesOpenBlas(backend, parallel, m, n, k)) OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         else GemmManaged.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
     }
 

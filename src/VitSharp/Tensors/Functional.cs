@@ -115,30 +115,14 @@ public static partial class F
     // copy of dy for the Linear's output). Elsewhere Linear then add.
     private static Tensor LinearResidualTraining(Tensor x, Tensor weight, Tensor? bias, Tensor residual)
     {
-        int inF = weight.Dim(1), outF = weight.Dim(0);
-        if (x.Rank == 0 || x.Dim(-1) != inF || (bias is not null && bias.Size != outF) || weight.Packed is not null)
-            return Linear(x, weight, bias) + residual;   // its errors
-        int rows = 1;
-        for (int i = 0; i < x.Rank - 1; i++) rows *= x.Dim(i);
-        Span<int> shape = stackalloc int[x.Rank];
-        x.ShapeSpan.CopyTo(shape);
-        shape[^1] = outF;
-        if (!residual.ShapeSpan.SequenceEqual(shape))   // as at inference: no broadcasting of the residual on either path
-            throw new ArgumentException($"linear: residual {Tensor.ShapeString(residual.ShapeSpan)} does not match the output {Tensor.ShapeString(shape)}");
-        if (!Gemm.LinearBiasInEpilogue(rows, outF, inF)) return Linear(x, weight, bias) + residual;
-        var y = Tensor.Empty(shape);
-        unsafe
-        {
-            fixed (float* px = x.Data)
-            fixed (float* pw = weight.Data)
-            fixed (float* pb = bias?.Data)
-            fixed (float* pr = residual.Data)
-            fixed (float* py = y.Data)
-                Gemm.LinearFused(rows, outF, inF, px, pw, new GemmEpilogue(bias is null ? null : pb, false, pr), py);
-        }
+        if (weight.Packed is not null) return Linear(x, weight, bias) + residual;   // its error
+        Span<int> shape = stackalloc int[Math.Max(1, x.Rank)];
+        int rows = FusedShape(x, weight, bias, residual, shape);   // as at inference: no broadcasting of the residual on either path
+        if (!Gemm.LinearBiasInEpilogue(rows, weight.Dim(0), weight.Dim(1))) return Linear(x, weight, bias) + residual;
+        var y = FusedProduct(x, weight, bias, gelu: false, residual, rows, shape);
         var st = new LinearResidualState
         {
-            Linear = new LinearState { X = x, Weight = weight, Bias = bias, Rows = rows, In = inF, Out = outF },
+            Linear = new LinearState { X = x, Weight = weight, Bias = bias, Rows = rows, In = weight.Dim(1), Out = weight.Dim(0) },
             Residual = residual,
         };
         return Autograd.Record(y, "linear_residual", [x, weight, bias, residual], st, static (in LinearResidualState s, Tensor r) =>
@@ -151,6 +135,16 @@ public static partial class F
 
     private static Tensor LinearFused(Tensor x, Tensor weight, Tensor? bias, bool gelu, Tensor? residual, string name)
     {
+        Span<int> shape = stackalloc int[Math.Max(1, x.Rank)];
+        int rows = FusedShape(x, weight, bias, residual, shape);
+        var y = FusedProduct(x, weight, bias, gelu, residual, rows, shape);
+        OpProfiler.Forward(name);
+        return y;
+    }
+
+    // Checks the fused ops' operands, writes the output's shape (x's with the last dimension out) and returns x's rows.
+    private static int FusedShape(Tensor x, Tensor weight, Tensor? bias, Tensor? residual, Span<int> shape)
+    {
         int inF = weight.Dim(1), outF = weight.Dim(0);
         if (x.Rank == 0 || x.Dim(-1) != inF)
             throw new ArgumentException($"linear: input {Tensor.ShapeString(x.ShapeSpan)} does not end in {inF} features (weight {Tensor.ShapeString(weight.ShapeSpan)})");
@@ -158,11 +152,17 @@ public static partial class F
             throw new ArgumentException($"linear: bias {Tensor.ShapeString(bias.ShapeSpan)} does not match {outF} output features");
         int rows = 1;
         for (int i = 0; i < x.Rank - 1; i++) rows *= x.Dim(i);
-        Span<int> shape = stackalloc int[x.Rank];
         x.ShapeSpan.CopyTo(shape);
         shape[^1] = outF;
         if (residual is not null && !residual.ShapeSpan.SequenceEqual(shape))
             throw new ArgumentException($"linear: residual {Tensor.ShapeString(residual.ShapeSpan)} does not match the output {Tensor.ShapeString(shape)}");
+        return rows;
+    }
+
+    // act(x·Wᵀ + b) + residual with the epilogue in the product (the packed low-precision kernels or the fp32 GEMM).
+    private static Tensor FusedProduct(Tensor x, Tensor weight, Tensor? bias, bool gelu, Tensor? residual, int rows, ReadOnlySpan<int> shape)
+    {
+        int inF = weight.Dim(1), outF = weight.Dim(0);
         var y = Tensor.Empty(shape);
         if (weight.Packed is { } packed)
             packed.Linear(x.Data.AsSpan(0, rows * inF), rows, bias is null ? default : bias.Data.AsSpan(0, outF), y.Data.AsSpan(0, rows * outF),
@@ -177,7 +177,6 @@ public static partial class F
                 fixed (float* py = y.Data)
                     Gemm.LinearFused(rows, outF, inF, px, pw, new GemmEpilogue(bias is null ? null : pb, gelu, residual is null ? null : pr), py);
             }
-        OpProfiler.Forward(name);
         return y;
     }
 
