@@ -191,6 +191,31 @@ public class Bf16GemmTests
         }
     }
 
+    /// <summary>The real VDPBF16PS kernel against its emulated twin (same packing and loops, the instruction replaced by
+    /// Intel's pseudocode: odd product added first, each step rounded), bit for bit, on inputs without denormals (the
+    /// instruction flushes them, the twin does not).</summary>
+    [SkippableFact]
+    public void TheNativeBf16KernelIsBitIdenticalToItsEmulatedTwinWhereItRuns()
+    {
+        Skip.IfNot(NativeKernels.HasAvx512Bf16 && NativeKernels.HasBf16Emulation, NativeKernels.Describe());
+        var r = new Random(6);
+        long compared = 0;
+        foreach (var (m, k, n) in Shapes)
+        {
+            var x = Random(r, m * k, 2f);
+            var w = Random(r, n * k, 0.5f);
+            var bias = r.Next(2) == 0 ? null : Random(r, n);
+            var q = Bf16Weights.Convert(w, n, k);
+            var native = Run(x, m, q, bias, LowPrecisionPath.Native);
+            var emulated = Run(x, m, q, bias, LowPrecisionPath.Native, emulated: true);
+            for (int i = 0; i < native.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(native[i]) == BitConverter.SingleToInt32Bits(emulated[i]),
+                    $"{m}x{k}x{n} element {i}: native {native[i]:R} vs emulated {emulated[i]:R}");
+            compared += native.Length;
+        }
+        _out.WriteLine($"{compared} outputs equal bit for bit ({NativeKernels.Describe()})");
+    }
+
     /// <summary>
     /// The real VDPBF16PS kernel (only where the CPU has AVX512_BF16: Zen 4/5, Sapphire Rapids with the flag) against
     /// the fallback. Not bit-for-bit: both sum exact bf16 products in fp32, but in different orders (the instruction
