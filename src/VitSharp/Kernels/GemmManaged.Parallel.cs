@@ -20,6 +20,9 @@ internal static unsafe partial class GemmManaged
         int panels = (Math.Min(n, nc) + nr - 1) / nr;
         if (splitN && panels < 2) splitN = false;
         if (!splitN && (m + mc - 1) / mc < 2 && panels >= 2) splitN = true;
+        // Split over columns, each thread packs its own B chunks: no B block is shared, so no NC blocking either —
+        // A is packed once per KC block and each round hands out chunks over all of n (same sums, fewer rounds).
+        int jcStep = splitN ? (n + nr - 1) / nr * nr : nc;
         var caller = PackBuffers.Get(mc, kc, nc, nr);
         // Reuse this thread's job object (a nested call from inside a body would find it busy and allocate).
         var job = t_job is { Busy: false } cached ? cached : new ParallelJob();
@@ -30,9 +33,9 @@ internal static unsafe partial class GemmManaged
         job.Nc = nc; job.K = k; job.Epilogue = epilogue;
         try
         {
-            for (int jc = 0; jc < n; jc += nc)
+            for (int jc = 0; jc < n; jc += jcStep)
             {
-                int nb = Math.Min(nc, n - jc);
+                int nb = Math.Min(jcStep, n - jc);
                 job.Jc = jc;
                 job.Nb = nb;
                 for (int pc = 0; pc < k; pc += kc)
@@ -45,7 +48,7 @@ internal static unsafe partial class GemmManaged
                     {
                         // ~3 chunks per thread for balance, whole NR panels each.
                         int p = (nb + nr - 1) / nr;
-                        int per = Math.Max(1, (p + 3 * threads - 1) / (3 * threads));
+                        int per = Math.Clamp((p + 3 * threads - 1) / (3 * threads), 1, nc / nr);
                         job.W = per * nr;
                         job.Shared = caller.GetShared((long)((m + MR - 1) / MR * MR) * kb + 64);
                         PackA(transA, a, lda, 0, pc, m, kb, job.Shared);

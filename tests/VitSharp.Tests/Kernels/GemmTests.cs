@@ -159,6 +159,32 @@ public class GemmTests
         Check(backend, true, true, 70, 1100, 90, 1f, 0f, 4, 4, 4, parallel: true, 103);
     }
 
+    /// <summary>A column-split parallel call (m ≤ SplitNMaxM) over n much wider than a packed B block (NC): the threads
+    /// take capped chunks over all of n in one round per K block; every output must be the single-threaded call's bits
+    /// (the K blocking, and so each sum's order, is the same).</summary>
+    [Fact]
+    public unsafe void ColumnSplitOverManyBlocksGivesTheSerialBits()
+    {
+        foreach (var (m, n, k) in new[] { (20, 7000, 300), (197, 2304, 768), (7, 1025, 600) })
+        {
+            var a = Random(m * k, m);
+            var b = Random(n * k, n);
+            var serial = new float[m * n];
+            var parallel = new float[m * n];
+            fixed (float* pa = a)
+            fixed (float* pb = b)
+            {
+                fixed (float* pc = serial)
+                    GemmManaged.Sgemm(GemmManaged.DefaultKind, false, true, m, n, k, 1f, pa, k, pb, k, 0f, pc, n, parallel: false);
+                fixed (float* pc = parallel)
+                    GemmManaged.Sgemm(GemmManaged.DefaultKind, false, true, m, n, k, 1f, pa, k, pb, k, 0f, pc, n, parallel: true);
+            }
+            for (int i = 0; i < serial.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(serial[i]) == BitConverter.SingleToInt32Bits(parallel[i]),
+                    $"{m}x{n}x{k}: C[{i / n},{i % n}] parallel {parallel[i]:R} vs serial {serial[i]:R}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Backends))]
     public void AlphaZeroScalesCAndKZero(GemmBackend backend)
