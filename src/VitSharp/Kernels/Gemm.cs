@@ -26,10 +26,9 @@ public enum GemmBackend
 /// single-threaded for one call without affecting concurrent callers). Auto, for parallel calls of at least
 /// <see cref="AutoOpenBlasMinFlops"/> flops when OpenBLAS is loaded:
 /// <list type="bullet">
-/// <item>CPU with AVX-512F: OpenBLAS (SkylakeX kernel, set before load): DESIGN.md measured ~345–375 GFLOP/s on
-/// ViT-B/16 shapes and ~460 at 2048³, against 235–260 / 323 for a managed 6×64 kernel of this design. (The development
-/// VM had no AVX-512, so this managed 6×64 kernel was verified for correctness only; re-measure with
-/// <c>bench -- gemm</c> and lower the policy if it wins.)</item>
+/// <item>CPU with AVX-512F: OpenBLAS (SkylakeX kernel, set before load), except for products of at most
+/// <see cref="AutoManagedMaxRowsAvx512"/> rows (256 on AMD Zen 4, where the managed kernel, prefetching each next
+/// weight panel while it computes, was measured faster on batch-1 ViT products; 0 elsewhere).</item>
 /// <item>AVX2-only CPU: OpenBLAS (its Zen/Haswell kernel) only when m ≥ <see cref="AutoOpenBlasMinRowsAvx2"/>. Measured
 /// on a 2-core AVX2 EPYC: on the 197-row ViT-B/16 shapes the managed 6×16 kernel equals or beats OpenBLAS (both
 /// ~150–170 GFLOP/s, near the AVX2 peak); at 2048³ OpenBLAS is ~3–8% ahead.</item>
@@ -50,11 +49,17 @@ public static class Gemm
     /// <summary>On CPUs without AVX-512, Auto uses OpenBLAS only when m is at least this.</summary>
     public static int AutoOpenBlasMinRowsAvx2 { get; set; } = 1024;
 
+    /// <summary>On CPUs with AVX-512, Auto keeps products of at most this many rows on the managed kernel (the
+    /// column-split regime of batch-1 ViTs, whose weights come from memory on every call). Default: 256 on AMD Zen 4,
+    /// where the managed kernel ran ViT-B/16's plain batch-1 products ~12% faster than OpenBLAS's SkylakeX kernel
+    /// (docs/performance.md); 0 on other AVX-512 CPUs, where that was not measured (OpenBLAS for every large product).</summary>
+    public static int AutoManagedMaxRowsAvx512 { get; set; } = CpuIdentity.IsZen4 ? 256 : 0;
+
     /// <summary>Whether <see cref="GemmBackend.Auto"/> would send a parallel m×n×k product to OpenBLAS.</summary>
     public static bool AutoUsesOpenBlas(int m, int n, int k)
     {
         if (!OpenBlas.IsAvailable || 2.0 * m * n * k < AutoOpenBlasMinFlops) return false;
-        return System.Runtime.Intrinsics.X86.Avx512F.IsSupported || m >= AutoOpenBlasMinRowsAvx2;
+        return System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? m > AutoManagedMaxRowsAvx512 : m >= AutoOpenBlasMinRowsAvx2;
     }
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C (row-major, leading dimensions in elements).

@@ -114,9 +114,20 @@ internal static unsafe partial class GemmManaged
             int j0 = chunk * W;
             int w = Math.Min(W, Nb - j0);
             var buf = PackBuffers.Get(Mc, Kc, Nc, Nr);
-            PackB(TransB, B, Ldb, Pc, Jc + j0, Kb, w, Nr, buf.B);
-            Macro(Kind, M, w, Kb, Nr, Alpha, Beta, Shared, buf.B, C + Jc + j0, Ldc, buf.Tmp);
-            if (Pc + Kb >= K) Epilogue.Apply(C + Jc + j0, Ldc, M, w, 0, Jc + j0);
+            float* cc = C + Jc + j0;
+            // Panel by panel: while the kernel runs over one packed panel, the next panel's source is fetched into L2
+            // (the weights of a batch-1 Linear come from memory once per call), then packed from there.
+            PackB(TransB, B, Ldb, Pc, Jc + j0, Kb, Math.Min(Nr, w), Nr, buf.B);
+            for (int jr = 0; jr < w; jr += Nr)
+            {
+                int next = jr + Nr, nextWidth = Math.Min(Nr, w - next);
+                var prefetch = next >= w ? default
+                    : TransB ? new SourcePrefetch(B + (long)(Jc + j0 + next) * Ldb + Pc, Ldb, nextWidth, Kb)
+                    : new SourcePrefetch(B + (long)Pc * Ldb + Jc + j0 + next, Ldb, Kb, nextWidth);
+                Macro(Kind, M, Math.Min(Nr, w - jr), Kb, Nr, Alpha, Beta, Shared, buf.B + (long)jr * Kb, cc + jr, Ldc, buf.Tmp, prefetch);
+                if (next < w) PackB(TransB, B, Ldb, Pc, Jc + j0 + next, Kb, nextWidth, Nr, buf.B + (long)next * Kb);
+            }
+            if (Pc + Kb >= K) Epilogue.Apply(cc, Ldc, M, w, 0, Jc + j0);
         }
 
         private void RunM(int block)

@@ -142,14 +142,16 @@ internal static unsafe partial class GemmManaged
     }
 
     private static void Macro(KernelKind kind, int mb, int nb, int kb, int nr, float alpha, float beta, float* pa, float* pb,
-        float* c, int ldc, float* tmp)
+        float* c, int ldc, float* tmp, SourcePrefetch prefetch = default)
     {
+        int linesPerTile = prefetch.Lines == 0 ? 0 : (prefetch.Lines + (mb + MR - 1) / MR - 1) / ((mb + MR - 1) / MR);
         for (int jr = 0; jr < nb; jr += nr)
         {
             int nrr = Math.Min(nr, nb - jr);
             float* bp = pb + (long)jr * kb;
             for (int ir = 0; ir < mb; ir += MR)
             {
+                if (linesPerTile != 0) prefetch.Issue(linesPerTile);
                 int mrr = Math.Min(MR, mb - ir);
                 float* ap = pa + (long)ir * kb;
                 float* cp = c + (long)ir * ldc + jr;
@@ -164,6 +166,38 @@ internal static unsafe partial class GemmManaged
                     else Kernel(kind, kb, ap, bp, tmp, nr, 1f, 0f);
                     for (int i = 0; i < mrr; i++) CopyEdgeRow(tmp + i * nr, cp + (long)i * ldc, nrr, alpha, beta);
                 }
+            }
+        }
+    }
+
+    /// <summary>Cache lines of a B panel's source (rows of <see cref="LinesPerRow"/> 64-byte lines, <see cref="Stride"/>
+    /// floats apart) fetched into L2 a few at a time between the tiles of the panel before it, so that packing the next
+    /// panel reads from cache instead of memory while the kernel's FMAs hide the transfer.</summary>
+    private struct SourcePrefetch
+    {
+        public float* Base;
+        public long Stride;
+        public int LinesPerRow, Lines;
+        private int _next;
+
+        public SourcePrefetch(float* rowStart, long stride, int rows, int floatsPerRow)
+        {
+            Base = rowStart;
+            Stride = stride;
+            LinesPerRow = (floatsPerRow + 15) / 16 + 1; // + 1: rows need not start on a line
+            Lines = rows * LinesPerRow;
+            _next = 0;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Issue(int count)
+        {
+            if (!Sse.IsSupported) return;
+            int end = Math.Min(Lines, _next + count);
+            for (; _next < end; _next++)
+            {
+                int row = _next / LinesPerRow, line = _next - row * LinesPerRow;
+                Sse.Prefetch1(Base + row * Stride + line * 16);
             }
         }
     }

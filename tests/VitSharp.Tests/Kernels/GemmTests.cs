@@ -284,6 +284,38 @@ public class GemmTests
     }
 
     [Fact]
+    public void AutoKeepsProductsOfFewRowsOnTheManagedKernelUpToTheAvx512Limit()
+    {
+        Assert.True(Gemm.OpenBlasAvailable, "OpenBLAS (libopenblas.so.0) did not load: run ./scripts/setup.sh");
+        int saved = Gemm.AutoManagedMaxRowsAvx512;
+        try
+        {
+            Gemm.AutoManagedMaxRowsAvx512 = 256;
+            bool avx512 = System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+            Assert.False(Gemm.AutoUsesOpenBlas(197, 2304, 768));
+            Assert.False(Gemm.AutoUsesOpenBlas(256, 2304, 768));
+            Assert.Equal(avx512, Gemm.AutoUsesOpenBlas(257, 2304, 768));   // AVX2-only: OpenBLAS from 1024 rows
+            Assert.Equal(avx512, Gemm.AutoUsesOpenBlas(1000, 2304, 768));
+            Assert.True(Gemm.AutoUsesOpenBlas(2048, 2048, 2048));
+            Gemm.AutoManagedMaxRowsAvx512 = 0;
+            Assert.Equal(avx512, Gemm.AutoUsesOpenBlas(197, 2304, 768));
+            Assert.False(Gemm.AutoUsesOpenBlas(197, 8, 8));                // under AutoOpenBlasMinFlops
+        }
+        finally { Gemm.AutoManagedMaxRowsAvx512 = saved; }
+    }
+
+    [SkippableFact]
+    public void CpuIdentityAgreesWithProcCpuinfo()
+    {
+        Skip.IfNot(File.Exists("/proc/cpuinfo") && System.Runtime.Intrinsics.X86.X86Base.IsSupported, "needs Linux on x86");
+        var lines = File.ReadLines("/proc/cpuinfo").TakeWhile(l => l.Length > 0).ToList();
+        string Field(string name) => lines.First(l => l.StartsWith(name + "\t") || l.StartsWith(name + " ")).Split(':', 2)[1].Trim();
+        Assert.Equal(Field("vendor_id"), CpuIdentity.Vendor);
+        Assert.Equal(int.Parse(Field("cpu family")), CpuIdentity.Family);
+        _out.WriteLine($"{CpuIdentity.Vendor} family {CpuIdentity.Family}: Zen 4 {CpuIdentity.IsZen4}, Auto keeps ≤ {Gemm.AutoManagedMaxRowsAvx512} rows managed");
+    }
+
+    [Fact]
     public void RejectsTooShortBuffers()
     {
         var a = new float[5];
