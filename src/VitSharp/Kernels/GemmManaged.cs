@@ -23,8 +23,8 @@ namespace VitSharp.Kernels;
 /// (ViT token counts) the caller packs A once per KC block (all rows × KC, L2-resident) and the threads take ~3 column
 /// chunks each over all of n, packing their own B panels one at a time while the next panel's source is prefetched into
 /// L2 (the weights of a batch-1 Linear come from memory on every call); with larger m the threads first pack the
-/// shared B block together, then take MC-row blocks, packing their own A. Work items are handed out dynamically, so a core slowed by another process
-/// does not stall the call.</para>
+/// shared B block together, then take MC-row blocks, packing their own A. Work items are handed out dynamically, so a
+/// core slowed by another process does not stall the call.</para>
 /// </remarks>
 internal static unsafe partial class GemmManaged
 {
