@@ -77,6 +77,19 @@ public class Bf16GemmTests
         return y;
     }
 
+    /// <summary>Per shape of <see cref="Shapes"/>: activations in [−2, 2], weights in [−0.5, 0.5], a bias half the time, and
+    /// the converted weights.</summary>
+    private static IEnumerable<(int M, int K, int N, float[] X, float[] W, float[]? Bias, Bf16Weights Q)> Cases(Random r)
+    {
+        foreach (var (m, k, n) in Shapes)
+        {
+            var x = Random(r, m * k, 2f);
+            var w = Random(r, n * k, 0.5f);
+            var bias = r.Next(2) == 0 ? null : Random(r, n);
+            yield return (m, k, n, x, w, bias, Bf16Weights.Convert(w, n, k));
+        }
+    }
+
     private static float[] Run(float[] x, int m, Bf16Weights w, float[]? bias, LowPrecisionPath path, bool emulated = false)
     {
         var y = new float[m * w.OutFeatures];
@@ -156,12 +169,9 @@ public class Bf16GemmTests
     {
         var r = new Random(2);
         double worst = 0;
-        foreach (var (m, k, n) in Shapes)
+        foreach (var (m, k, n, x, w, bias, q) in Cases(r))
         {
-            var x = Random(r, m * k, 2f);
-            var w = Random(r, n * k, 0.5f);
-            var bias = r.Next(2) == 0 ? null : Random(r, n);
-            var y = Run(x, m, Bf16Weights.Convert(w, n, k), bias, LowPrecisionPath.Managed);
+            var y = Run(x, m, q, bias, LowPrecisionPath.Managed);
             worst = Math.Max(worst, CheckWithinBound(y, Reference(x, m, k, w, n, bias), $"fallback {m}x{k}x{n}"));
         }
         _out.WriteLine($"worst error / bound: {worst:F4}");
@@ -176,12 +186,8 @@ public class Bf16GemmTests
     {
         Skip.IfNot(NativeKernels.HasBf16Emulation, NativeKernels.Describe());
         var r = new Random(3);
-        foreach (var (m, k, n) in Shapes)
+        foreach (var (m, k, n, x, w, bias, q) in Cases(r))
         {
-            var x = Random(r, m * k, 2f);
-            var w = Random(r, n * k, 0.5f);
-            var bias = r.Next(2) == 0 ? null : Random(r, n);
-            var q = Bf16Weights.Convert(w, n, k);
             var expected = SequentialPairs(x, m, k, w, n, bias);
             var y = Run(x, m, q, bias, LowPrecisionPath.Native, emulated: true);
             for (int i = 0; i < y.Length; i++)
@@ -200,12 +206,8 @@ public class Bf16GemmTests
         Skip.IfNot(NativeKernels.HasAvx512Bf16 && NativeKernels.HasBf16Emulation, NativeKernels.Describe());
         var r = new Random(6);
         long compared = 0;
-        foreach (var (m, k, n) in Shapes)
+        foreach (var (m, k, n, x, w, bias, q) in Cases(r))
         {
-            var x = Random(r, m * k, 2f);
-            var w = Random(r, n * k, 0.5f);
-            var bias = r.Next(2) == 0 ? null : Random(r, n);
-            var q = Bf16Weights.Convert(w, n, k);
             var native = Run(x, m, q, bias, LowPrecisionPath.Native);
             var emulated = Run(x, m, q, bias, LowPrecisionPath.Native, emulated: true);
             for (int i = 0; i < native.Length; i++)
@@ -228,12 +230,8 @@ public class Bf16GemmTests
     {
         Skip.IfNot(NativeKernels.HasAvx512Bf16, NativeKernels.Describe());
         var r = new Random(4);
-        foreach (var (m, k, n) in Shapes)
+        foreach (var (m, k, n, x, w, bias, q) in Cases(r))
         {
-            var x = Random(r, m * k, 2f);
-            var w = Random(r, n * k, 0.5f);
-            var bias = r.Next(2) == 0 ? null : Random(r, n);
-            var q = Bf16Weights.Convert(w, n, k);
             var reference = Reference(x, m, k, w, n, bias);
             var native = Run(x, m, q, bias, LowPrecisionPath.Native);
             var fallback = Run(x, m, q, bias, LowPrecisionPath.Managed);
