@@ -14,6 +14,8 @@ public static class AttentionTable
     {
         int ri = Array.IndexOf(args, "--rounds"), si = Array.IndexOf(args, "--shapes");
         int rounds = ri >= 0 ? int.Parse(args[ri + 1]) : 9;
+        // --no-prefetch: groups do not prefetch the next group's operands (AttentionKernel.Prefetch), to measure what it gives.
+        AttentionKernel.Prefetch = !args.Contains("--no-prefetch");
         // (batch, tokens, heads, head dim): the Fashion-MNIST model at batch 128, ViT-B/16 at batch 1, DeiT-S at batch 32.
         var shapes = si >= 0
             ? args[si + 1].Split(',').Select(x => x.Split('x').Select(int.Parse).ToArray()).Select(v => (v[0], v[1], v[2], v[3])).ToArray()
