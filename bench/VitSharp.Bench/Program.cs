@@ -45,6 +45,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(args.Skip(1).ToArray());
         return 0;
     default:
-        Console.Error.WriteLine("usage: VitSharp.Bench gemm [--quick] [--paths managed,openblas,naive] [--shapes 197x2304x768t,2048x2048x2048] | gemm-tune | gemm-direct [--shapes ...] | attention [--rounds N] [--shapes BxNxHxD,...] [--no-prefetch] | train-step [--model P] [--batch N] [--steps N] | pth-load [--model vit_b_16] [--rounds N] | lowp [--quick] [--parts] | fusion [--model P] [--batch N] [--steps N] [--precision P] [--gemm B] | bdn [BenchmarkDotNet args]");
+        Console.Error.WriteLine("usage: VitSharp.Bench gemm [--quick] [--paths managed,openblas,naive,managed-1t,managed-1t-cold] [--shapes 197x2304x768t,2048x2048x2048] | gemm-tune | gemm-direct [--shapes ...] | attention [--rounds N] [--shapes BxNxHxD,...] [--no-prefetch] | train-step [--model P] [--batch N] [--steps N] | pth-load [--model vit_b_16] [--rounds N] | lowp [--quick] [--parts] | fusion [--model P] [--batch N] [--steps N] [--precision P] [--gemm B] | bdn [BenchmarkDotNet args]");
         return 2;
 }
