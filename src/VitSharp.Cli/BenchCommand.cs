@@ -35,9 +35,13 @@ public static class BenchCommand
         public double? FractionOfPeak => Peak is { } p ? GFlops / p.BestGFlops : null;
     }
 
+    /// <summary>With --onnx, the steps run in alternating blocks of this many per runtime (ONNX Runtime's block, one
+    /// untimed VitSharp step, VitSharp's block, …), so that each runtime's timed steps follow its own.</summary>
+    public const int OnnxBlock = 5;
+
     /// <summary>
-    /// ONNX Runtime's figures for the same model exported to ONNX (<c>--onnx</c>), timed in the same loop: each step runs
-    /// VitSharp and ONNX Runtime on the same images, alternating which goes first.
+    /// ONNX Runtime's figures for the same model exported to ONNX (<c>--onnx</c>), timed in the same loop on the same images,
+    /// in alternating blocks of <see cref="OnnxBlock"/> steps per runtime.
     /// </summary>
     /// <param name="Version">ONNX Runtime's version.</param>
     /// <param name="Threads">Its intra-op threads (the same count as VitSharp's kernels).</param>
@@ -80,7 +84,7 @@ public static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first", DefaultValueFactory = _ => 3 };
         var steps = new Option<int>("--steps") { Description = "Timed steps", DefaultValueFactory = _ => 10 };
         var json = new Option<bool>("--json") { Description = "End with one JSON object on the last line" };
-        var onnx = new Option<bool>("--onnx") { Description = "Also time the same model exported to ONNX in ONNX Runtime, in the same process, interleaved step by step with VitSharp (inference only)" };
+        var onnx = new Option<bool>("--onnx") { Description = "Also time the same model exported to ONNX in ONNX Runtime, in the same process, interleaved with VitSharp in alternating blocks of 5 steps (inference only)" };
         var precision = new Option<string>("--precision")
         {
             Description = "Number format of inference: fp32 (default), bf16 or int8. With --onnx, ONNX Runtime runs the export dynamically quantized to int8 for int8, float32 for fp32 and bf16 (it has no bfloat16 CPU path worth timing)",
@@ -221,40 +225,48 @@ public static class BenchCommand
         var ort = onnx ? new OnnxRuntimeRunner(module, images, VitSharp.Kernels.ComputeThreads.Count,
             precision == InferencePrecision.Int8 ? InferencePrecision.Int8 : InferencePrecision.Float32, profile) : null;
         IReadOnlyList<(string Op, double Ms, long Calls, long Bytes)>? ops = null;
+        int profiledSteps = 0, ortRuns = 0, ortTimed = 0;
+        bool profiling = false;
+        void VitSharpStep()
+        {
+            OpProfiler.Mark();   // nothing before the step (ONNX Runtime's run, the loop) is charged to its first op
+            if (step is not null)
+                step.Run(stepImages, stepLabels, batch, stop: false);
+            else if (dp is not null)
+                dp.Forward(images, forwardHalf);
+            else
+            {
+                using (TensorScope.Begin(recycleTensors: true))
+                using (Autograd.NoGrad())
+                    module.Forward(images);
+            }
+            if (profiling) profiledSteps++;
+        }
         try
         {
             for (int it = 0; it < warmup + steps; it++)
             {
-                if (ort is not null && it % 2 == 1)   // ONNX Runtime first on odd steps, VitSharp first on even ones
+                if (ort is not null && it < warmup) { ort.Step(); ortRuns++; }
+                if (ort is not null && it >= warmup && (it - warmup) % OnnxBlock == 0)
                 {
-                    double ortMs = ort.Step();
-                    if (it >= warmup) ortTimes[it - warmup] = ortMs;
+                    // ONNX Runtime's block of timed steps, then one untimed VitSharp step before VitSharp's block: each
+                    // runtime's timed steps follow its own, as in a serving loop. (Step by step alternation charged ONNX
+                    // Runtime's intra-op threads, which keep spinning for tens of ms after a run, to VitSharp's next step:
+                    // ViT-B/16 int8 at batch 1, 72.9 ms after an ONNX Runtime step against 55.4 after its own.)
+                    ort.Step(); ortRuns++;
+                    for (int j = 0; j < OnnxBlock && ortTimed < steps; j++) { ortTimes[ortTimed++] = ort.Step(); ortRuns++; }
+                    VitSharpStep();
                 }
                 // All threads' allocations (the data-parallel step allocates on two).
                 long bytes = GC.GetTotalAllocatedBytes(precise: true);
-                if (profile && it == warmup) OpProfiler.Enable();
-                OpProfiler.Mark();   // nothing before the step (ONNX Runtime's run, the loop) is charged to its first op
+                if (profile && it == warmup) { OpProfiler.Enable(); profiling = true; }
                 long start = Stopwatch.GetTimestamp();
-                if (step is not null)
-                    step.Run(stepImages, stepLabels, batch, stop: false);
-                else if (dp is not null)
-                    dp.Forward(images, forwardHalf);
-                else
-                {
-                    using (TensorScope.Begin(recycleTensors: true))
-                    using (Autograd.NoGrad())
-                        module.Forward(images);
-                }
+                VitSharpStep();
                 double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 if (it >= warmup)
                 {
                     times[it - warmup] = ms;
                     allocated += GC.GetTotalAllocatedBytes(precise: true) - bytes;
-                }
-                if (ort is not null && it % 2 == 0)
-                {
-                    double ortMs = ort.Step();
-                    if (it >= warmup) ortTimes[it - warmup] = ortMs;
                 }
             }
             if (profile) ops = OpProfiler.Disable();
@@ -262,7 +274,7 @@ public static class BenchCommand
             {
                 var o = ortTimes.Order().ToArray();
                 ortResult = new OnnxRuntimeResult(ort.Version, ort.Threads, Median(o), o[0], o[^1], ortTimes, ort.MaxAbsDifference, ort.ExportMs,
-                    ort.Precision, ort.Cosine, profile ? ort.EndProfile(steps) : null);
+                    ort.Precision, ort.Cosine, profile ? ort.EndProfile(ortRuns - warmup) : null);
             }
         }
         finally
@@ -284,7 +296,7 @@ public static class BenchCommand
             (step?.IsDataParallel ?? dp is not null) ? 0
                 : Gemm.Backend == GemmBackend.Auto ? linearGemms.Count(g => g.AutoUsesOpenBlas)
                 : Gemm.Backend == GemmBackend.OpenBlas && Gemm.OpenBlasAvailable ? linearGemms.Count : 0,
-            Gemm.Backend, ops?.Select(r => new OpTime(r.Op, r.Ms / steps, (double)r.Calls / steps)).ToList());
+            Gemm.Backend, ops?.Select(r => new OpTime(r.Op, r.Ms / profiledSteps, (double)r.Calls / profiledSteps)).ToList());
     }
 
     private static void WriteProfile(TextWriter o, IReadOnlyList<OpTime> rows, double total)
@@ -365,7 +377,7 @@ public static class BenchCommand
             string ortPrecision = x.Precision == InferencePrecision.Int8
                 ? "int8 (the export dynamically quantized: DynamicQuantizeLinear + MatMulInteger, fused into DynamicQuantizeMatMul)"
                 : r.Precision == InferencePrecision.BFloat16 ? "fp32 (ONNX Runtime has no bfloat16 CPU path worth timing)" : "fp32";
-            o.WriteLine($"onnx runtime {x.Version} {ortPrecision} (the same model exported to ONNX in {F1(x.ExportMs)} ms, {x.Threads} intra-op threads, interleaved with VitSharp): " +
+            o.WriteLine($"onnx runtime {x.Version} {ortPrecision} (the same model exported to ONNX in {F1(x.ExportMs)} ms, {x.Threads} intra-op threads, interleaved with VitSharp in blocks of {OnnxBlock} steps): " +
                         $"median {F1(x.MedianMs)} ms, min {F1(x.MinMs)} ms, max {F1(x.MaxMs)} ms; {F1(r.Batch * 1000.0 / x.MedianMs)} images/s" +
                         (r.Peak is { } p2 ? $"; {F1(r.GFlopPerStep * 1000 / x.MedianMs)} GFLOP/s = {Percent(r.GFlopPerStep * 1000 / x.MedianMs / p2.BestGFlops)} of peak" : ""));
             o.WriteLine($"vitsharp {r.Precision.Name()} / onnx runtime {x.Precision.Name()}: {(r.MedianMs / x.MedianMs).ToString("F2", Inv)}× the time (median; below 1: VitSharp faster); " +

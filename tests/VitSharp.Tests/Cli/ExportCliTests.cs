@@ -143,6 +143,21 @@ public sealed class ExportCliTests : IDisposable
     }
 
     [Fact]
+    public void BenchOnnxTimesEveryStepOfBothRuntimesAcrossSeveralBlocks()
+    {
+        // 7 timed steps = a block of 5 and a short one per runtime: every slot of both arrays gets a time.
+        var r = Run("bench", "--model", "vit-fmnist", "--set", "depth=1", "--batch", "2", "--steps", "7", "--warmup", "1", "--no-peak", "--onnx", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("in blocks of 5 steps", r.Out);
+        var j = JsonNode.Parse(r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1])!.AsObject();
+        foreach (var times in new[] { j["times_ms"]!.AsArray(), j["onnx"]!["times_ms"]!.AsArray() })
+        {
+            Assert.Equal(7, times.Count);
+            Assert.All(times, t => Assert.True(t!.GetValue<double>() > 0));
+        }
+    }
+
+    [Fact]
     public void BenchOnnxProfileCountsOnnxRuntimesOperatorsOverTheTimedStepsOnly()
     {
         var r = Run("bench", "--model", "vit-fmnist", "--set", "depth=3", "--batch", "2", "--steps", "3", "--warmup", "2", "--no-peak", "--onnx", "--profile", "--json");
