@@ -251,7 +251,7 @@ public static class BenchCommand
                 {
                     // ONNX Runtime's block of timed steps, then one untimed VitSharp step before VitSharp's block: each
                     // runtime's timed steps follow its own, as in a serving loop. (Step by step alternation charged ONNX
-                    // Runtime's intra-op threads, which keep spinning for tens of ms after a run, to VitSharp's next step:
+                    // Runtime's intra-op threads, which keep spinning for more than 10 ms after a run, to VitSharp's next step:
                     // ViT-B/16 int8 at batch 1, 72.9 ms after an ONNX Runtime step against 55.4 after its own.)
                     ort.Step(); ortRuns++;
                     for (int j = 0; j < OnnxBlock && ortTimed < steps; j++) { ortTimes[ortTimed++] = ort.Step(); ortRuns++; }
