@@ -157,7 +157,7 @@ public static class AttentionKernel
             fixed (float* pq = Q, po = Out, pp = P, pdq = Dq)
             {
                 PrefetchRows(pq + qb, n, ld, d); PrefetchRows(pq + qb + hd, n, ld, d); PrefetchRows(pq + qb + 2 * hd, n, ld, d);
-                PrefetchRows(po, n, hd, d, ob);
+                PrefetchRows(po + ob, n, hd, d);
                 if (pp != null) PrefetchRows(pp + (long)g * n * n, 1, 0, n * n);
                 if (pdq != null)
                 {
@@ -167,11 +167,10 @@ public static class AttentionKernel
         }
     }
 
-    // prefetcht1 of every cache line of rows × cols floats from p (+ offset) with row stride ld.
-    private static unsafe void PrefetchRows(float* p, int rows, int ld, int cols, long offset = 0)
+    // prefetcht1 of every cache line of rows × cols floats from p with row stride ld.
+    private static unsafe void PrefetchRows(float* p, int rows, int ld, int cols)
     {
         if (!Sse.IsSupported) return;
-        p += offset;
         for (int r = 0; r < rows; r++, p += ld)
         {
             byte* s = (byte*)p, e = (byte*)(p + cols - 1);
